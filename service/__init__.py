@@ -1,0 +1,1 @@
+"""CaseBridge: the FHIR integration service for case management."""

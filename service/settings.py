@@ -1,0 +1,102 @@
+"""Configuration: environment variables (prefix `CASEBRIDGE_`) plus an optional `.env` file.
+
+Secrets have no default. In dev mode (`CASEBRIDGE_DEV_MODE=true`) the service generates the
+missing ones for this process only and says so in the log; they do not survive a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from functools import lru_cache
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./casebridge.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CASEBRIDGE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    auto_migrate: bool = Field(
+        False, description="Upgrade the schema at start-up instead of refusing an old one."
+    )
+    dev_mode: bool = Field(
+        False,
+        description="Generate missing secrets for this process and accept the dev API key.",
+    )
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000", description="The URL clients reach this service at."
+    )
+
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key (urlsafe base64, 32 bytes) that encrypts private keys and "
+        "tokens at rest. Required unless dev mode.",
+    )
+    bootstrap_api_key: SecretStr | None = Field(
+        None,
+        description="An API key accepted as the 'bootstrap' admin service account, for "
+        "creating the first real keys. Optional.",
+    )
+
+    oidc_issuer: str | None = Field(
+        None, description="Issuer of bearer JWTs accepted on /api (the `iss` claim)."
+    )
+    oidc_jwks_url: str | None = Field(None, description="JWKS URL of that issuer.")
+    oidc_audience: str = Field("casebridge", description="Required `aud` of those JWTs.")
+    oidc_algorithms: tuple[str, ...] = Field(
+        ("RS256", "RS384", "ES256", "ES384"), description="Accepted JWT algorithms."
+    )
+
+    max_body_bytes: Annotated[int, Field(gt=0)] = Field(
+        1_048_576, description="Largest request body accepted, in bytes."
+    )
+    page_size_default: Annotated[int, Field(gt=0, le=500)] = 50
+    page_size_max: Annotated[int, Field(gt=0, le=1000)] = 200
+
+    allow_insecure_http: bool = Field(
+        False, description="Allow http:// EHR URLs (dev and loopback tests only)."
+    )
+    allow_private_networks: bool = Field(
+        False,
+        description="Allow EHR URLs that resolve to private, loopback or link-local addresses.",
+    )
+    ehr_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    ehr_max_concurrency: Annotated[int, Field(gt=0)] = 4
+    ehr_max_retries: Annotated[int, Field(ge=0)] = 5
+
+    @model_validator(mode="after")
+    def _require_secrets(self) -> Self:
+        if self.encryption_key is None:
+            if not self.dev_mode:
+                raise ValueError(
+                    "CASEBRIDGE_ENCRYPTION_KEY is required (or set CASEBRIDGE_DEV_MODE=true)"
+                )
+            key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+            object.__setattr__(self, "encryption_key", SecretStr(key))
+            log.warning(
+                "dev mode: generated a throw-away CASEBRIDGE_ENCRYPTION_KEY; "
+                "encrypted data will not be readable after a restart"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
