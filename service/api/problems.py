@@ -1,0 +1,102 @@
+"""RFC 9457 problem+json for the internal API: every error is rendered here and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import CaseBridgeError, UnprocessableEntity
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://casebridge.dev/problems/"
+
+
+class Problem(BaseModel):
+    """The problem+json body (RFC 9457). `rule` names a broken domain rule; `errors` lists
+    the invalid fields of a request body."""
+
+    type: str = Field(examples=[PROBLEM_TYPE_BASE + "rule-violation"])
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    rule: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_response(
+    status: int, kind: str, title: str, detail: str | None, instance: str, **extra: Any
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + kind,
+        "title": title,
+        "status": status,
+        "instance": instance,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(
+        orjson.dumps(body, default=str), status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"location": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
+        for err in exc.errors()
+    ]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def casebridge_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CaseBridgeError)
+        return problem_response(
+            exc.status, exc.kind, exc.title, exc.detail, request.url.path, **exc.extra
+        )
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = _field_errors(exc)
+        malformed = any(e["type"] == "json_invalid" for e in errors)
+        return problem_response(
+            400 if malformed else UnprocessableEntity.status,
+            "malformed-json" if malformed else UnprocessableEntity.kind,
+            "Malformed JSON" if malformed else UnprocessableEntity.title,
+            f"{len(errors)} invalid field(s)",
+            request.url.path,
+            errors=errors,
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem_response(
+            exc.status_code, f"http-{exc.status_code}", str(exc.detail), None, request.url.path
+        )
+
+    app.add_exception_handler(CaseBridgeError, casebridge_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
+    for status, text in {
+        400: "Malformed request",
+        401: "Missing or bad credential",
+        403: "Not allowed for this caller",
+        404: "Not found",
+        409: "Breaks a domain rule (see `rule`)",
+        412: "If-Match does not match the current version",
+        413: "Body too large",
+        422: "Invalid body or parameters (see `errors`)",
+        428: "If-Match is required",
+    }.items()
+}

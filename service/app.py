@@ -1,0 +1,88 @@
+"""The FastAPI application: wiring only. Each domain brings its own router."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api import health
+from service.api.body_limit import BodySizeLimit
+from service.api.problems import install_problem_handlers
+from service.assessments.routes import assessments_router, needs_router
+from service.auth import routes as admin_keys
+from service.auth.oidc import OidcVerifier
+from service.cases import routes as cases
+from service.checkins.routes import check_ins_router
+from service.db.schema import is_current, upgrade_to_head
+from service.db.session import Database
+from service.patients import routes as patients
+from service.plans.routes import goals_router, interventions_router
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    database = Database(settings)
+    if not await is_current(database.engine):
+        if not settings.auto_migrate:
+            await database.dispose()
+            raise SchemaOutOfDate(
+                "the database schema is not current: run `casebridge db upgrade` "
+                "(or start with CASEBRIDGE_AUTO_MIGRATE=true)"
+            )
+        log.warning("upgrading the database schema (auto_migrate)")
+        await upgrade_to_head(database.engine)
+    app.state.database = database
+    app.state.oidc_verifier = (
+        OidcVerifier(
+            settings.oidc_issuer,
+            settings.oidc_jwks_url,
+            settings.oidc_audience,
+            settings.oidc_algorithms,
+        )
+        if settings.oidc_issuer and settings.oidc_jwks_url
+        else None
+    )
+    try:
+        yield
+    finally:
+        await database.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="CaseBridge",
+        version="0.1.0",
+        summary="Case management <-> FHIR R4 (US Core) integration service",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    install_problem_handlers(app)
+    for router in (
+        health.router,
+        admin_keys.router,
+        patients.router,
+        cases.router,
+        assessments_router,
+        needs_router,
+        goals_router,
+        interventions_router,
+        cases.care_team_router,
+        check_ins_router,
+        cases.transitions_router,
+        cases.notes_router,
+        # Routers of further domains go here.
+    ):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
+    return app

@@ -1,0 +1,74 @@
+"""Verification of bearer JWTs from the configured OIDC issuer, against its JWKS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+from joserfc import jwt
+from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.jwk import KeySet
+from joserfc.jwt import JWTClaimsRegistry
+
+from service.errors import ServiceUnavailable, Unauthenticated
+
+JWKS_TTL_SECONDS = 600
+CLOCK_SKEW_SECONDS = 30
+
+
+class OidcVerifier:
+    """Checks signature (against the issuer's JWKS), alg, iss, aud, exp and nbf.
+
+    An unknown `kid` refreshes the JWKS once (the issuer may have rotated its keys), then
+    fails; refreshes are serialized so a burst of requests causes one fetch."""
+
+    def __init__(
+        self,
+        issuer: str,
+        jwks_url: str,
+        audience: str,
+        algorithms: tuple[str, ...],
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self.jwks_url = jwks_url
+        self.algorithms = list(algorithms)
+        self._http = http or httpx.AsyncClient(timeout=10)
+        self._keys: KeySet | None = None
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+        self._claims = JWTClaimsRegistry(
+            leeway=CLOCK_SKEW_SECONDS,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+
+    async def _key_set(self, *, refresh: bool = False) -> KeySet:
+        async with self._lock:
+            stale = time.monotonic() - self._fetched_at > JWKS_TTL_SECONDS
+            if self._keys is None or stale or refresh:
+                try:
+                    response = await self._http.get(self.jwks_url)
+                    response.raise_for_status()
+                    self._keys = KeySet.import_key_set(response.json())
+                except (httpx.HTTPError, ValueError, JoseError) as exc:
+                    raise ServiceUnavailable(f"cannot load the issuer's JWKS: {exc}") from exc
+                self._fetched_at = time.monotonic()
+            return self._keys
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        try:
+            try:
+                decoded = jwt.decode(token, await self._key_set(), algorithms=self.algorithms)
+            except InvalidKeyIdError:
+                decoded = jwt.decode(
+                    token, await self._key_set(refresh=True), algorithms=self.algorithms
+                )
+            self._claims.validate(decoded.claims)
+        except (JoseError, ValueError) as exc:
+            raise Unauthenticated(f"bearer token rejected: {exc}") from exc
+        return decoded.claims

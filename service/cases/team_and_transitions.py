@@ -1,0 +1,78 @@
+"""Service functions for the case's plain records: care-team members, transitions, notes."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.auth.deps import Actor
+from service.cases.models import Case, CareTeamMember, Note, Transition
+from service.cases.schemas import (
+    CareTeamMemberCreate,
+    CareTeamMemberUpdate,
+    NoteCreate,
+    NoteUpdate,
+    TransitionCreate,
+    TransitionUpdate,
+)
+from service.cases.service import add_record, change_record
+from service.errors import RuleViolation
+from mappings.vocabulary import TransitionStatus
+
+
+async def add_member(
+    session: AsyncSession, actor: Actor, case: Case, data: CareTeamMemberCreate
+) -> CareTeamMember:
+    row = CareTeamMember(**data.model_dump())
+    return await add_record(session, actor, case, row, "care_team_member", data)
+
+
+async def change_member(
+    session: AsyncSession,
+    actor: Actor,
+    case: Case,
+    row: CareTeamMember,
+    data: CareTeamMemberUpdate,
+    expected: int | None,
+) -> CareTeamMember:
+    return await change_record(session, actor, row, "care_team_member", data, expected)
+
+
+def _check_transition(row: Transition) -> None:
+    if row.status is TransitionStatus.completed and row.actual_date is None:
+        raise RuleViolation(
+            "transition.complete.date", "a completed transition needs its actual_date"
+        )
+    if row.from_setting == row.to_setting:
+        raise RuleViolation("transition.settings.differ", "from_setting and to_setting are equal")
+
+
+async def add_transition(
+    session: AsyncSession, actor: Actor, case: Case, data: TransitionCreate
+) -> Transition:
+    row = Transition(**data.model_dump())
+    _check_transition(row)
+    return await add_record(session, actor, case, row, "transition", data)
+
+
+async def change_transition(
+    session: AsyncSession,
+    actor: Actor,
+    case: Case,
+    row: Transition,
+    data: TransitionUpdate,
+    expected: int | None,
+) -> Transition:
+    updated = await change_record(session, actor, row, "transition", data, expected)
+    _check_transition(updated)  # raising rolls the whole request back
+    return updated
+
+
+async def add_note(session: AsyncSession, actor: Actor, case: Case, data: NoteCreate) -> Note:
+    row = Note(text=data.text, author=actor.id)
+    return await add_record(session, actor, case, row, "note", data)
+
+
+async def change_note(
+    session: AsyncSession, actor: Actor, case: Case, row: Note, data: NoteUpdate, expected: int | None
+) -> Note:
+    return await change_record(session, actor, row, "note", data, expected)

@@ -1,0 +1,11 @@
+"""Imports every table module so that `Base.metadata` is complete (Alembic, tests)."""
+
+from service.assessments import models as assessments
+from service.auth import models as auth
+from service.cases import models as cases
+from service.checkins import models as checkins
+from service.db.base import Base
+from service.patients import models as patients
+from service.plans import models as plans
+
+__all__ = ["Base", "assessments", "auth", "cases", "checkins", "patients", "plans"]
