@@ -9,9 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import CaseBridgeError, UnprocessableEntity
+from service.errors import CaseBridgeError, Conflict, PreconditionFailed, UnprocessableEntity
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://casebridge.dev/problems/"
@@ -81,7 +83,21 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, f"http-{exc.status_code}", str(exc.detail), None, request.url.path
         )
 
+    async def stale_row(request: Request, exc: Exception) -> Response:
+        # Another transaction updated the row between our read and our write: the version
+        # check in the UPDATE's WHERE clause matched nothing.
+        return await casebridge_error(
+            request, PreconditionFailed("another change to this record was committed first")
+        )
+
+    async def integrity_error(request: Request, exc: Exception) -> Response:
+        return await casebridge_error(
+            request, Conflict("the change collides with stored data (a unique key or a link)")
+        )
+
     app.add_exception_handler(CaseBridgeError, casebridge_error)
+    app.add_exception_handler(StaleDataError, stale_row)
+    app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
 
