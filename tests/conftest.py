@@ -33,8 +33,11 @@ async def _create_postgres_database(url: str) -> str:
     parsed = make_url(url)
     name = f"casebridge_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(
-        host=parsed.host, port=parsed.port or 5432, user=parsed.username,
-        password=parsed.password, database=parsed.database,
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
     )
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -46,8 +49,11 @@ async def _create_postgres_database(url: str) -> str:
 async def _drop_postgres_database(admin_url: str, url: str) -> None:
     parsed, admin_parsed = make_url(url), make_url(admin_url)
     admin = await asyncpg.connect(
-        host=admin_parsed.host, port=admin_parsed.port or 5432, user=admin_parsed.username,
-        password=admin_parsed.password, database=admin_parsed.database,
+        host=admin_parsed.host,
+        port=admin_parsed.port or 5432,
+        user=admin_parsed.username,
+        password=admin_parsed.password,
+        database=admin_parsed.database,
     )
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
@@ -69,7 +75,7 @@ def _settings_for(url: str) -> Settings:
         encryption_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         bootstrap_api_key=BOOTSTRAP_KEY,
         public_base_url="http://testserver",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 

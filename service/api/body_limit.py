@@ -23,18 +23,35 @@ class BodySizeLimit:
             await self._refuse(path, scope, receive, send)
             return
 
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        if declared is not None:
+            # The server (uvicorn/h11) never delivers more than the declared length.
+            await self.app(scope, receive, send)
+            return
+        # No Content-Length (chunked): read the body here, up to the limit, and replay it.
+        # Raising from inside the app's read would surface as FastAPI's generic 400 instead.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge(f"body exceeds {self.max_bytes} bytes")
-            return message
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._refuse(path, scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, limited_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(

@@ -28,7 +28,7 @@ def required_version(if_match: str | None) -> int | None:
         return None
     found = _ETAG.match(if_match)
     if found is None:
-        raise BadRequest(f"If-Match must be an ETag such as W/\"3\", got {if_match!r}")
+        raise BadRequest(f'If-Match must be an ETag such as W/"3", got {if_match!r}')
     return int(found.group(1))
 
 

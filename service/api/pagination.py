@@ -47,7 +47,7 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 async def fetch_page(
     session: AsyncSession,
-    statement: Select[tuple[RowT]],
+    statement: Select[RowT],
     created_at: InstrumentedAttribute[dt.datetime],
     row_id: InstrumentedAttribute[str],
     cursor: str | None,

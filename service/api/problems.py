@@ -52,7 +52,11 @@ def problem_response(
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
-        {"location": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
+        {
+            "location": ".".join(str(p) for p in err["loc"]),
+            "message": err["msg"],
+            "type": err["type"],
+        }
         for err in exc.errors()
     ]
 

@@ -88,8 +88,14 @@ async def change_assessment(
         extra["risks"] = [None, [r.model_dump(mode="json") for r in data.risks]]
         touch(row)
     return await change_record(
-        session, actor, row, "assessment", data, expected,
-        exclude=frozenset({"risks"}), extra_changes=extra,
+        session,
+        actor,
+        row,
+        "assessment",
+        data,
+        expected,
+        exclude=frozenset({"risks"}),
+        extra_changes=extra,
     )
 
 
@@ -108,7 +114,11 @@ async def add_need(session: AsyncSession, actor: Actor, case: Case, data: NeedCr
 
 
 async def change_need(
-    session: AsyncSession, actor: Actor, case: Case, row: Need, data: NeedUpdate, expected: int | None
+    session: AsyncSession,
+    actor: Actor,
+    case: Case,
+    row: Need,
+    data: NeedUpdate,
+    expected: int | None,
 ) -> Need:
     return await change_record(session, actor, row, "need", data, expected)
-

@@ -76,7 +76,11 @@ def case_records_router(record: RecordType[Any, Any, Any], tag: str) -> APIRoute
 
     @router.post(path, status_code=status.HTTP_201_CREATED, response_model=Out)
     async def create(
-        case_id: str, body: Create, session: SessionDep, actor: ActorDep, response: Response
+        case_id: str,
+        body: Create,  # type: ignore[valid-type]
+        session: SessionDep,
+        actor: ActorDep,
+        response: Response,
     ) -> Any:
         case = await load_open_case(session, case_id)
         row = await record.create(session, actor, case, body)
@@ -112,7 +116,7 @@ def case_records_router(record: RecordType[Any, Any, Any], tag: str) -> APIRoute
     async def update(
         case_id: str,
         record_id: str,
-        body: Update,
+        body: Update,  # type: ignore[valid-type]
         session: SessionDep,
         actor: ActorDep,
         response: Response,

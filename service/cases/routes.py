@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -81,7 +80,9 @@ async def get_cases(
 
 
 @router.get("/{case_id}")
-async def get_case(case_id: str, session: SessionDep, _actor: ActorDep, response: Response) -> CaseOut:
+async def get_case(
+    case_id: str, session: SessionDep, _actor: ActorDep, response: Response
+) -> CaseOut:
     case = await load_case(session, case_id)
     set_etag(response, case.version)
     return CaseOut.model_validate(case)

@@ -44,7 +44,7 @@ async def load_child(
 ) -> ChildT:
     row = await repository.get_child(session, model, case_id, child_id, *options)
     if row is None:
-        raise NotFound(f"no {model.__tablename__} record {child_id} in case {case_id}")
+        raise NotFound(f"no {model.__name__} record {child_id} in case {case_id}")
     return row
 
 

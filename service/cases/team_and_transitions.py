@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings.vocabulary import TransitionStatus
 from service.auth.deps import Actor
-from service.cases.models import Case, CareTeamMember, Note, Transition
+from service.cases.models import CareTeamMember, Case, Note, Transition
 from service.cases.schemas import (
     CareTeamMemberCreate,
     CareTeamMemberUpdate,
@@ -16,7 +17,6 @@ from service.cases.schemas import (
 )
 from service.cases.service import add_record, change_record
 from service.errors import RuleViolation
-from mappings.vocabulary import TransitionStatus
 
 
 async def add_member(
@@ -73,6 +73,11 @@ async def add_note(session: AsyncSession, actor: Actor, case: Case, data: NoteCr
 
 
 async def change_note(
-    session: AsyncSession, actor: Actor, case: Case, row: Note, data: NoteUpdate, expected: int | None
+    session: AsyncSession,
+    actor: Actor,
+    case: Case,
+    row: Note,
+    data: NoteUpdate,
+    expected: int | None,
 ) -> Note:
     return await change_record(session, actor, row, "note", data, expected)

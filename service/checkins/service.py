@@ -27,9 +27,7 @@ async def add_check_in(
     )
     check_in = await add_record(session, actor, case, row, "check_in", data)
     for item in data.goal_progress:
-        goal = await load_child(
-            session, Goal, case.id, item.goal_id, selectinload(Goal.progress)
-        )
+        goal = await load_child(session, Goal, case.id, item.goal_id, selectinload(Goal.progress))
         progress = GoalProgressCreate(note=item.note, achievement_status=item.achievement_status)
         await record_progress(session, actor, case, goal, progress, check_in_id=check_in.id)
     return check_in

@@ -54,9 +54,8 @@ class Database:
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits on success, rolls back on any exception."""
         if write and self._write_lock is not None:
-            async with self._write_lock:
-                async with self.sessions() as session, session.begin():
-                    yield session
+            async with self._write_lock, self.sessions() as session, session.begin():
+                yield session
             return
         async with self.sessions() as session, session.begin():
             yield session

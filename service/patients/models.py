@@ -28,7 +28,9 @@ class PatientIdentifier(Base):
     """An external identifier (system|value); one identifier names at most one patient."""
 
     __tablename__ = "patient_identifiers"
-    __table_args__ = (sa.UniqueConstraint("system", "value", name="uq_patient_identifiers_system_value"),)
+    __table_args__ = (
+        sa.UniqueConstraint("system", "value", name="uq_patient_identifiers_system_value"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     patient_id: Mapped[str] = mapped_column(

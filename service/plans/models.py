@@ -50,9 +50,7 @@ class Goal(CaseChild, Base):
     expressed_by: Mapped[GoalExpressedBy | None] = mapped_column(enum_column(GoalExpressedBy))
     priority: Mapped[GoalPriority | None] = mapped_column(enum_column(GoalPriority))
     lifecycle_status: Mapped[GoalLifecycle] = mapped_column(enum_column(GoalLifecycle))
-    achievement_status: Mapped[GoalAchievement | None] = mapped_column(
-        enum_column(GoalAchievement)
-    )
+    achievement_status: Mapped[GoalAchievement | None] = mapped_column(enum_column(GoalAchievement))
     start_date: Mapped[dt.date | None]
     target_measure: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     target_detail_quantity: Mapped[Decimal | None] = mapped_column(sa.Numeric(18, 6))
@@ -93,9 +91,7 @@ class GoalProgress(Base):
     )
     recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     recorded_by: Mapped[str | None] = mapped_column(sa.String(200))
-    achievement_status: Mapped[GoalAchievement | None] = mapped_column(
-        enum_column(GoalAchievement)
-    )
+    achievement_status: Mapped[GoalAchievement | None] = mapped_column(enum_column(GoalAchievement))
     note: Mapped[str] = mapped_column(sa.Text)
 
 
@@ -140,4 +136,3 @@ class Intervention(CaseChild, Base):
     @property
     def need_ids(self) -> list[str]:
         return [need.id for need in self.needs]
-

@@ -5,11 +5,12 @@ from typing import Annotated, Any
 from fastapi import Query, Response, status
 from sqlalchemy.orm import selectinload
 
+from mappings.vocabulary import InterventionKind, InterventionStatus
+from service.api.concurrency import set_etag
+from service.auth.deps import ActorDep
 from service.cases.records_router import RecordType, case_records_router
 from service.cases.repository import OPEN_GOAL_STATES
 from service.cases.service import load_child, load_open_case
-from service.api.concurrency import set_etag
-from service.auth.deps import ActorDep
 from service.db.base import utcnow
 from service.db.session import SessionDep
 from service.plans.models import Goal, Intervention
@@ -23,8 +24,13 @@ from service.plans.schemas import (
     InterventionOut,
     InterventionUpdate,
 )
-from service.plans.service import add_goal, add_intervention, change_goal, change_intervention, record_progress
-from mappings.vocabulary import InterventionKind, InterventionStatus
+from service.plans.service import (
+    add_goal,
+    add_intervention,
+    change_goal,
+    change_intervention,
+    record_progress,
+)
 
 GOAL_LOADS = (selectinload(Goal.needs), selectinload(Goal.progress))
 

@@ -57,7 +57,7 @@ async def linked_records(
     if missing:
         raise RuleViolation(
             "links.same-case",
-            f"{model.__tablename__} {', '.join(sorted(missing))} are not records of this case",
+            f"{model.__name__} {', '.join(sorted(missing))} are not records of this case",
         )
     by_id = {row.id: row for row in rows}
     return [by_id[i] for i in wanted]
@@ -104,7 +104,12 @@ async def add_goal(session: AsyncSession, actor: Actor, case: Case, data: GoalCr
 
 
 async def change_goal(
-    session: AsyncSession, actor: Actor, case: Case, goal: Goal, data: GoalUpdate, expected: int | None
+    session: AsyncSession,
+    actor: Actor,
+    case: Case,
+    goal: Goal,
+    data: GoalUpdate,
+    expected: int | None,
 ) -> Goal:
     extra: dict[str, list[Any]] = {}
     if data.need_ids is not None:
@@ -119,8 +124,14 @@ async def change_goal(
         if before_target != goal.target:
             extra["target"] = [str(before_target), str(goal.target)]
     goal = await change_record(
-        session, actor, goal, "goal", data, expected,
-        exclude=frozenset({"need_ids", "target"}), extra_changes=extra,
+        session,
+        actor,
+        goal,
+        "goal",
+        data,
+        expected,
+        exclude=frozenset({"need_ids", "target"}),
+        extra_changes=extra,
     )
     check_goal_state(case, goal)
     return goal
@@ -237,8 +248,14 @@ async def change_intervention(
         if before_performer != row.performer:
             extra["performer"] = [str(before_performer), str(row.performer)]
     row = await change_record(
-        session, actor, row, "intervention", data, expected,
-        exclude=frozenset({"goal_ids", "need_ids", "performer"}), extra_changes=extra,
+        session,
+        actor,
+        row,
+        "intervention",
+        data,
+        expected,
+        exclude=frozenset({"goal_ids", "need_ids", "performer"}),
+        extra_changes=extra,
     )
     _check_intervention(row)
     return row

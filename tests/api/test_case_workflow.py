@@ -24,8 +24,16 @@ async def test_a_case_from_referral_to_closure(client: httpx.AsyncClient) -> Non
                 "preferences": ["stay at home"],
                 "risks": [{"description": "falls", "level": "high"}],
                 "needs": [
-                    {"domain": "functional", "description": "Needs help bathing", "severity": "moderate"},
-                    {"domain": "transportation", "description": "No ride to clinic", "severity": "mild"},
+                    {
+                        "domain": "functional",
+                        "description": "Needs help bathing",
+                        "severity": "moderate",
+                    },
+                    {
+                        "domain": "transportation",
+                        "description": "No ride to clinic",
+                        "severity": "mild",
+                    },
                 ],
             },
         ),
@@ -159,7 +167,9 @@ async def test_lists_filter_and_page(client: httpx.AsyncClient) -> None:
     assert seen == [c["id"] for c in made]
     by_manager = ok(await client.get("/api/cases", params={"manager": "cm.other"}))["items"]
     assert [c["program"] for c in by_manager] == ["social_work"]
-    assert len(ok(await client.get("/api/cases", params={"patient_id": patient["id"]}))["items"]) == 6
+    assert (
+        len(ok(await client.get("/api/cases", params={"patient_id": patient["id"]}))["items"]) == 6
+    )
 
 
 async def test_overdue_goals_filter(client: httpx.AsyncClient) -> None:
@@ -169,7 +179,11 @@ async def test_overdue_goals_filter(client: httpx.AsyncClient) -> None:
         ok(
             await client.post(
                 f"/api/cases/{c['id']}/goals",
-                json={"description": "Walk", "lifecycle_status": "active", "target": {"due_date": due}},
+                json={
+                    "description": "Walk",
+                    "lifecycle_status": "active",
+                    "target": {"due_date": due},
+                },
             ),
             201,
         )
@@ -177,6 +191,7 @@ async def test_overdue_goals_filter(client: httpx.AsyncClient) -> None:
     assert [c["id"] for c in overdue] == [late["id"]]
     goals = ok(await client.get(f"/api/cases/{late['id']}/goals", params={"overdue": "true"}))
     assert len(goals["items"]) == 1
-    assert ok(await client.get(f"/api/cases/{case['id']}/goals", params={"overdue": "true"}))[
-        "items"
-    ] == []
+    assert (
+        ok(await client.get(f"/api/cases/{case['id']}/goals", params={"overdue": "true"}))["items"]
+        == []
+    )

@@ -11,7 +11,10 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
 
 
 async def test_create_patient_and_case(client: httpx.AsyncClient) -> None:
-    p = await client.post("/api/patients", json={"family_name": "Doe", "identifiers": [{"system": "urn:mrn", "value": "1"}]})
+    p = await client.post(
+        "/api/patients",
+        json={"family_name": "Doe", "identifiers": [{"system": "urn:mrn", "value": "1"}]},
+    )
     assert p.status_code == 201, p.text
     c = await client.post("/api/cases", json={"patient_id": p.json()["id"], "program": "nursing"})
     assert c.status_code == 201, c.text
