@@ -99,11 +99,19 @@ def install_problem_handlers(app: FastAPI) -> None:
             request, Conflict("the change collides with stored data (a unique key or a link)")
         )
 
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises after this response, so the server logs the traceback; the
+        # client learns only that nothing was committed.
+        return problem_response(
+            500, "internal-error", "Internal error", "nothing was changed", request.url.path
+        )
+
     app.add_exception_handler(CaseBridgeError, casebridge_error)
     app.add_exception_handler(StaleDataError, stale_row)
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

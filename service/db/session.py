@@ -77,4 +77,6 @@ async def get_session(
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function" commits when the endpoint returns, before the response is sent: a failed
+# commit must reach the client as an error, never follow a 200 it already received.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
