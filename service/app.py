@@ -56,6 +56,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if app.state.oidc_verifier is not None:
+            await app.state.oidc_verifier.aclose()
         await database.dispose()
 
 

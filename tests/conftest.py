@@ -13,10 +13,12 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
@@ -62,21 +64,22 @@ async def _drop_postgres_database(admin_url: str, url: str) -> None:
 
 
 async def _migrate(url: str) -> None:
-    engine = create_engine(_settings_for(url))
+    engine = create_engine(settings_for(url))
     try:
         await upgrade_to_head(engine)
     finally:
         await engine.dispose()
 
 
-def _settings_for(url: str) -> Settings:
-    return Settings(
-        database_url=url,
-        encryption_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        bootstrap_api_key=BOOTSTRAP_KEY,
-        public_base_url="http://testserver",
-        _env_file=None,
-    )
+def settings_for(url: str, **overrides: Any) -> Settings:
+    """Test settings: never read from the environment or a `.env` file."""
+    values: dict[str, Any] = {
+        "database_url": url,
+        "encryption_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "bootstrap_api_key": BOOTSTRAP_KEY,
+        "public_base_url": "http://testserver",
+    }
+    return Settings(_env_file=None, **(values | overrides))
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +99,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return _settings_for(database_url)
+    return settings_for(database_url)
 
 
 @pytest.fixture
@@ -116,15 +119,15 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def app(settings: Settings, database: Database) -> AsyncIterator[object]:
+async def app(settings: Settings, database: Database) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
 
 
 @pytest.fixture
-async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://testserver", headers={"X-API-Key": BOOTSTRAP_KEY}
     ) as http:
@@ -132,7 +135,7 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def anonymous(app: object) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

@@ -60,6 +60,9 @@ class OidcVerifier:
                 self._fetched_at = time.monotonic()
             return self._keys
 
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
     async def verify(self, token: str) -> dict[str, Any]:
         try:
             try:

@@ -10,10 +10,10 @@ import httpx
 _mrn = itertools.count(1000)
 
 
-def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    """The JSON body, after checking the status (the body is shown when it is wrong)."""
     assert response.status_code == status, f"{response.status_code}: {response.text}"
-    body: dict[str, Any] = response.json()
-    return body
+    return response.json()
 
 
 async def create_patient(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
@@ -24,7 +24,8 @@ async def create_patient(client: httpx.AsyncClient, **fields: Any) -> dict[str, 
         "gender": "female",
         "identifiers": [{"system": "urn:oid:1.2.3.4", "value": f"MRN{next(_mrn)}"}],
     } | fields
-    return ok(await client.post("/api/patients", json=body), 201)
+    patient: dict[str, Any] = ok(await client.post("/api/patients", json=body), 201)
+    return patient
 
 
 async def open_case(
@@ -33,7 +34,8 @@ async def open_case(
     if patient_id is None:
         patient_id = (await create_patient(client))["id"]
     body = {"patient_id": patient_id, "program": "nursing", "manager": "cm.jones"} | fields
-    return ok(await client.post("/api/cases", json=body), 201)
+    case: dict[str, Any] = ok(await client.post("/api/cases", json=body), 201)
+    return case
 
 
 async def patch_case(

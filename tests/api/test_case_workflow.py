@@ -142,12 +142,12 @@ async def test_a_case_from_referral_to_closure(client: httpx.AsyncClient) -> Non
     assert closed["closed_at"] is not None
 
     history = ok(await client.get(f"{base}/history"))
-    entities = [(e["action"], e["entity"]) for e in history]  # type: ignore[index]
+    entities = [(e["action"], e["entity"]) for e in history]
     assert entities[0] == ("created", "case")
     assert ("created", "need") in entities
     assert ("progress", "goal") in entities
-    assert history[-1]["changes"]["status"] == ["transition", "closed"]  # type: ignore[index]
-    assert {e["actor"] for e in history} == {"apikey:bootstrap"}  # type: ignore[index]
+    assert history[-1]["changes"]["status"] == ["transition", "closed"]
+    assert {e["actor"] for e in history} == {"apikey:bootstrap"}
 
 
 async def test_lists_filter_and_page(client: httpx.AsyncClient) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -44,7 +45,7 @@ async def test_two_concurrent_updates_one_wins_and_the_loser_retries(
     assert (final["manager"], final["priority"]) == ("cm.second", "urgent")
     assert final["version"] == case["version"] + 2
     history = ok(await client.get(f"/api/cases/{case['id']}/history"))
-    updates = [e["changes"] for e in history if e["action"] == "updated"]  # type: ignore[index]
+    updates = [e["changes"] for e in history if e["action"] == "updated"]
     assert sorted(updates, key=str) == sorted(
         [{"manager": ["cm.first", "cm.second"]}, {"priority": ["routine", "urgent"]}], key=str
     )
@@ -73,7 +74,7 @@ async def test_many_writers_retrying_lose_no_update(client: httpx.AsyncClient) -
     final = ok(await client.get(f"/api/cases/{case['id']}"))
     assert final["version"] == case["version"] + writers
     history = ok(await client.get(f"/api/cases/{case['id']}/history"))
-    titles = [e["changes"]["title"][1] for e in history if e["action"] == "updated"]  # type: ignore[index]
+    titles = [e["changes"]["title"][1] for e in history if e["action"] == "updated"]
     assert sorted(titles) == sorted(f"writer {n}" for n in range(writers))
     assert final["title"] == titles[-1]
 
@@ -97,9 +98,9 @@ async def test_the_database_refuses_a_write_based_on_a_stale_read(
 
 
 @pytest.fixture
-async def tolerant_client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+async def tolerant_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Returns the 500 response instead of re-raising the server-side exception."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://testserver", headers={"X-API-Key": BOOTSTRAP_KEY}
     ) as http:
