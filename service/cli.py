@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from service.auth.models import Role
+from service.errors import CaseBridgeError
 from service.settings import get_settings
 
 app = typer.Typer(help="CaseBridge: FHIR integration service for case management.")
@@ -84,7 +85,11 @@ def create_key(name: str, role: Role = Role.case_manager) -> None:
             await database.dispose()
         return key
 
-    typer.echo(asyncio.run(issue()))
+    try:
+        typer.echo(asyncio.run(issue()))
+    except CaseBridgeError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command("generate-encryption-key")

@@ -98,6 +98,18 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_database_url(tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all, on the same kind of server as the suite."""
+    configured = os.environ.get("CASEBRIDGE_TEST_DATABASE_URL")
+    if configured and configured.startswith("postgresql"):
+        url = asyncio.run(_create_postgres_database(configured))
+        yield url
+        asyncio.run(_drop_postgres_database(configured, url))
+        return
+    yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+
+
+@pytest.fixture
 def settings(database_url: str) -> Settings:
     return settings_for(database_url)
 

@@ -1,0 +1,93 @@
+"""Migrations run the same way on SQLite and PostgreSQL, match the models, and gate start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from fastapi import FastAPI
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from service.app import SchemaOutOfDate, create_app
+from service.db.models_registry import Base
+from service.db.schema import alembic_config, current_revisions, head_revisions, upgrade_to_head
+from service.db.session import create_engine
+from service.settings import Settings
+from tests.conftest import settings_for
+
+
+def _downgrade_to_base(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, "base")
+
+
+def _differences(connection: Connection) -> list[Any]:
+    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+async def test_upgrade_matches_the_models_and_downgrade_removes_everything(
+    empty_database_url: str,
+) -> None:
+    engine = create_engine(settings_for(empty_database_url))
+    try:
+        await upgrade_to_head(engine)
+        assert await current_revisions(engine) == head_revisions()
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_differences) == []
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade_to_base)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_tables) <= {"alembic_version"}
+        await upgrade_to_head(engine)  # and back up again, on the same database
+        assert await current_revisions(engine) == head_revisions()
+    finally:
+        await engine.dispose()
+
+
+async def _start(settings: Settings) -> FastAPI:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        pass
+    return app
+
+
+async def test_start_up_refuses_an_out_of_date_schema(empty_database_url: str) -> None:
+    with pytest.raises(SchemaOutOfDate, match="casebridge db upgrade"):
+        await _start(settings_for(empty_database_url))
+
+
+async def test_auto_migrate_upgrades_then_serves(empty_database_url: str) -> None:
+    settings = settings_for(empty_database_url, auto_migrate=True)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            ready = await http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["schema"] == ",".join(sorted(head_revisions()))
+
+
+async def test_readyz_fails_when_the_schema_falls_behind(empty_database_url: str) -> None:
+    settings = settings_for(empty_database_url, auto_migrate=True)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            assert (await http.get("/readyz")).status_code == 200
+            async with app.state.database.engine.begin() as connection:
+                await connection.run_sync(_downgrade_to_base)
+            response = await http.get("/readyz")
+            assert (await http.get("/healthz")).status_code == 200
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "code expects" in response.json()["detail"]
