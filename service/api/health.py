@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.problems import PROBLEM_RESPONSES
+from service.api.problems import problems
 from service.db.schema import current_revisions, head_revisions
 from service.db.session import DatabaseDep
 from service.errors import ServiceUnavailable
@@ -18,7 +18,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: PROBLEM_RESPONSES[400] | {"description": "Not ready"}})
+@router.get("/readyz", responses=problems(503))
 async def readyz(database: DatabaseDep) -> dict[str, str]:
     """Readiness: the database answers and its schema is the one this code expects."""
     try:

@@ -114,17 +114,35 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected_error)
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
-    for status, text in {
-        400: "Malformed request",
-        401: "Missing or bad credential",
-        403: "Not allowed for this caller",
-        404: "Not found",
-        409: "Breaks a domain rule (see `rule`)",
-        412: "If-Match does not match the current version",
-        413: "Body too large",
-        422: "Invalid body or parameters (see `errors`)",
-        428: "If-Match is required",
-    }.items()
+_PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request",
+    401: "Missing or bad credential",
+    403: "Not allowed for this caller",
+    404: "Not found",
+    409: "Breaks a domain rule (see `rule`)",
+    412: "If-Match does not match the current version",
+    413: "Body too large",
+    422: "Invalid body or parameters (see `errors`)",
+    428: "If-Match is required",
+    500: "Internal error; nothing was changed",
+    503: "A dependency (database, identity provider) is unavailable",
 }
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting these statuses as problem+json."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "description": _PROBLEM_DESCRIPTIONS[status],
+        }
+        for status in statuses
+    }
+
+
+# Every authenticated route; writes add theirs at the operation.
+PROBLEM_RESPONSES = problems(400, 401, 404, 422, 500, 503)
+CREATE_PROBLEMS = problems(409, 413)
+UPDATE_PROBLEMS = problems(409, 412, 413, 428)
+ADMIN_PROBLEMS = PROBLEM_RESPONSES | problems(403)

@@ -2,16 +2,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service.api.problems import PROBLEM_RESPONSES
+from service.api.problems import ADMIN_PROBLEMS, CREATE_PROBLEMS
 from service.auth import service
 from service.auth.deps import AdminDep
 from service.auth.schemas import ApiKeyCreate, ApiKeyIssued, ApiKeyOut
 from service.db.session import SessionDep
 
-router = APIRouter(prefix="/api/admin/api-keys", tags=["admin"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/api/admin/api-keys", tags=["admin"], responses=ADMIN_PROBLEMS)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=CREATE_PROBLEMS)
 async def post_api_key(body: ApiKeyCreate, session: SessionDep, _admin: AdminDep) -> ApiKeyIssued:
     """Issue a service-account key. The key is shown in this response only."""
     row, key = await service.issue_api_key(session, body.name, body.role)

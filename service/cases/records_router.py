@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.concurrency import IfMatch, required_version, set_etag
 from service.api.pagination import Cursor, Limit, Page
-from service.api.problems import PROBLEM_RESPONSES
+from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES, UPDATE_PROBLEMS
 from service.auth.deps import Actor, ActorDep
 from service.cases import repository
 from service.cases.models import Case, CaseChild
@@ -74,7 +74,9 @@ def case_records_router(record: RecordType[Any, Any, Any], tag: str) -> APIRoute
         session.expunge_all()
         return await load_child(session, record.model, case_id, record_id, *record.load_options)
 
-    @router.post(path, status_code=status.HTTP_201_CREATED, response_model=Out)
+    @router.post(
+        path, status_code=status.HTTP_201_CREATED, response_model=Out, responses=CREATE_PROBLEMS
+    )
     async def create(
         case_id: str,
         body: Create,  # type: ignore[valid-type]
@@ -112,7 +114,7 @@ def case_records_router(record: RecordType[Any, Any, Any], tag: str) -> APIRoute
         set_etag(response, row.version)
         return Out.model_validate(row)
 
-    @router.patch(path + "/{record_id}", response_model=Out)
+    @router.patch(path + "/{record_id}", response_model=Out, responses=UPDATE_PROBLEMS)
     async def update(
         case_id: str,
         record_id: str,

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Response, status
 from mappings.vocabulary import CaseStatus, Program
 from service.api.concurrency import IfMatch, required_version, set_etag
 from service.api.pagination import Cursor, Limit, Page
-from service.api.problems import PROBLEM_RESPONSES
+from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES, UPDATE_PROBLEMS
 from service.auth.deps import ActorDep
 from service.cases import repository
 from service.cases.models import CareTeamMember, Note, Transition
@@ -42,7 +42,7 @@ from service.db.session import SessionDep
 router = APIRouter(prefix="/api/cases", tags=["cases"], responses=PROBLEM_RESPONSES)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=CREATE_PROBLEMS)
 async def post_case(
     body: CaseCreate, session: SessionDep, actor: ActorDep, response: Response
 ) -> CaseOut:
@@ -88,7 +88,7 @@ async def get_case(
     return CaseOut.model_validate(case)
 
 
-@router.patch("/{case_id}")
+@router.patch("/{case_id}", responses=UPDATE_PROBLEMS)
 async def patch_case(
     case_id: str,
     body: CaseUpdate,

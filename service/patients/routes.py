@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from service.api.concurrency import IfMatch, required_version, set_etag
 from service.api.pagination import Cursor, Limit, Page
-from service.api.problems import PROBLEM_RESPONSES
+from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES, UPDATE_PROBLEMS
 from service.auth.deps import ActorDep
 from service.db.session import SessionDep
 from service.errors import BadRequest
@@ -26,7 +26,7 @@ def _parse_identifier(token: str | None) -> tuple[str, str] | None:
     return system, value
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=CREATE_PROBLEMS)
 async def post_patient(
     body: PatientCreate, session: SessionDep, _actor: ActorDep, response: Response
 ) -> PatientOut:
@@ -64,7 +64,7 @@ async def get_patient(
     return PatientOut.model_validate(patient)
 
 
-@router.patch("/{patient_id}")
+@router.patch("/{patient_id}", responses=UPDATE_PROBLEMS)
 async def patch_patient(
     patient_id: str,
     body: PatientUpdate,

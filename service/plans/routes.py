@@ -7,6 +7,7 @@ from sqlalchemy.orm import selectinload
 
 from mappings.vocabulary import InterventionKind, InterventionStatus
 from service.api.concurrency import set_etag
+from service.api.problems import CREATE_PROBLEMS
 from service.auth.deps import ActorDep
 from service.cases.records_router import RecordType, case_records_router
 from service.cases.repository import OPEN_GOAL_STATES
@@ -70,7 +71,9 @@ goals_router = case_records_router(
 )
 
 
-@goals_router.post("/goals/{goal_id}/progress", status_code=status.HTTP_201_CREATED)
+@goals_router.post(
+    "/goals/{goal_id}/progress", status_code=status.HTTP_201_CREATED, responses=CREATE_PROBLEMS
+)
 async def post_goal_progress(
     case_id: str,
     goal_id: str,
