@@ -63,8 +63,6 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(gt=0)] = Field(
         1_048_576, description="Largest request body accepted, in bytes."
     )
-    page_size_default: Annotated[int, Field(gt=0, le=500)] = 50
-    page_size_max: Annotated[int, Field(gt=0, le=1000)] = 200
 
     allow_insecure_http: bool = Field(
         False, description="Allow http:// EHR URLs (dev and loopback tests only)."

@@ -220,5 +220,5 @@ async def test_a_closed_case_refuses_new_records(client: httpx.AsyncClient) -> N
     case = await open_case(client)
     ok(await patch_case(client, case, status="closed", closure_reason="patient_declined"))
     response = await client.post(f"/api/cases/{case['id']}/notes", json={"text": "late note"})
-    assert problem(response, 409)["rule"]
+    assert problem(response, 409)["rule"] == "case.closed.final"
     assert await count(client, f"/api/cases/{case['id']}/notes") == 0
