@@ -41,7 +41,8 @@ async def is_current(engine: AsyncEngine) -> bool:
 def _upgrade(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    # "heads": domains may add migrations on their own branches off the foundation.
+    command.upgrade(config, "heads")
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
