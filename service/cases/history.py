@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.deps import Actor
 from service.cases.models import CaseEvent
+from service.db.changes import note_case_changed
 
 
 def _plain(value: Any) -> Any:
@@ -49,6 +50,7 @@ def record_event(
     entity_id: str,
     changes: dict[str, list[Any]],
 ) -> None:
+    note_case_changed(session, case_id)
     session.add(
         CaseEvent(
             case_id=case_id,

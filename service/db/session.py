@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, nullcontext
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 from service.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -49,16 +51,19 @@ class Database:
         # write fails at once with "database is locked" rather than waiting. Serializing
         # write transactions inside the process avoids that; PostgreSQL needs no such lock.
         self._write_lock = asyncio.Lock() if settings.is_sqlite else None
+        # Work that belongs to every write transaction, run just before it commits (the FHIR
+        # projection): it sees the transaction's changes and fails it if it fails.
+        self.before_commit: list[BeforeCommit] = []
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits on success, rolls back on any exception."""
-        if write and self._write_lock is not None:
-            async with self._write_lock, self.sessions() as session, session.begin():
-                yield session
-            return
-        async with self.sessions() as session, session.begin():
+        lock = self._write_lock if write and self._write_lock is not None else nullcontext()
+        async with lock, self.sessions() as session, session.begin():
             yield session
+            if write:
+                for hook in self.before_commit:
+                    await hook(session)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

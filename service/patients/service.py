@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.concurrency import check_version
 from service.db.base import touch
+from service.db.changes import note_patient_changed
 from service.errors import NotFound, RuleViolation
 from service.patients import repository
 from service.patients.models import Patient, PatientIdentifier
@@ -68,4 +69,5 @@ async def update_patient(
         ]
         touch(patient)
     await session.flush()
+    note_patient_changed(session, patient.id)
     return patient
