@@ -16,6 +16,7 @@ from service.auth import routes as admin_keys
 from service.auth.oidc import OidcVerifier
 from service.cases import routes as cases
 from service.checkins.routes import check_ins_router
+from service.connections import routes as connections
 from service.db.schema import is_current, upgrade_to_head
 from service.db.session import Database
 from service.patients import routes as patients
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         check_ins_router,
         cases.transitions_router,
         cases.notes_router,
+        connections.router,
         # Routers of further domains go here.
     ):
         app.include_router(router)

@@ -4,8 +4,20 @@ from service.assessments import models as assessments
 from service.auth import models as auth
 from service.cases import models as cases
 from service.checkins import models as checkins
+from service.connections import models as connections
 from service.db.base import Base
 from service.patients import models as patients
 from service.plans import models as plans
+from service.smart import models as smart
 
-__all__ = ["Base", "assessments", "auth", "cases", "checkins", "patients", "plans"]
+__all__ = [
+    "Base",
+    "assessments",
+    "auth",
+    "cases",
+    "checkins",
+    "connections",
+    "patients",
+    "plans",
+    "smart",
+]

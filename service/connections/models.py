@@ -1,0 +1,54 @@
+"""Tables of the connection registry: EHR connections and the key pairs that sign for them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.db.base import Base, VersionedRow, enum_column, new_id, utcnow
+
+
+class AuthMode(StrEnum):
+    backend_services = "backend-services"
+    app_launch = "app-launch"
+    none = "none"  # an open sandbox: no OAuth at all
+
+
+class Connection(VersionedRow, Base):
+    __tablename__ = "ehr_connections"
+
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    base_url: Mapped[str] = mapped_column(sa.String(2000))
+    auth_mode: Mapped[AuthMode] = mapped_column(enum_column(AuthMode))
+    client_id: Mapped[str | None] = mapped_column(sa.String(500))
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    signing_alg: Mapped[str] = mapped_column(sa.String(10))
+    # `service.ehr.discovery.Capabilities` as JSON; None until discovery has succeeded once.
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON())
+    discovered_at: Mapped[dt.datetime | None]
+
+    keys: Mapped[list[ConnectionKey]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", order_by="ConnectionKey.created_at"
+    )
+
+
+class ConnectionKey(Base):
+    """One signing key pair. The active key has no `retire_after`; a rotated-out key keeps being
+    published in the JWKS until `retire_after` has passed."""
+
+    __tablename__ = "ehr_connection_keys"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    connection_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("ehr_connections.id", ondelete="CASCADE"), index=True
+    )
+    alg: Mapped[str] = mapped_column(sa.String(10))
+    kid: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column()
+    encrypted_private_pem: Mapped[bytes] = mapped_column(sa.LargeBinary())
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    retire_after: Mapped[dt.datetime | None]

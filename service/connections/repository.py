@@ -1,0 +1,60 @@
+"""Every query of the connection registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from service.api.pagination import fetch_page
+from service.connections.models import Connection, ConnectionKey
+
+
+async def get_connection(session: AsyncSession, connection_id: str) -> Connection | None:
+    return await session.scalar(
+        select(Connection)
+        .where(Connection.id == connection_id)
+        .options(selectinload(Connection.keys))
+    )
+
+
+async def find_by_base_url(session: AsyncSession, base_url: str) -> Sequence[Connection]:
+    """Connections whose FHIR base is `base_url` (an App Launch `iss`), keys loaded."""
+    return (
+        await session.scalars(
+            select(Connection)
+            .where(Connection.base_url == base_url)
+            .options(selectinload(Connection.keys))
+        )
+    ).all()
+
+
+async def name_taken(session: AsyncSession, name: str, except_id: str | None = None) -> bool:
+    statement = select(Connection.id).where(Connection.name == name)
+    if except_id is not None:
+        statement = statement.where(Connection.id != except_id)
+    return await session.scalar(statement) is not None
+
+
+async def list_connections(
+    session: AsyncSession, *, cursor: str | None, limit: int
+) -> tuple[Sequence[Connection], str | None]:
+    statement = select(Connection).options(selectinload(Connection.keys))
+    return await fetch_page(session, statement, Connection.created_at, Connection.id, cursor, limit)
+
+
+async def published_keys(
+    session: AsyncSession, now: dt.datetime, connection_id: str | None = None
+) -> Sequence[ConnectionKey]:
+    """Active keys and rotated-out keys still inside their grace period, oldest first."""
+    statement = select(ConnectionKey).where(
+        or_(ConnectionKey.retire_after.is_(None), ConnectionKey.retire_after > now)
+    )
+    if connection_id is not None:
+        statement = statement.where(ConnectionKey.connection_id == connection_id)
+    return (
+        await session.scalars(statement.order_by(ConnectionKey.created_at, ConnectionKey.kid))
+    ).all()

@@ -1,0 +1,178 @@
+"""Admin API of the connection registry: HTTP only, rules live in `service.py`.
+
+Discovery talks to the EHR before a transaction opens, so no database lock is held across a
+network call to a slow EHR.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from service.api.concurrency import IfMatch, required_version, set_etag
+from service.api.pagination import Cursor, Limit, Page
+from service.api.problems import ADMIN_PROBLEMS, CREATE_PROBLEMS, UPDATE_PROBLEMS, problems
+from service.auth.deps import AdminDep
+from service.connections import repository, service
+from service.connections.models import Connection
+from service.connections.schemas import (
+    ConnectionCreate,
+    ConnectionOut,
+    ConnectionUpdate,
+    KeyOut,
+    KeyRotation,
+)
+from service.db.session import DatabaseDep, SessionDep
+from service.ehr.deps import UrlPolicyDep
+from service.settings import Settings
+from service.smart.deps import SecretBoxDep
+
+router = APIRouter(prefix="/api/admin/connections", tags=["admin"], responses=ADMIN_PROBLEMS)
+EHR_PROBLEMS = problems(409, 413) | {502: {"description": "The EHR failed or misbehaved"}}
+
+
+def connection_jwks_url(settings: Settings, connection_id: str) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/smart/connections/{connection_id}/jwks.json"
+
+
+def _out(connection: Connection, settings: Settings, response: Response) -> ConnectionOut:
+    set_etag(response, connection.version)
+    return ConnectionOut(
+        id=connection.id,
+        version=connection.version,
+        created_at=connection.created_at,
+        updated_at=connection.updated_at,
+        name=connection.name,
+        base_url=connection.base_url,
+        auth_mode=connection.auth_mode,
+        client_id=connection.client_id,
+        scopes=connection.scopes,
+        signing_alg=connection.signing_alg,
+        capabilities=service.stored_capabilities(connection),
+        discovered_at=connection.discovered_at,
+        keys=[KeyOut.model_validate(key) for key in connection.keys],
+        jwks_url=connection_jwks_url(settings, connection.id),
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=CREATE_PROBLEMS | EHR_PROBLEMS)
+async def post_connection(
+    body: ConnectionCreate,
+    database: DatabaseDep,
+    _admin: AdminDep,
+    policy: UrlPolicyDep,
+    box: SecretBoxDep,
+    response: Response,
+) -> ConnectionOut:
+    """Register an EHR: discovery runs first, and a refused or failed discovery stores nothing."""
+    capabilities = await service.discover_capabilities(
+        body.base_url, body.auth_mode, database.settings, policy
+    )
+    async with database.transaction() as session:
+        connection = await service.create_connection(session, body, capabilities, box)
+    response.headers["Location"] = f"{router.prefix}/{connection.id}"
+    return _out(connection, database.settings, response)
+
+
+@router.get("")
+async def get_connections(
+    session: SessionDep,
+    database: DatabaseDep,
+    _admin: AdminDep,
+    response: Response,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[ConnectionOut]:
+    rows, next_cursor = await repository.list_connections(session, cursor=cursor, limit=limit)
+    items = [_out(row, database.settings, Response()) for row in rows]
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{connection_id}")
+async def get_connection(
+    connection_id: str,
+    session: SessionDep,
+    database: DatabaseDep,
+    _admin: AdminDep,
+    response: Response,
+) -> ConnectionOut:
+    connection = await service.load_connection(session, connection_id)
+    return _out(connection, database.settings, response)
+
+
+@router.patch("/{connection_id}", responses=UPDATE_PROBLEMS | EHR_PROBLEMS)
+async def patch_connection(
+    connection_id: str,
+    body: ConnectionUpdate,
+    database: DatabaseDep,
+    _admin: AdminDep,
+    policy: UrlPolicyDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ConnectionOut:
+    """A new `base_url` is discovered before it is stored."""
+    expected = required_version(if_match)
+    capabilities = None
+    if body.base_url is not None:
+        async with database.transaction(write=False) as session:
+            current = await service.load_connection(session, connection_id)
+        capabilities = await service.discover_capabilities(
+            body.base_url, current.auth_mode, database.settings, policy
+        )
+    async with database.transaction() as session:
+        connection = await service.load_connection(session, connection_id)
+        connection = await service.update_connection(
+            session, connection, body, expected, capabilities
+        )
+    return _out(connection, database.settings, response)
+
+
+@router.delete(
+    "/{connection_id}", status_code=status.HTTP_204_NO_CONTENT, responses=UPDATE_PROBLEMS
+)
+async def delete_connection(
+    connection_id: str, session: SessionDep, _admin: AdminDep, if_match: IfMatch = None
+) -> None:
+    expected = required_version(if_match)
+    connection = await service.load_connection(session, connection_id)
+    await service.delete_connection(session, connection, expected)
+
+
+@router.post("/{connection_id}/keys/rotate", responses=UPDATE_PROBLEMS)
+async def rotate_connection_key(
+    connection_id: str,
+    session: SessionDep,
+    database: DatabaseDep,
+    _admin: AdminDep,
+    box: SecretBoxDep,
+    response: Response,
+    body: KeyRotation | None = None,
+    if_match: IfMatch = None,
+) -> ConnectionOut:
+    """A new key signs from now on; the previous public key stays in the JWKS for a grace
+    period (the longest assertion lifetime plus clock skew), then leaves it."""
+    expected = required_version(if_match)
+    connection = await service.load_connection(session, connection_id)
+    alg = body.signing_alg if body is not None else None
+    connection = await service.rotate_key(session, connection, alg, box, expected)
+    return _out(connection, database.settings, response)
+
+
+@router.post("/{connection_id}/discover", responses=EHR_PROBLEMS)
+async def rediscover_connection(
+    connection_id: str,
+    database: DatabaseDep,
+    _admin: AdminDep,
+    policy: UrlPolicyDep,
+    response: Response,
+) -> ConnectionOut:
+    """Read the EHR's smart-configuration and /metadata again and store what they say now."""
+    async with database.transaction(write=False) as session:
+        current = await service.load_connection(session, connection_id)
+    capabilities = await service.discover_capabilities(
+        current.base_url, current.auth_mode, database.settings, policy
+    )
+    async with database.transaction() as session:
+        connection = await service.load_connection(session, connection_id)
+        service.store_capabilities(connection, capabilities)
+        await session.flush()
+    return _out(connection, database.settings, response)

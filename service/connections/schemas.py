@@ -1,0 +1,75 @@
+"""API shapes of the connection registry. Private keys never appear in any of them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from service.api.schemas import RequestBody, ShortText, StoredRecord
+from service.connections.models import AuthMode
+from service.ehr.discovery import Capabilities
+from service.smart.keys import SigningAlgorithm
+
+BaseUrl = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Scope = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
+
+
+class ConnectionCreate(RequestBody):
+    name: ShortText
+    base_url: BaseUrl = Field(description="The EHR's FHIR base URL, e.g. https://ehr.example/fhir")
+    auth_mode: AuthMode
+    client_id: ClientId | None = Field(
+        None, description="The client id the EHR issued; required unless auth_mode is `none`."
+    )
+    scopes: list[Scope] = Field(default_factory=list, max_length=100)
+    signing_alg: SigningAlgorithm = Field(
+        "RS384", description="Algorithm of the key pair that signs our client assertions."
+    )
+
+    @model_validator(mode="after")
+    def _client_id_unless_open(self) -> Self:
+        if self.auth_mode is not AuthMode.none and self.client_id is None:
+            raise ValueError(f"client_id is required for auth_mode {self.auth_mode.value}")
+        return self
+
+
+class ConnectionUpdate(RequestBody):
+    """Changing `base_url` re-runs discovery before anything is stored."""
+
+    name: ShortText | None = None
+    base_url: BaseUrl | None = None
+    client_id: ClientId | None = None
+    scopes: list[Scope] | None = Field(None, max_length=100)
+
+
+class KeyRotation(RequestBody):
+    signing_alg: SigningAlgorithm | None = Field(
+        None, description="Algorithm of the new key; the current one's when omitted."
+    )
+
+
+class KeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kid: str
+    alg: str
+    created_at: dt.datetime
+    retire_after: dt.datetime | None = Field(
+        description="Set once the key was rotated out; it leaves the JWKS after this moment."
+    )
+
+
+class ConnectionOut(StoredRecord):
+    name: str
+    base_url: str
+    auth_mode: AuthMode
+    client_id: str | None
+    scopes: list[str]
+    signing_alg: str
+    capabilities: Capabilities | None
+    discovered_at: dt.datetime | None
+    keys: list[KeyOut]
+    jwks_url: str = Field(description="Register this URL with the EHR (Epic, Oracle Health).")
