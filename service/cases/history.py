@@ -50,7 +50,7 @@ def record_event(
     entity_id: str,
     changes: dict[str, list[Any]],
 ) -> None:
-    note_case_changed(session, case_id)
+    note_case_changed(session, case_id, actor.id)
     session.add(
         CaseEvent(
             case_id=case_id,

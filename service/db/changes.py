@@ -1,22 +1,43 @@
-"""Which cases and patients a transaction changed, noted on the session for work that must
-happen in the same transaction before it commits (the FHIR projection)."""
+"""Which cases and patients a transaction changed, and who changed them, noted on the session
+for work that must happen in the same transaction before it commits (the FHIR projection)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-_CASES = "casebridge.changed_cases"
-_PATIENTS = "casebridge.changed_patients"
+_KEY = "casebridge.changes"
 
 
-def note_case_changed(session: AsyncSession, case_id: str) -> None:
-    session.info.setdefault(_CASES, set()).add(case_id)
+@dataclass
+class Changes:
+    cases: set[str] = field(default_factory=set)
+    patients: set[str] = field(default_factory=set)
+    actors: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.cases or self.patients)
 
 
-def note_patient_changed(session: AsyncSession, patient_id: str) -> None:
-    session.info.setdefault(_PATIENTS, set()).add(patient_id)
+def _changes(session: AsyncSession) -> Changes:
+    changes: Changes = session.info.setdefault(_KEY, Changes())
+    return changes
 
 
-def take_changes(session: AsyncSession) -> tuple[set[str], set[str]]:
-    """The changed case and patient ids, cleared from the session."""
-    return session.info.pop(_CASES, set()), session.info.pop(_PATIENTS, set())
+def note_case_changed(session: AsyncSession, case_id: str, actor: str) -> None:
+    changes = _changes(session)
+    changes.cases.add(case_id)
+    changes.actors.add(actor)
+
+
+def note_patient_changed(session: AsyncSession, patient_id: str, actor: str) -> None:
+    changes = _changes(session)
+    changes.patients.add(patient_id)
+    changes.actors.add(actor)
+
+
+def take_changes(session: AsyncSession) -> Changes:
+    """What the transaction changed so far, cleared from the session."""
+    taken: Changes = session.info.pop(_KEY, Changes())
+    return taken

@@ -28,9 +28,9 @@ def _parse_identifier(token: str | None) -> tuple[str, str] | None:
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=CREATE_PROBLEMS)
 async def post_patient(
-    body: PatientCreate, session: SessionDep, _actor: ActorDep, response: Response
+    body: PatientCreate, session: SessionDep, actor: ActorDep, response: Response
 ) -> PatientOut:
-    patient = await create_patient(session, body)
+    patient = await create_patient(session, actor, body)
     set_etag(response, patient.version)
     response.headers["Location"] = f"/api/patients/{patient.id}"
     return PatientOut.model_validate(patient)
@@ -69,12 +69,12 @@ async def patch_patient(
     patient_id: str,
     body: PatientUpdate,
     session: SessionDep,
-    _actor: ActorDep,
+    actor: ActorDep,
     response: Response,
     if_match: IfMatch = None,
 ) -> PatientOut:
     expected = required_version(if_match)
     patient = await load_patient(session, patient_id)
-    patient = await update_patient(session, patient, body, expected)
+    patient = await update_patient(session, actor, patient, body, expected)
     set_etag(response, patient.version)
     return PatientOut.model_validate(patient)

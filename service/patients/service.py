@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.concurrency import check_version
+from service.auth.deps import Actor
 from service.db.base import touch
 from service.db.changes import note_patient_changed
 from service.errors import NotFound, RuleViolation
@@ -36,7 +37,7 @@ async def _check_identifiers_free(
             )
 
 
-async def create_patient(session: AsyncSession, data: PatientCreate) -> Patient:
+async def create_patient(session: AsyncSession, actor: Actor, data: PatientCreate) -> Patient:
     await _check_identifiers_free(session, data.identifiers, None)
     patient = Patient(
         given_name=data.given_name,
@@ -48,11 +49,16 @@ async def create_patient(session: AsyncSession, data: PatientCreate) -> Patient:
     )
     session.add(patient)
     await session.flush()
+    note_patient_changed(session, patient.id, actor.id)
     return patient
 
 
 async def update_patient(
-    session: AsyncSession, patient: Patient, data: PatientUpdate, expected_version: int | None
+    session: AsyncSession,
+    actor: Actor,
+    patient: Patient,
+    data: PatientUpdate,
+    expected_version: int | None,
 ) -> Patient:
     check_version(patient.version, expected_version)
     fields = data.model_dump(exclude_unset=True, exclude={"identifiers"})
@@ -69,5 +75,5 @@ async def update_patient(
         ]
         touch(patient)
     await session.flush()
-    note_patient_changed(session, patient.id)
+    note_patient_changed(session, patient.id, actor.id)
     return patient

@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db.changes import take_changes
+from service.db.changes import Changes, take_changes
 from service.db.session import Database
 from tests.api.case_factory import create_patient, ok, open_case, patch_case
 
@@ -16,7 +16,7 @@ from tests.api.case_factory import create_patient, ok, open_case, patch_case
 async def test_hooks_see_the_changed_cases_and_patients(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    seen: list[tuple[set[str], set[str]]] = []
+    seen: list[Changes] = []
 
     async def record(session: AsyncSession) -> None:
         seen.append(take_changes(session))
@@ -36,11 +36,12 @@ async def test_hooks_see_the_changed_cases_and_patients(
     await client.get(f"/api/cases/{case['id']}")  # reads run no hooks
     database.before_commit.remove(record)
 
+    actors = {"apikey:bootstrap"}
     assert seen == [
-        (set(), set()),  # the patient's creation touches no case
-        ({case["id"]}, set()),
-        ({case["id"]}, set()),
-        (set(), {patient["id"]}),
+        Changes(set(), {patient["id"]}, actors),
+        Changes({case["id"]}, set(), actors),
+        Changes({case["id"]}, set(), actors),
+        Changes(set(), {patient["id"]}, actors),
     ]
 
 
