@@ -4,6 +4,7 @@ CaseBridge exchanges FHIR R4. fhir.resources' `R4B` package is used for that exc
 R4B-only elements are never produced, so the output is valid R4.
 """
 
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle, BundleEntry, BundleEntryRequest
 from fhir.resources.R4B.careplan import CarePlan, CarePlanActivity, CarePlanActivityDetail
 from fhir.resources.R4B.careteam import CareTeam, CareTeamParticipant
@@ -22,6 +23,15 @@ from fhir.resources.R4B.period import Period
 from fhir.resources.R4B.provenance import Provenance, ProvenanceAgent
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.servicerequest import ServiceRequest
+
+
+def resource_model(resource_type: str) -> type[FHIRResourceModel]:
+    """The fhir.resources model class of a resource type (KeyError-like ValueError if unknown)."""
+    model = get_fhir_model_class(resource_type)
+    if not issubclass(model, FHIRResourceModel):
+        raise ValueError(f"{resource_type} is not a resource type")
+    return model
+
 
 __all__ = [
     "Bundle",
@@ -50,4 +60,5 @@ __all__ = [
     "ProvenanceAgent",
     "Reference",
     "ServiceRequest",
+    "resource_model",
 ]

@@ -1,0 +1,1 @@
+"""Case -> FHIR: one module per resource type, each building a plain FHIR JSON dict."""

@@ -1,0 +1,41 @@
+"""What every resource of a case refers to: the case's ids and the patient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mappings.case_model import CaseRecord, PatientRecord
+from mappings.fhir_datatypes import JsonDict, reference
+
+CARE_TEAM_ID_PREFIX = "careteam-"
+
+
+def care_team_id(case_id: str) -> str:
+    """CareTeam id of a case: `careteam-` + the case's UUID is 45 chars, within FHIR's 64."""
+    return f"{CARE_TEAM_ID_PREFIX}{case_id}"
+
+
+def patient_display(patient: PatientRecord) -> str | None:
+    parts = [patient.given_name, patient.family_name]
+    name = " ".join(p for p in parts if p)
+    return name or None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseContext:
+    case_id: str
+    patient_id: str
+    patient_name: str | None = None
+    manager: str | None = None
+
+    @classmethod
+    def of(cls, case: CaseRecord) -> CaseContext:
+        return cls(case.id, case.patient.id, patient_display(case.patient), case.manager)
+
+    @property
+    def subject(self) -> JsonDict:
+        return reference(f"Patient/{self.patient_id}", self.patient_name)
+
+    @property
+    def care_plan(self) -> JsonDict:
+        return {"reference": f"CarePlan/{self.case_id}"}
