@@ -19,9 +19,11 @@ from service.checkins.routes import check_ins_router
 from service.connections import routes as connections
 from service.db.schema import is_current, upgrade_to_head
 from service.db.session import Database
+from service.fhir_store.projector import project_changes
 from service.patients import routes as patients
 from service.plans.routes import goals_router, interventions_router
 from service.settings import Settings, get_settings
+from service.smart import jwks_routes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         log.warning("upgrading the database schema (auto_migrate)")
         await upgrade_to_head(database.engine)
+    database.before_commit.append(project_changes)
     app.state.database = database
     app.state.oidc_verifier = (
         OidcVerifier(
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cases.transitions_router,
         cases.notes_router,
         connections.router,
+        jwks_routes.router,
         # Routers of further domains go here.
     ):
         app.include_router(router)
