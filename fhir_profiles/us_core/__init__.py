@@ -1,0 +1,1 @@
+"""US Core releases the service checks against, one data package per version."""
