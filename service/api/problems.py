@@ -14,6 +14,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import CaseBridgeError, Conflict, PreconditionFailed, UnprocessableEntity
+from service.fhir_api.outcomes import is_fhir_path, outcome_response
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://casebridge.dev/problems/"
@@ -35,6 +36,15 @@ class Problem(BaseModel):
 def problem_response(
     status: int, kind: str, title: str, detail: str | None, instance: str, **extra: Any
 ) -> Response:
+    """problem+json, or an OperationOutcome when the request was made to `/fhir`."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if is_fhir_path(instance):
+        return outcome_response(
+            status,
+            f"{title}: {detail}" if detail else title,
+            expression=extra.get("expression") or _expressions(extra.get("errors")),
+            headers=headers,
+        )
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + kind,
         "title": title,
@@ -44,10 +54,13 @@ def problem_response(
     if detail:
         body["detail"] = detail
     body.update({k: v for k, v in extra.items() if v is not None})
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(
         orjson.dumps(body, default=str), status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
     )
+
+
+def _expressions(errors: list[dict[str, Any]] | None) -> list[str] | None:
+    return [e["location"] for e in errors] if errors else None
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

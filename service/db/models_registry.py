@@ -6,6 +6,7 @@ from service.cases import models as cases
 from service.checkins import models as checkins
 from service.connections import models as connections
 from service.db.base import Base
+from service.fhir_store import models as fhir_store
 from service.patients import models as patients
 from service.plans import models as plans
 from service.smart import models as smart
@@ -17,6 +18,7 @@ __all__ = [
     "cases",
     "checkins",
     "connections",
+    "fhir_store",
     "patients",
     "plans",
     "smart",

@@ -1,0 +1,160 @@
+"""Storing resources as new versions: only when their content changed, with meta.versionId and
+meta.lastUpdated written into the stored bytes, and the search index kept current."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db.base import utcnow
+from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
+from service.fhir_store.search_params import index_values
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResourceToStore:
+    """A resource as a mapping produced it: its dict and its canonical JSON bytes."""
+
+    resource_type: str
+    id: str
+    resource: JsonDict
+    json: bytes
+    # The patient compartment, when the resource does not name it by `subject` (Provenance).
+    patient_id: str | None = None
+
+
+def _patient_of(resource_type: str, resource: JsonDict) -> str | None:
+    """The patient compartment a resource belongs to (by its subject), if any."""
+    if resource_type == "Patient":
+        return str(resource["id"])
+    reference = resource.get("subject", {}).get("reference")
+    if isinstance(reference, str) and reference.startswith("Patient/"):
+        return reference.removeprefix("Patient/")
+    return None
+
+
+def _versioned(resource: JsonDict, version_id: int, last_updated: str) -> bytes:
+    meta = dict(resource.get("meta", {}))
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = last_updated
+    # meta goes right after id, where FHIR's JSON puts it.
+    ordered: JsonDict = {}
+    for key, value in resource.items():
+        if key == "meta":
+            continue
+        ordered[key] = value
+        if key == "id":
+            ordered["meta"] = meta
+    ordered.setdefault("meta", meta)
+    return orjson.dumps(ordered)
+
+
+async def store_resources(
+    session: AsyncSession, resources: Iterable[ResourceToStore], *, case_id: str | None
+) -> list[StoredResource]:
+    """Store each resource whose content changed as its next version; returns those stored."""
+    wanted = list(resources)
+    if not wanted:
+        return []
+    keys = [(r.resource_type, r.id) for r in wanted]
+    current = {
+        (row.resource_type, row.id): row
+        for row in await session.scalars(
+            select(StoredResource).where(
+                StoredResource.resource_type.in_({t for t, _ in keys}),
+                StoredResource.id.in_({i for _, i in keys}),
+            )
+        )
+    }
+    now = utcnow()
+    stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    written: list[StoredResource] = []
+    for item in wanted:
+        digest = hashlib.sha256(item.json).hexdigest()
+        row = current.get((item.resource_type, item.id))
+        if row is not None and row.content_hash == digest and not row.deleted:
+            continue
+        version = 1 if row is None else row.version_id + 1
+        content = _versioned(item.resource, version, stamp)
+        if row is None:
+            row = StoredResource(
+                resource_type=item.resource_type,
+                id=item.id,
+                created_at=now,
+            )
+            session.add(row)
+        row.version_id = version
+        row.last_updated = now
+        row.deleted = False
+        row.content = content
+        row.content_hash = digest
+        row.case_id = case_id if item.resource_type != "Patient" else None
+        row.patient_id = item.patient_id or _patient_of(item.resource_type, item.resource)
+        session.add(
+            ResourceVersion(
+                resource_type=item.resource_type,
+                id=item.id,
+                version_id=version,
+                last_updated=now,
+                deleted=False,
+                content=content,
+            )
+        )
+        await _reindex(session, item)
+        written.append(row)
+    return written
+
+
+async def _reindex(session: AsyncSession, item: ResourceToStore) -> None:
+    await session.execute(
+        delete(SearchEntry).where(
+            SearchEntry.resource_type == item.resource_type, SearchEntry.resource_id == item.id
+        )
+    )
+    session.add_all(
+        SearchEntry(
+            resource_type=item.resource_type,
+            resource_id=item.id,
+            param=v.param,
+            system=v.system,
+            value=v.value,
+            low=v.low,
+            high=v.high,
+        )
+        for v in index_values(item.resource_type, item.resource)
+    )
+
+
+async def delete_resources(session: AsyncSession, rows: Iterable[StoredResource]) -> None:
+    """Mark resources deleted: a new, empty version; reads then answer 410 Gone."""
+    now = utcnow()
+    for row in rows:
+        if row.deleted:
+            continue
+        row.version_id += 1
+        row.deleted = True
+        row.last_updated = now
+        row.content_hash = ""
+        session.add(
+            ResourceVersion(
+                resource_type=row.resource_type,
+                id=row.id,
+                version_id=row.version_id,
+                last_updated=now,
+                deleted=True,
+                content=b"",
+            )
+        )
+        await session.execute(
+            delete(SearchEntry).where(
+                SearchEntry.resource_type == row.resource_type, SearchEntry.resource_id == row.id
+            )
+        )
