@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from fhir_profiles.artifacts import (
     ArtifactNotFoundError,
@@ -40,6 +40,7 @@ class ElementRule:
     """None means unbounded (`*`)."""
     type_codes: tuple[str, ...]
     type_profiles: tuple[str, ...]
+    target_profiles: tuple[str, ...]
     fixed: Any | None
     pattern: Any | None
     required_value_set: str | None
@@ -121,9 +122,21 @@ def _value_with_prefix(element: JSONObject, prefix: str) -> Any | None:
     return next((v for k, v in element.items() if k.startswith(prefix)), None)
 
 
-def _type_code(code: str) -> str:
-    """`http://hl7.org/fhirpath/System.String` (the type of `id` and `url`) -> `System.String`."""
-    return code.removeprefix("http://hl7.org/fhirpath/")
+_FHIR_TYPE_EXTENSION: Final = (
+    "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
+)
+
+
+def _type_code(element_type: JSONObject) -> str:
+    """The FHIR type of a `type` entry.
+
+    `Resource.id` and `Extension.url` are typed `http://hl7.org/fhirpath/System.String` with
+    their FHIR type (`id`, `uri`) in an extension; without one, `System.String` remains.
+    """
+    for extension in element_type.get("extension", []):
+        if extension.get("url") == _FHIR_TYPE_EXTENSION:
+            return str(extension.get("valueUrl") or extension.get("valueUri"))
+    return str(element_type["code"]).removeprefix("http://hl7.org/fhirpath/")
 
 
 def _rule(element: JSONObject) -> ElementRule:
@@ -136,8 +149,9 @@ def _rule(element: JSONObject) -> ElementRule:
         slice_name=element.get("sliceName"),
         min=element.get("min", 0),
         max=None if element.get("max", "*") == "*" else int(element["max"]),
-        type_codes=tuple(_type_code(t["code"]) for t in types),
+        type_codes=tuple(_type_code(t) for t in types),
         type_profiles=tuple(p for t in types for p in t.get("profile", [])),
+        target_profiles=tuple(p for t in types for p in t.get("targetProfile", [])),
         fixed=_value_with_prefix(element, "fixed"),
         pattern=_value_with_prefix(element, "pattern"),
         required_value_set=binding.get("valueSet")

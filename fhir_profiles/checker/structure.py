@@ -18,6 +18,7 @@ The model carries no cardinalities, so array-versus-single is not checked below 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -40,6 +41,34 @@ _STRING_PRIMITIVES: Final = frozenset(
 )  # fmt: skip
 _INTEGER_PRIMITIVES: Final = frozenset({"integer", "unsignedInt", "positiveInt"})
 PRIMITIVE_TYPES: Final = _STRING_PRIMITIVES | _INTEGER_PRIMITIVES | {"boolean", "decimal"}
+
+_YEAR: Final = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+_TIME: Final = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+_ZONE: Final = r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+_MONTH_DAY: Final = r"(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])"
+# The value regexes of the FHIR R4 primitive types (http://hl7.org/fhir/R4/datatypes.html).
+PRIMITIVE_PATTERNS: Final[dict[str, re.Pattern[str]]] = {
+    name: re.compile(pattern)
+    for name, pattern in {
+        "date": rf"{_YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?",
+        "dateTime": rf"{_YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T{_TIME}{_ZONE})?)?)?",
+        "instant": rf"{_YEAR}-{_MONTH_DAY}T{_TIME}{_ZONE}",
+        "time": _TIME,
+        "id": r"[A-Za-z0-9\-\.]{1,64}",
+        "code": r"[^\s]+(\s[^\s]+)*",
+        "oid": r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+",
+        "uuid": r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "uri": r"\S*",
+        "url": r"\S*",
+        "canonical": r"\S*",
+        "base64Binary": r"(\s*([0-9a-zA-Z\+/=]){4}\s*)+",
+    }.items()
+}
+_INTEGER_RANGES: Final = {
+    "integer": (-(2**31), 2**31 - 1),
+    "unsignedInt": (0, 2**31 - 1),
+    "positiveInt": (1, 2**31 - 1),
+}
 
 EXT_1: Final[Invariant] = compile_invariant(
     {
@@ -66,6 +95,12 @@ def _backbone_paths() -> frozenset[str]:
 
 def is_resource_type(name: str) -> bool:
     return name in _TYPE_TO_PARENT and _ancestor_is(name, "Resource")
+
+
+@functools.cache
+def resource_type_names() -> frozenset[str]:
+    """Every R4 resource type (and the abstract Resource and DomainResource)."""
+    return frozenset(name for name in _TYPE_TO_PARENT if _ancestor_is(name, "Resource"))
 
 
 def _ancestor_is(type_name: str, ancestor: str) -> bool:
@@ -128,6 +163,12 @@ def check_primitive(type_name: str, value: Any, expression: str, report: Report)
         report("structure", expression, problem)
     elif value == "" or (isinstance(value, str) and not value.strip()):
         report("structure", expression, "ele-1: a primitive value cannot be empty")
+    elif type_name in PRIMITIVE_PATTERNS and not PRIMITIVE_PATTERNS[type_name].fullmatch(value):
+        report("value", expression, f"{value!r} is not a valid FHIR {type_name}")
+    elif type_name in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[type_name]
+        if not low <= value <= high:
+            report("value", expression, f"{value} is out of range for a FHIR {type_name}")
 
 
 def empty_message(value: Any) -> str | None:

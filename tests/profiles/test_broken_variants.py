@@ -164,6 +164,19 @@ def _occurrence_twice(request: JSON) -> None:
     request["occurrencePeriod"] = {"start": "2021-11-20"}
 
 
+def _goal_refers_to_a_contained_condition(plan: JSON) -> None:
+    plan["contained"] = [{"resourceType": "Condition", "id": "c1", "subject": plan["subject"]}]
+    plan["goal"] = [{"reference": "#c1"}]
+
+
+def _subject_typed_as_practitioner(plan: JSON) -> None:
+    plan["subject"] = {"type": "Practitioner", "identifier": {"value": "1"}}
+
+
+def _date_out_of_calendar(goal: JSON) -> None:
+    goal["target"][0]["dueDate"] = "2016-13-05"
+
+
 BREAKS: dict[str, Break] = {
     # missing required elements
     "goal-lifecycle-status-missing": Break(
@@ -375,6 +388,35 @@ BREAKS: dict[str, Break] = {
         "Goal.description.text",
         message_part="ele-1",
     ),
+    # reference targets
+    "reference-to-a-type-the-element-does-not-allow": Break(
+        "CarePlan-colonoscopy.json",
+        _set("subject", {"reference": "Practitioner/practitioner-1"}),
+        "value",
+        "CarePlan.subject",
+        message_part="not Practitioner",
+    ),
+    "reference-to-a-contained-resource-of-the-wrong-type": Break(
+        "CarePlan-colonoscopy.json",
+        _goal_refers_to_a_contained_condition,
+        "value",
+        "CarePlan.goal[0]",
+        message_part="not Condition",
+    ),
+    "reference-with-a-stated-type-the-element-does-not-allow": Break(
+        "CarePlan-colonoscopy.json", _subject_typed_as_practitioner, "value", "CarePlan.subject"
+    ),
+    # primitive formats
+    "date-outside-the-calendar": Break(
+        "Goal-goal-1.json", _date_out_of_calendar, "value", "Goal.target[0].dueDate"
+    ),
+    "id-too-long": Break("Goal-goal-1.json", _set("id", "x" * 65), "value", "Goal.id"),
+    "datetime-without-zone": Break(
+        "ServiceRequest-foodpantry-referral.json",
+        _set("authoredOn", "2021-11-12T10:59:38"),
+        "value",
+        "ServiceRequest.authoredOn",
+    ),
     "wrong-resource-type": Break(
         "Goal-goal-1.json", _set("resourceType", "CarePlan"), "structure", "Goal"
     ),
@@ -428,3 +470,20 @@ def test_primitive_extension_part_is_checked() -> None:
     resource["_lifecycleStatus"] = {"extension": [{"url": "http://example.org/x"}]}
     issues = check(resource, us_core_profile_for("Goal", "7.0.0") or "")
     assert where(issues) == {("invariant", "Goal.lifecycleStatus.extension[0]")}
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        {"reference": "Patient/example"},
+        {"reference": "https://ehr.example.org/fhir/Patient/example/_history/2"},
+        {"reference": "urn:uuid:0b6c1a7e-8d5c-4a39-9c43-1c4a0a1f6a55"},
+        {"identifier": {"system": "http://example.org/mrn", "value": "1"}},
+        {"type": "Patient", "display": "Amy Shaw"},
+        {"reference": "Group/g1"},
+    ],
+)
+def test_references_that_fit_or_do_not_tell_their_type_pass(reference: JSON) -> None:
+    plan = example("CarePlan-colonoscopy.json")
+    plan["subject"] = reference
+    assert check(plan, us_core_profile_for("CarePlan", "7.0.0") or "") == []

@@ -164,7 +164,7 @@ REJECTIONS = {
     "based-on-not-a-careplan": (
         minimal_servicerequest,
         _based_on_a_goal,
-        {("invariant", "ServiceRequest")},
+        {("invariant", "ServiceRequest"), ("value", "ServiceRequest.basedOn[0]")},
     ),
     "due-as-duration": (
         minimal_goal,

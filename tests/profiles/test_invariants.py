@@ -106,3 +106,20 @@ def test_pat_1_contact_needs_some_detail() -> None:
     issues = check(patient, us_core_profile_for("Patient", "7.0.0") or "")
     assert where(issues) == {("invariant", "Patient.contact[0]")}
     assert "pat-1" in issues[0].message
+
+
+def test_dom_3_through_the_whole_checker_for_canonical_and_literal_references() -> None:
+    """The quick path (a `#id` Reference) and fhirpathpy (a `#id` canonical) agree with dom-3."""
+    profile = us_core_profile_for("CarePlan", "7.0.0") or ""
+    plan = example("CarePlan-colonoscopy.json")
+    plan["contained"] = [
+        {"resourceType": "PlanDefinition", "id": "pd", "status": "active"},
+        {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/example"}},
+    ]
+    plan["instantiatesCanonical"] = ["#pd"]
+    plan["addresses"] = [{"reference": "#c1"}]
+    assert check(plan, profile) == []
+    plan["instantiatesCanonical"] = ["http://example.org/PlanDefinition/other"]
+    issues = check(plan, profile)
+    assert where(issues) == {("invariant", "CarePlan")}
+    assert issues[0].message.startswith("dom-3")
