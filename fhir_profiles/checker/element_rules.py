@@ -38,6 +38,8 @@ class ElementRule:
     min: int
     max: int | None
     """None means unbounded (`*`)."""
+    is_array: bool
+    """The base element repeats (base max is not 1), so its JSON value is an array."""
     type_codes: tuple[str, ...]
     type_profiles: tuple[str, ...]
     target_profiles: tuple[str, ...]
@@ -149,6 +151,7 @@ def _rule(element: JSONObject) -> ElementRule:
         slice_name=element.get("sliceName"),
         min=element.get("min", 0),
         max=None if element.get("max", "*") == "*" else int(element["max"]),
+        is_array=element.get("base", element).get("max", "*") != "1",
         type_codes=tuple(_type_code(t) for t in types),
         type_profiles=tuple(p for t in types for p in t.get("profile", [])),
         target_profiles=tuple(p for t in types for p in t.get("targetProfile", [])),

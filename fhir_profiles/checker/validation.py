@@ -305,10 +305,30 @@ def _check_invariants(item: ElementItem, rule: ElementRule, walk: _Walk) -> None
             )
 
 
-def _check_unknown_elements(
-    node: JSONObject, rule: ElementRule, expression: str, walk: _Walk
+def _check_json_shape(
+    node: JSONObject, key: str, child: ElementRule, expression: str, walk: _Walk
 ) -> None:
-    """Properties the profile does not define here, and the `_x` parts of its primitives."""
+    """Array or not as the base element's max says, and no empty or null values (ele-1)."""
+    value = node[key]
+    if value is None or value == []:
+        # Items are built from values; a null or an empty array yields none to check.
+        walk.report("error", "structure", expression, str(structure.empty_message(value)), child)
+    elif child.is_array and not isinstance(value, list):
+        message = f"{key} repeats in FHIR, so its JSON value must be an array"
+        walk.report("error", "structure", expression, message, child)
+    elif not child.is_array and isinstance(value, list):
+        message = f"{key} does not repeat in FHIR, so its JSON value cannot be an array"
+        walk.report("error", "structure", expression, message, child)
+    elif isinstance(value, list) and "_" + key not in node:
+        for index, entry in enumerate(value):
+            if entry is None:
+                message = str(structure.empty_message(entry))
+                walk.report("error", "structure", f"{expression}[{index}]", message, child)
+
+
+def _check_properties(node: JSONObject, rule: ElementRule, expression: str, walk: _Walk) -> None:
+    """The JSON shape of each property the profile defines here, the `_x` parts of its
+    primitives, and properties it does not define."""
     known: dict[str, ElementRule] = {}
     for child in rule.children:
         for key in child.json_keys():
@@ -317,20 +337,13 @@ def _check_unknown_elements(
     for key, value in node.items():
         if key in _NON_ELEMENT_KEYS:
             continue
-        if key in known and (value is None or value == []):
-            # Items are built from values; a null or an empty array yields none to check.
-            empty = structure.empty_message(value)
-            walk.report("error", "structure", f"{expression}.{key}", str(empty), known[key])
-        elif key in known and isinstance(value, list) and "_" + key not in node:
-            for index, entry in enumerate(value):
-                if entry is None:
-                    message = str(structure.empty_message(entry))
-                    walk.report("error", "structure", f"{expression}.{key}[{index}]", message, rule)
+        if key in known:
+            _check_json_shape(node, key, known[key], f"{expression}.{key}", walk)
         elif key.startswith("_") and key[1:] in known:
             structure.check_property(
                 context, node, key, value, f"{expression}.{key[1:]}", walk.reporter(rule)
             )
-        elif key not in known:
+        else:
             if structure.is_element(context, key.lstrip("_")):
                 message = f"{key} is an R4 element that the profile does not allow in {rule.id}"
             else:
@@ -404,7 +417,7 @@ def check_item(item: ElementItem, rule: ElementRule, walk: _Walk) -> None:
 
 
 def check_children(node: JSONObject, rule: ElementRule, expression: str, walk: _Walk) -> None:
-    _check_unknown_elements(node, rule, expression, walk)
+    _check_properties(node, rule, expression, walk)
     for occurrence in occurrences(node, rule, expression, walk):
         _check_cardinality(occurrence, walk)
         if occurrence.rule.slicing is not None and occurrence.rule.slicing.rules == "closed":

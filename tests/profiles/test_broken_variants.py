@@ -368,6 +368,20 @@ BREAKS: dict[str, Break] = {
         "structure",
         "Goal.description.coding[0].userSelected",
     ),
+    "json-object-where-an-array-belongs": Break(
+        "CarePlan-colonoscopy.json",
+        lambda plan: plan.__setitem__("category", plan["category"][0]),
+        "structure",
+        "CarePlan.category",
+        message_part="must be an array",
+    ),
+    "json-array-where-a-single-value-belongs": Break(
+        "Goal-goal-1.json",
+        lambda goal: goal.__setitem__("subject", [goal["subject"]]),
+        "structure",
+        "Goal.subject",
+        message_part="cannot be an array",
+    ),
     "ele-1-empty-object": Break(
         "Goal-goal-1.json", _empty_target, "structure", "Goal.target[1]", message_part="ele-1"
     ),
