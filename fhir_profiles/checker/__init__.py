@@ -22,7 +22,11 @@ from fhir_profiles.checker.element_rules import (
 from fhir_profiles.checker.invariants import NOT_EVALUABLE_FUNCTIONS
 from fhir_profiles.checker.issues import Issue, IssueCode, Severity
 from fhir_profiles.checker.terminology import expand_value_set
-from fhir_profiles.checker.validation import check_against, missing_must_support_of
+from fhir_profiles.checker.validation import (
+    check_against,
+    missing_must_support_of,
+    must_support_report_of,
+)
 from fhir_profiles.claims import US_CORE_VERSIONS
 
 DEFAULT_US_CORE_VERSIONS: Final = US_CORE_VERSIONS
@@ -85,6 +89,15 @@ def missing_must_support(resource: JSONObject, profile_url: str) -> list[str]:
     return missing_must_support_of(resource, compiled_profile(profile_url))
 
 
+def must_support_report(resource: JSONObject, profile_url: str) -> list[Issue]:
+    """The same findings as `information` issues, one per place (`CarePlan.activity[1].detail`).
+
+    Not errors: must support obliges a sender to send the element when it holds the data, which
+    only the sender can judge.
+    """
+    return must_support_report_of(resource, compiled_profile(profile_url))
+
+
 __all__ = [
     "NOT_EVALUABLE_FUNCTIONS",
     "CompiledProfile",
@@ -97,6 +110,7 @@ __all__ = [
     "compile_structure_definition",
     "compiled_profile",
     "missing_must_support",
+    "must_support_report",
     "profiles_to_check",
     "unchecked_required_bindings",
 ]

@@ -7,7 +7,9 @@ from typing import Literal
 
 Severity = Literal["error", "warning", "information"]
 # OperationOutcome issue-type codes, so the FHIR API can turn issues into an outcome as they are.
-IssueCode = Literal["required", "structure", "value", "code-invalid", "invariant", "not-supported"]
+IssueCode = Literal[
+    "required", "structure", "value", "code-invalid", "invariant", "not-supported", "informational"
+]
 
 
 @dataclass(frozen=True)

@@ -451,11 +451,15 @@ def check_against(resource: JSONObject, profile: CompiledProfile) -> list[Issue]
 
 
 def _missing_must_support(
-    node: JSONObject, rule: ElementRule, expression: str, walk: _Walk, missing: list[str]
+    node: JSONObject,
+    rule: ElementRule,
+    expression: str,
+    walk: _Walk,
+    missing: list[tuple[ElementRule, str]],
 ) -> None:
     for occurrence in occurrences(node, rule, expression, walk):
         if occurrence.rule.must_support and not occurrence.items and occurrence.decidable:
-            missing.append(occurrence.rule.id)
+            missing.append((occurrence.rule, occurrence.expression))
         if not occurrence.rule.children:
             continue
         for item in occurrence.governed:
@@ -463,9 +467,29 @@ def _missing_must_support(
                 _missing_must_support(item.value, occurrence.rule, item.expression, walk, missing)
 
 
-def missing_must_support_of(resource: JSONObject, profile: CompiledProfile) -> list[str]:
-    missing: list[str] = []
+def _missing(resource: JSONObject, profile: CompiledProfile) -> list[tuple[ElementRule, str]]:
+    missing: list[tuple[ElementRule, str]] = []
     _missing_must_support(
         resource, profile.root, profile.resource_type, _Walk(profile, resource), missing
     )
-    return list(dict.fromkeys(missing))
+    return missing
+
+
+def missing_must_support_of(resource: JSONObject, profile: CompiledProfile) -> list[str]:
+    return list(dict.fromkeys(rule.id for rule, _ in _missing(resource, profile)))
+
+
+def must_support_report_of(resource: JSONObject, profile: CompiledProfile) -> list[Issue]:
+    """One `information` issue per place a must-support element is absent."""
+    return [
+        Issue(
+            "information",
+            "informational",
+            expression,
+            f"must-support {'slice ' + repr(rule.slice_name) + ' of ' if rule.slice_name else ''}"
+            f"{rule.id.partition(':')[0] if rule.slice_name else rule.id} is absent",
+            rule.id,
+            profile.canonical,
+        )
+        for rule, expression in _missing(resource, profile)
+    ]

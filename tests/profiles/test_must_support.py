@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fhir_profiles.artifacts import us_core_profile_for
-from fhir_profiles.checker import missing_must_support
+from fhir_profiles.checker import missing_must_support, must_support_report
 from tests.profiles.example_files import US_CORE_VERSIONS, example
 
 
@@ -76,3 +76,27 @@ def test_slice_told_apart_by_a_valueset_we_cannot_enumerate_is_not_reported() ->
     condition = example("Condition-health-concern-example.json")
     missing = missing_must_support(condition, _profile("Condition", "7.0.0"))
     assert missing == ["Condition.abatement[x]"]
+
+
+def test_report_names_each_place_as_an_information_issue() -> None:
+    plan = example("CarePlan-colonoscopy.json")
+    plan["category"][0]["coding"][0]["code"] = "careteam"
+    del plan["text"]["status"]
+    issues = must_support_report(plan, _profile("CarePlan", "7.0.0"))
+    assert [(i.severity, i.code, i.expression, i.element_id) for i in issues] == [
+        ("information", "informational", "CarePlan.text.status", "CarePlan.text.status"),
+        ("information", "informational", "CarePlan.category", "CarePlan.category:AssessPlan"),
+    ]
+    assert "slice 'AssessPlan'" in issues[1].message
+
+
+def test_report_repeats_per_repetition_where_the_id_list_does_not() -> None:
+    team = example("CareTeam-example.json")
+    for participant in team["participant"]:
+        del participant["role"]
+    profile = _profile("CareTeam", "7.0.0")
+    assert missing_must_support(team, profile) == ["CareTeam.participant.role"]
+    report = must_support_report(team, profile)
+    assert [i.expression for i in report] == [
+        f"CareTeam.participant[{index}].role" for index in range(len(team["participant"]))
+    ]
