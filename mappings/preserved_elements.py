@@ -12,9 +12,10 @@ the case still produces what it produced when the resource was received. Once th
 that element (a manager edits the goal's description, say), the case wins: a stale copy never
 shadows an edit.
 
-Two elements are merged rather than replaced, so the service's own entries are always there:
-`identifier` (the key of conditional writes) and `category` (holds the slices US Core requires
-and the program). `meta` and `text` are not kept: meta is the store's, the narrative is
+Three elements are merged rather than replaced, so the service's own entries are always there:
+`identifier` (the key of conditional writes), `category` (holds the slices US Core requires
+and the program) and `basedOn` (a ServiceRequest's link to the case's CarePlan).
+`meta` and `text` are not kept: meta is the store's, the narrative is
 regenerated from the data.
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 
 from mappings.fhir_datatypes import JsonDict
 
-MERGED_ELEMENTS = frozenset({"identifier", "category"})
+MERGED_ELEMENTS = frozenset({"identifier", "category", "basedOn"})
 NOT_PRESERVED = frozenset({"resourceType", "id", "meta", "text"})
 
 
@@ -77,10 +78,27 @@ def _merge_items(
     received: list[Any], now: list[Any], then: list[Any], *, unchanged: bool
 ) -> list[Any]:
     if unchanged:
-        return received + [item for item in now if item not in received]
+        return received + [item for item in now if not _covered(item, received)]
     # The case changed the element: keep only the foreign items, then what the case says now.
     foreign = [item for item in received if item not in then]
     return foreign + [item for item in now if item not in foreign]
+
+
+def _codings(item: Any) -> set[tuple[Any, Any]]:
+    if not isinstance(item, dict):
+        return set()
+    return {
+        (c.get("system"), c.get("code")) for c in item.get("coding") or () if isinstance(c, dict)
+    }
+
+
+def _covered(item: Any, received: list[Any]) -> bool:
+    """`item` is in `received`, or (a CodeableConcept) all its codings are already there: a
+    received `sdoh` category with its own text needs no second `sdoh` category."""
+    if item in received:
+        return True
+    codings = _codings(item)
+    return bool(codings) and codings <= set().union(*(_codings(r) for r in received))
 
 
 def _in_element_order(resource: JsonDict, element_order: Sequence[str]) -> JsonDict:

@@ -44,7 +44,7 @@ def contained_member(member: CareTeamMemberRecord, context: CaseContext) -> Json
 
 def participant(member: CareTeamMemberRecord, context: CaseContext) -> JsonDict:
     if member.role is CareTeamRole.patient:
-        who = reference(f"Patient/{context.patient_id}", member.name)
+        who = reference(context.subject.get("reference"), member.name)
     else:
         who = reference(f"#{member.id}", member.name)
     return {"id": member.id, "role": [member_role(member.role)], "member": who}

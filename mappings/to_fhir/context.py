@@ -23,8 +23,10 @@ def patient_display(patient: PatientRecord) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class CaseContext:
-    case_id: str
-    patient_id: str
+    case_id: str | None
+    """None for a resource imported on its own, not (yet) part of a case."""
+    patient_id: str | None
+    """None only for resources received with a display-only subject."""
     patient_name: str | None = None
     manager: str | None = None
 
@@ -34,8 +36,12 @@ class CaseContext:
 
     @property
     def subject(self) -> JsonDict:
-        return reference(f"Patient/{self.patient_id}", self.patient_name)
+        target = f"Patient/{self.patient_id}" if self.patient_id else None
+        return reference(target, self.patient_name)
 
     @property
-    def care_plan(self) -> JsonDict:
-        return {"reference": f"CarePlan/{self.case_id}"}
+    def care_plan(self) -> JsonDict | None:
+        """The case's CarePlan; typed, so the link survives rewriting to a urn:uuid."""
+        if self.case_id is None:
+            return None
+        return {"reference": f"CarePlan/{self.case_id}", "type": "CarePlan"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mappings.canonical import (
     EXT_REFERRAL_OUTCOME,
     IDENTIFIER_SYSTEM,
+    INTERVENTION_TYPE_SYSTEM,
     REFERRAL_OUTCOME_SYSTEM,
     SNOMED,
     profiles_for,
@@ -42,7 +43,8 @@ def intervention_categories(intervention: InterventionRecord) -> list[JsonDict]:
 
 
 def intervention_code(intervention: InterventionRecord) -> JsonDict:
-    """The intervention's own code, else the type's SNOMED procedure; the text says what it is."""
+    """The intervention's own code, else the type's SNOMED procedure; then CaseBridge's type
+    code, so the type round-trips; the text says what it is."""
     entry = INTERVENTION_TYPE[intervention.type]
     if intervention.code is not None:
         own = intervention.code
@@ -51,6 +53,7 @@ def intervention_code(intervention: InterventionRecord) -> JsonDict:
         codings = [coding(SNOMED, entry.snomed_code, entry.snomed_display)]
     else:
         codings = []
+    codings.append(coding(INTERVENTION_TYPE_SYSTEM, intervention.type.value, entry.display))
     return codeable_concept(codings, intervention.description or entry.display)
 
 
@@ -110,7 +113,7 @@ def build_service_request(intervention: InterventionRecord, context: CaseContext
         ),
         extension=referral_outcome(intervention),
         identifier=[{"system": IDENTIFIER_SYSTEM["ServiceRequest"], "value": intervention.id}],
-        basedOn=[context.care_plan],
+        basedOn=[context.care_plan] if context.care_plan else None,
         status=status,
         intent=INTERVENTION_KIND.to_fhir[intervention.kind],
         category=intervention_categories(intervention),

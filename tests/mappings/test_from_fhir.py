@@ -1,0 +1,308 @@
+"""FHIR -> case: official examples round-trip, golden cases come back equal, messy input is
+kept, invalid input is rejected with an OperationOutcome pointing at the element.
+
+The examples in `data/` are copies of the official FHIR R4 (`data/r4`) and US Core 7.0.0
+(`data/us-core`) examples; the tests never read outside the repository.
+
+Documented normalisations of a re-export (see `mappings.from_fhir`): `meta` and `text` are
+not compared (store's / regenerated), the CaseBridge identifier is added, the categories
+CaseBridge always writes are added after the received ones, a CareTeam takes its case's id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_profiles.checker import check_all
+from mappings.canonical import (
+    CARE_TEAM_ROLE_SYSTEM,
+    INTERVENTION_TYPE_SYSTEM,
+    NEED_DOMAIN_SYSTEM,
+    PROGRAM_SYSTEM,
+    SDOHCC_TEMPORARY_CODES,
+    SNOMED,
+    US_CORE_CAREPLAN_CATEGORY,
+    US_CORE_CATEGORY,
+    US_CORE_CONDITION_CATEGORY,
+)
+from mappings.case_model import CaseRecord
+from mappings.fhir_datatypes import JsonDict
+from mappings.from_fhir import (
+    ResourceRejected,
+    import_care_plan,
+    import_care_team,
+    import_case,
+    import_condition,
+    import_goal,
+    import_service_request,
+)
+from mappings.projection import project_case
+from mappings.to_fhir.care_plan import care_plan_resource
+from mappings.to_fhir.care_team import care_team_resource
+from mappings.to_fhir.condition import condition_resource
+from mappings.to_fhir.context import CaseContext
+from mappings.to_fhir.goal import goal_resource
+from mappings.to_fhir.service_request import service_request_resource
+from tests.mappings.cases import GOLDEN_CASES
+
+DATA = Path(__file__).parent / "data"
+RECEIVED_AT = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
+NOT_IMPORTED = {"Provenance"}  # history of changes, not case data: stored as received
+EXAMPLES = sorted(
+    p
+    for p in DATA.glob("*/*.json")
+    if json.loads(p.read_text())["resourceType"] not in NOT_IMPORTED
+)
+OWN_CATEGORY_SYSTEMS = {
+    US_CORE_CAREPLAN_CATEGORY,
+    PROGRAM_SYSTEM,
+    US_CORE_CONDITION_CATEGORY,
+    US_CORE_CATEGORY,
+    NEED_DOMAIN_SYSTEM,
+    SDOHCC_TEMPORARY_CODES,
+    SNOMED,
+}
+
+
+def load(path: Path) -> JsonDict:
+    resource: JsonDict = json.loads(path.read_text(encoding="utf-8"))
+    return resource
+
+
+def care_team_case(team: JsonDict) -> CaseRecord:
+    """A plan-only case for a CareTeam that arrives on its own."""
+    subject = team.get("subject") or {"reference": "Patient/unknown"}
+    plan = {"resourceType": "CarePlan", "id": team["id"], "status": "active", "intent": "plan"}
+    return import_care_plan({**plan, "subject": subject}, RECEIVED_AT)
+
+
+def reexport(resource: JsonDict) -> JsonDict:
+    """Import a resource the way the FHIR API does, then project it again."""
+    kind = resource["resourceType"]
+    if kind == "Goal":
+        goal = import_goal(resource)
+        return goal_resource(goal.record, goal.context)
+    if kind == "ServiceRequest":
+        request = import_service_request(resource)
+        return service_request_resource(request.record, request.context)
+    if kind == "Condition":
+        need = import_condition(resource)
+        return condition_resource(need.record, need.context)
+    if kind == "CarePlan":
+        case = import_care_plan(resource, RECEIVED_AT)
+        return care_plan_resource(case, CaseContext.of(case))
+    if kind == "CareTeam":
+        case = import_care_team(resource, care_team_case(resource))
+        return care_team_resource(case, CaseContext.of(case))
+    raise AssertionError(kind)
+
+
+def normalised(received: JsonDict, exported: JsonDict) -> JsonDict:
+    """`exported` with the documented normalisations undone against `received`."""
+    result = {k: v for k, v in exported.items() if k not in {"meta", "text"}}
+    if "meta" in received:
+        result["meta"] = received["meta"]
+    if "text" in received:
+        result["text"] = received["text"]
+    if received["resourceType"] == "CareTeam":
+        assert result["id"] == f"careteam-{received['id']}"
+        result["id"] = received["id"]
+    own = [
+        i for i in result.get("identifier", []) if "casebridge.dev/fhir/sid/" in i.get("system", "")
+    ]
+    assert len(own) == 1, "the CaseBridge identifier is added exactly once"
+    result["identifier"] = [i for i in result["identifier"] if i not in own]
+    received_categories = received.get("category", [])
+    categories = result.get("category", [])
+    assert categories[: len(received_categories)] == received_categories
+    for added in categories[len(received_categories) :]:
+        assert {c["system"] for c in added["coding"]} <= OWN_CATEGORY_SYSTEMS, added
+    result["category"] = received_categories
+    return {k: v for k, v in result.items() if v != []}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_official_example_round_trips(path: Path) -> None:
+    received = load(path)
+    exported = reexport(received)
+    assert normalised(received, exported) == received
+    assert next(iter(exported)) == "resourceType"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in EXAMPLES if p.parent.name == "us-core"), ids=lambda p: p.stem
+)
+def test_us_core_example_stays_conformant_after_reexport(path: Path) -> None:
+    received = load(path)
+    if received["resourceType"] == "ServiceRequest":
+        # As the FHIR API imports it: into a case, which gives it its CarePlan.
+        request = import_service_request(received, CaseContext("case-1", "example", "Amy Shaw"))
+        exported = service_request_resource(request.record, request.context)
+    else:
+        exported = reexport(received)
+    errors = [i for i in check_all(exported) if i.severity == "error"]
+    assert errors == []
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
+def test_golden_case_to_fhir_to_case_is_equal(name: str) -> None:
+    case = GOLDEN_CASES[name]()
+    resources = [r.resource for r in project_case(case)]
+    assert import_case(resources, RECEIVED_AT) == case
+
+
+def test_golden_case_reexport_is_byte_identical() -> None:
+    case = GOLDEN_CASES["social_work"]()
+    first = project_case(case)
+    again = project_case(import_case([r.resource for r in first], RECEIVED_AT))
+    assert [r.json for r in again] == [r.json for r in first]
+
+
+MESSY_GOAL: JsonDict = {
+    "resourceType": "Goal",
+    "id": "ehr-goal-77",
+    "extension": [{"url": "http://ehr.example.org/fhir/goal-source", "valueString": "MyChart"}],
+    "identifier": [{"system": "http://ehr.example.org/goal", "value": "77"}],
+    "lifecycleStatus": "active",
+    "achievementStatus": {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
+                "code": "improving",
+            }
+        ]
+    },
+    "description": {
+        "coding": [
+            {"system": SNOMED, "code": "289169006", "display": "Able to walk"},
+            {"system": "http://ehr.example.org/goal-codes", "code": "WALK"},
+        ],
+        "text": "Walk to the mailbox",
+    },
+    "subject": {"reference": "Patient/p-9", "display": "Ana Lima"},
+    "startDate": "2026-09-01",
+    "target": [{"dueDate": "2026-12-01"}],
+    "addresses": [{"reference": "Condition/need-x"}, {"reference": "Observation/unresolvable"}],
+    "note": [{"text": "Free text from the EHR, no time"}],
+}
+
+
+def test_messy_goal_maps_what_fits_and_keeps_the_rest() -> None:
+    imported = import_goal(MESSY_GOAL)
+    goal = imported.record
+    assert goal.description == "Walk to the mailbox"
+    assert goal.code is not None
+    assert goal.code.code == "289169006"
+    assert goal.need_ids == ("need-x",)
+    assert goal.achievement_status is not None
+    assert goal.target is not None
+    assert goal.target.due_date == dt.date(2026, 12, 1)
+    kept = goal.fhir_extras["received"]
+    assert set(kept) >= {"extension", "description", "addresses", "note", "identifier"}
+    exported = goal_resource(goal, imported.context)
+    assert normalised(MESSY_GOAL, exported) == MESSY_GOAL
+
+
+def test_a_case_edit_wins_over_a_stale_received_element() -> None:
+    imported = import_goal(MESSY_GOAL)
+    edited = imported.record.model_copy(update={"description": "Walk to the corner shop"})
+    exported = goal_resource(edited, imported.context)
+    assert exported["description"]["text"] == "Walk to the corner shop"
+    # Untouched foreign content is still given back.
+    assert exported["extension"] == MESSY_GOAL["extension"]
+    assert exported["addresses"] == MESSY_GOAL["addresses"]
+
+
+def test_imported_service_request_keeps_its_type_and_unknown_codes() -> None:
+    imported = import_service_request(
+        load(DATA / "us-core" / "ServiceRequest-foodpantry-referral.json")
+    )
+    request = imported.record
+    assert request.type.value == "food_assistance"
+    exported = service_request_resource(request, imported.context)
+    assert (
+        exported["code"]
+        == load(DATA / "us-core" / "ServiceRequest-foodpantry-referral.json")["code"]
+    )
+    assert INTERVENTION_TYPE_SYSTEM not in json.dumps(exported["code"])
+
+
+def test_imported_care_team_maps_roles() -> None:
+    team = load(DATA / "us-core" / "CareTeam-example.json")
+    case = import_care_team(team, care_team_case(team))
+    assert case.care_team, "members with an id and a name become case members"
+    assert all(m.role.value for m in case.care_team)
+    assert CARE_TEAM_ROLE_SYSTEM not in json.dumps(care_team_resource(case, CaseContext.of(case)))
+
+
+Invalid = tuple[str, Callable[[JsonDict], Any], JsonDict, str]
+INVALID: list[Invalid] = [
+    (
+        "bad lifecycle code",
+        import_goal,
+        {**MESSY_GOAL, "lifecycleStatus": "finished"},
+        "Goal.lifecycleStatus",
+    ),
+    (
+        "missing subject",
+        import_goal,
+        {k: v for k, v in MESSY_GOAL.items() if k != "subject"},
+        "Goal.subject",
+    ),
+    (
+        "bad date in a target",
+        import_goal,
+        {**MESSY_GOAL, "target": [{"dueDate": "next tuesday"}]},
+        "Goal.target[0].dueDate",
+    ),
+    ("unknown element", import_goal, {**MESSY_GOAL, "colour": "blue"}, "Goal.colour"),
+    (
+        "subject is not a patient",
+        import_goal,
+        {**MESSY_GOAL, "subject": {"reference": "Group/g1"}},
+        "Goal.subject",
+    ),
+    (
+        "wrong resource type",
+        import_service_request,
+        MESSY_GOAL,
+        "ServiceRequest.resourceType",
+    ),
+    (
+        "bad intent",
+        import_service_request,
+        {
+            "resourceType": "ServiceRequest",
+            "id": "x",
+            "status": "active",
+            "intent": "wish",
+            "subject": {"reference": "Patient/p"},
+        },
+        "ServiceRequest.intent",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "importer", "resource", "expression"),
+    INVALID,
+    ids=lambda x: x if isinstance(x, str) and " " in x else "",
+)
+def test_invalid_input_is_rejected_at_the_element(
+    label: str, importer: Callable[[JsonDict], Any], resource: JsonDict, expression: str
+) -> None:
+    with pytest.raises(ResourceRejected) as raised:
+        importer(resource)
+    outcome = raised.value.outcome
+    assert outcome["resourceType"] == "OperationOutcome"
+    expressions = [e for i in outcome["issue"] for e in i["expression"]]
+    assert expression in expressions, (label, outcome)
+    from mappings.fhir import OperationOutcome
+
+    OperationOutcome.model_validate(outcome)
