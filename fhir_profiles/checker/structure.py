@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from fhirpathpy.models import models as fhirpath_models
 
-from fhir_profiles.checker.invariants import Invariant, compile_invariant
+from fhir_profiles.checker.invariants import Invariant, InvariantEvaluationError, compile_invariant
 from fhir_profiles.checker.issues import IssueCode
 
 _MODEL: Final = fhirpath_models["r4"]
@@ -80,7 +80,7 @@ EXT_1: Final[Invariant] = compile_invariant(
 )
 
 Report = Callable[[IssueCode, str, str], None]
-"""report(code, expression, message)."""
+"""report(code, expression, message); `not-supported` findings are warnings, the rest errors."""
 
 
 @functools.cache
@@ -209,7 +209,11 @@ def check_object(context: str, node: dict[str, Any], expression: str, report: Re
             continue
         check_property(context, node, key, value, f"{expression}.{key.lstrip('_')}", report)
     if context == "Extension":
-        holds = EXT_1.holds(node, "Extension", node)
+        try:
+            holds = EXT_1.holds(node, "Extension", node)
+        except InvariantEvaluationError as error:
+            report("not-supported", expression, f"not evaluated: {error}")
+            return
         if not holds:
             report("invariant", expression, f"ext-1: {EXT_1.human} ({EXT_1.expression})")
 

@@ -64,7 +64,8 @@ class _Walk:
 
     def reporter(self, rule: ElementRule) -> structure.Report:
         def report(code: IssueCode, expression: str, message: str) -> None:
-            self.report("error", code, expression, message, rule)
+            severity: Severity = "warning" if code == "not-supported" else "error"
+            self.report(severity, code, expression, message, rule)
 
         return report
 
@@ -168,21 +169,24 @@ def _matches_slice(
 
 
 def slice_is_decidable(slice_rule: ElementRule, slicing: Slicing, walk: _Walk) -> bool:
-    """False when matching the slice needs a ValueSet the shipped files cannot enumerate.
+    """False when the checker cannot tell the slice's members from the rest.
 
-    Such a slice matches nothing here, so neither its minimum nor its must-support flag can be
-    judged; both are left unreported rather than reported falsely.
+    That is the case for `exists`, `type` and `profile` discriminators, for a discriminating
+    element with nothing to compare (no fixed, pattern or binding), and for one bound to a
+    ValueSet the shipped files cannot enumerate. Such a slice matches nothing here, so neither
+    its minimum nor its must-support flag can be judged; both are left unreported rather than
+    reported falsely.
     """
-    for _, path in slicing.discriminators:
-        target = _discriminating_rule(slice_rule, path)
-        if (
-            target is not None
-            and target.fixed is None
-            and target.pattern is None
-            and target.required_value_set is not None
-            and walk.value_set(target.required_value_set) is None
-        ):
+    for kind, path in slicing.discriminators:
+        if kind not in ("value", "pattern"):
             return False
+        target = _discriminating_rule(slice_rule, path)
+        if target is None or (target.fixed is None and target.pattern is None):
+            if target is not None and target.required_value_set is not None:
+                if walk.value_set(target.required_value_set) is None:
+                    return False
+            elif not (path == "url" and slice_rule.type_profiles):
+                return False
     return True
 
 

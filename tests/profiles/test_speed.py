@@ -1,4 +1,7 @@
-"""Profiles are compiled once; checking a resource stays well under a few milliseconds."""
+"""Profiles are compiled once; checking a resource stays well under a few milliseconds.
+
+Timed in process CPU time, so other work on a busy machine does not make the tests flaky.
+"""
 
 from __future__ import annotations
 
@@ -23,16 +26,16 @@ def test_checking_one_resource_takes_well_under_a_few_milliseconds() -> None:
     check(resource, profile)  # warm the caches
     timings = []
     for _ in range(50):
-        start = time.perf_counter()
+        start = time.process_time()
         check(resource, profile)
-        timings.append(time.perf_counter() - start)
+        timings.append(time.process_time() - start)
     assert statistics.median(timings) < 0.003
 
 
 def test_check_all_of_three_profiles_stays_cheap() -> None:
     resource = example("CarePlan-colonoscopy.json")
     check_all(resource)
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(20):
         check_all(resource)
-    assert (time.perf_counter() - start) / 20 < 0.010
+    assert (time.process_time() - start) / 20 < 0.010
