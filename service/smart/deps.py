@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.ehr.url_policy import UrlPolicy
 from service.security.encryption import SecretBox
 from service.settings import Settings
+from service.smart.backend_services import BackendServicesTokens
 
 
 def get_secret_box(request: Request) -> SecretBox:
@@ -17,3 +19,19 @@ def get_secret_box(request: Request) -> SecretBox:
 
 
 SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
+
+
+def get_backend_tokens(request: Request) -> BackendServicesTokens:
+    """The application's one token cache, made on first use (tokens live in memory only)."""
+    tokens: BackendServicesTokens | None = getattr(request.app.state, "backend_tokens", None)
+    if tokens is None:
+        settings: Settings = request.app.state.settings
+        tokens = BackendServicesTokens(
+            policy=UrlPolicy.from_settings(settings),
+            timeout_seconds=settings.ehr_timeout_seconds,
+        )
+        request.app.state.backend_tokens = tokens
+    return tokens
+
+
+BackendTokensDep = Annotated[BackendServicesTokens, Depends(get_backend_tokens)]

@@ -1,0 +1,62 @@
+"""An authenticated `FhirClient` for a registered connection: the one place that turns a
+connection row into a client, choosing the token provider by the connection's auth mode."""
+
+from __future__ import annotations
+
+from service.connections.models import AuthMode, Connection
+from service.connections.service import signing_key, stored_capabilities
+from service.ehr.client import FhirClient, TokenProvider
+from service.ehr.errors import EhrDiscoveryError
+from service.ehr.url_policy import UrlPolicy
+from service.errors import RuleViolation
+from service.security.encryption import SecretBox
+from service.settings import Settings
+from service.smart.backend_services import BackendServicesGrant, BackendServicesTokens
+
+
+def backend_services_grant(
+    connection: Connection, box: SecretBox, scopes: tuple[str, ...] | None = None
+) -> BackendServicesGrant:
+    """The grant for `scopes` (default: the connection's scopes). Keys must be loaded."""
+    if connection.auth_mode is not AuthMode.backend_services or connection.client_id is None:
+        raise RuleViolation(
+            "connection.auth_mode",
+            f"connection {connection.name!r} does not use Backend Services",
+        )
+    capabilities = stored_capabilities(connection)
+    if capabilities is None or capabilities.smart is None:
+        raise EhrDiscoveryError(
+            "the connection has no discovered token endpoint; run discovery",
+            url=connection.base_url,
+        )
+    return BackendServicesGrant(
+        connection_id=connection.id,
+        token_endpoint=capabilities.smart.token_endpoint,
+        client_id=connection.client_id,
+        scopes=tuple(connection.scopes if scopes is None else scopes),
+        signing_key=signing_key(connection, box),
+    )
+
+
+def fhir_client_for(
+    connection: Connection,
+    *,
+    settings: Settings,
+    box: SecretBox,
+    tokens: BackendServicesTokens,
+    policy: UrlPolicy | None = None,
+    scopes: tuple[str, ...] | None = None,
+) -> FhirClient:
+    """A client for system-to-system work. App Launch tokens belong to a user's session and
+    are not used here."""
+    provider: TokenProvider | None = None
+    if connection.auth_mode is AuthMode.backend_services:
+        provider = tokens.provider(backend_services_grant(connection, box, scopes))
+    elif connection.auth_mode is AuthMode.app_launch:
+        raise RuleViolation(
+            "connection.auth_mode",
+            f"connection {connection.name!r} uses App Launch: its tokens belong to a user",
+        )
+    return FhirClient.from_settings(
+        connection.base_url, settings, token_provider=provider, policy=policy
+    )

@@ -1,0 +1,230 @@
+"""SMART Backend Services: `client_credentials` with a `private_key_jwt` assertion, and a token
+cache per connection and scope set.
+
+authlib owns the grant: it builds the form, signs the assertion through joserfc and parses the
+answer. What is ours is the SMART profile of the assertion (explicit alg, `kid` and `typ`
+headers, a fresh `jti`, `exp` under five minutes) and the cache:
+
+- a token is reused until `refresh_margin` seconds before it expires, then replaced;
+- each (connection, scope set) has one asyncio lock, and the cache is checked again under it,
+  so a hundred callers that find the token missing cause one token request, not a hundred;
+- `reauthenticate(rejected)` (the FHIR client calls it on a 401) fetches a new token only if
+  the rejected one is still the cached one: concurrent 401s lead to one new token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
+
+from service.ehr.client import parse_retry_after
+from service.ehr.errors import (
+    EhrAuthorizationError,
+    EhrConnectionError,
+    EhrProtocolError,
+    EhrRateLimited,
+    EhrServerError,
+    EhrTimeout,
+)
+from service.ehr.url_policy import UrlPolicy
+from service.smart.keys import SigningKey
+from service.smart.oauth_client import AsyncOAuth2Client, OAuthError
+
+# SMART caps `exp` at five minutes ahead; four leaves room for our clock running fast.
+ASSERTION_LIFETIME_SECONDS = 240
+# Used when a token response omits `expires_in` (SMART requires it; not every server sends it).
+DEFAULT_TOKEN_LIFETIME_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class BackendServicesGrant:
+    """Everything one token request needs; built from a connection row."""
+
+    connection_id: str
+    token_endpoint: str
+    client_id: str
+    scopes: tuple[str, ...]
+    signing_key: SigningKey
+
+    @property
+    def cache_key(self) -> tuple[str, frozenset[str]]:
+        return (self.connection_id, frozenset(self.scopes))
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    access_token: str
+    expires_at: float
+    scope: str
+
+
+class SmartPrivateKeyJWT(PrivateKeyJWT):  # type: ignore[misc]  # authlib is untyped
+    """authlib's `private_key_jwt` client authentication with the SMART assertion profile."""
+
+    def __init__(self, signing_key: SigningKey, lifetime_seconds: int) -> None:
+        super().__init__(alg=signing_key.alg)
+        self._signing_key = signing_key
+        self._lifetime_seconds = lifetime_seconds
+
+    def sign(self, auth: Any, token_endpoint: str) -> str:
+        # Fresh header and claims dicts on every call: authlib writes the `jti` into the claims
+        # dict it is given, so a shared one would repeat the same `jti` in every assertion.
+        assertion: str = private_key_jwt_sign(
+            self._signing_key.jwk,
+            client_id=auth.client_id,
+            token_endpoint=token_endpoint,
+            alg=self._signing_key.alg,
+            header={"kid": self._signing_key.kid, "typ": "JWT"},
+            expires_in=self._lifetime_seconds,
+        )
+        return assertion
+
+
+class _Slot:
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.token: CachedToken | None = None
+
+
+class BackendServicesTokens:
+    """The process-wide token cache. One instance per application."""
+
+    def __init__(
+        self,
+        *,
+        policy: UrlPolicy,
+        timeout_seconds: float = 30.0,
+        refresh_margin_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._policy = policy
+        self._timeout_seconds = timeout_seconds
+        self._refresh_margin_seconds = refresh_margin_seconds
+        self._clock = clock
+        self._slots: dict[tuple[str, frozenset[str]], _Slot] = {}
+
+    def provider(self, grant: BackendServicesGrant) -> BackendServicesTokenProvider:
+        return BackendServicesTokenProvider(self, grant)
+
+    async def access_token(self, grant: BackendServicesGrant) -> str:
+        slot = self._slot(grant)
+        if self._fresh(slot.token):
+            assert slot.token is not None
+            return slot.token.access_token
+        async with slot.lock:
+            # Another caller may have refreshed while this one waited for the lock.
+            if not self._fresh(slot.token):
+                slot.token = await self._request_token(grant)
+            assert slot.token is not None
+            return slot.token.access_token
+
+    async def reauthenticate(self, grant: BackendServicesGrant, rejected_token: str) -> str:
+        slot = self._slot(grant)
+        async with slot.lock:
+            if slot.token is None or slot.token.access_token == rejected_token:
+                slot.token = await self._request_token(grant)
+            return slot.token.access_token
+
+    def forget(self, connection_id: str) -> None:
+        """Drop a connection's tokens (after its deletion or a change of client id)."""
+        for key in [key for key in self._slots if key[0] == connection_id]:
+            del self._slots[key]
+
+    def _slot(self, grant: BackendServicesGrant) -> _Slot:
+        # No await between the lookup and the insert: atomic under asyncio.
+        return self._slots.setdefault(grant.cache_key, _Slot())
+
+    def _fresh(self, token: CachedToken | None) -> bool:
+        return token is not None and token.expires_at - self._refresh_margin_seconds > self._clock()
+
+    async def _request_token(self, grant: BackendServicesGrant) -> CachedToken:
+        url = grant.token_endpoint
+        await self._policy.check(url)
+        requested_at = self._clock()
+        try:
+            async with AsyncOAuth2Client(
+                client_id=grant.client_id,
+                token_endpoint_auth_method=SmartPrivateKeyJWT(
+                    grant.signing_key, ASSERTION_LIFETIME_SECONDS
+                ),
+                scope=" ".join(grant.scopes),
+                timeout=self._timeout_seconds,
+                follow_redirects=False,
+            ) as oauth:
+                token = await oauth.fetch_token(url, grant_type="client_credentials")
+        except OAuthError as exc:
+            raise EhrAuthorizationError(
+                f"the token endpoint refused the client_credentials grant: {exc.error}"
+                + (f" ({exc.description})" if exc.description else ""),
+                url=url,
+                error=exc.error,
+                error_description=exc.description or None,
+            ) from exc
+        except httpx.HTTPStatusError as exc:
+            raise _status_error(exc.response, url) from exc
+        except httpx.TimeoutException as exc:
+            raise EhrTimeout(f"the token request timed out: {exc!r}", url=url) from exc
+        except httpx.TransportError as exc:
+            raise EhrConnectionError(f"the token request failed: {exc!r}", url=url) from exc
+        except ValueError as exc:  # authlib: the body is not a JSON object
+            raise EhrProtocolError(f"the token response is not usable: {exc}", url=url) from exc
+        return _cached(token, requested_at, url)
+
+
+class BackendServicesTokenProvider:
+    """A `service.ehr.client.TokenProvider` bound to one grant."""
+
+    def __init__(self, tokens: BackendServicesTokens, grant: BackendServicesGrant) -> None:
+        self._tokens = tokens
+        self._grant = grant
+
+    async def access_token(self) -> str:
+        return await self._tokens.access_token(self._grant)
+
+    async def reauthenticate(self, rejected_token: str) -> str:
+        return await self._tokens.reauthenticate(self._grant, rejected_token)
+
+
+def _status_error(response: httpx.Response, url: str) -> Exception:
+    if response.status_code == 429:
+        return EhrRateLimited(
+            "the token endpoint is rate limiting us",
+            url=url,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if response.status_code >= 500:
+        return EhrServerError(
+            f"the token endpoint answered {response.status_code}",
+            url=url,
+            remote_status=response.status_code,
+        )
+    return EhrAuthorizationError(
+        f"the token endpoint answered {response.status_code} without an OAuth error", url=url
+    )
+
+
+def _cached(token: dict[str, Any], requested_at: float, url: str) -> CachedToken:
+    access_token = token.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise EhrProtocolError("the token response has no access_token", url=url)
+    token_type = str(token.get("token_type", "")).lower()
+    if token_type != "bearer":
+        raise EhrProtocolError(f"token_type {token_type!r} is not bearer", url=url)
+    expires_in = token.get("expires_in")
+    lifetime = (
+        float(expires_in)
+        if isinstance(expires_in, int | float) and expires_in > 0
+        else DEFAULT_TOKEN_LIFETIME_SECONDS
+    )
+    # Counted from before the request was sent, so network time never extends the lifetime.
+    return CachedToken(
+        access_token=access_token,
+        expires_at=requested_at + lifetime,
+        scope=str(token.get("scope", "")),
+    )
