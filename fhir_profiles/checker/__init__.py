@@ -23,6 +23,7 @@ from fhir_profiles.checker.invariants import NOT_EVALUABLE_FUNCTIONS
 from fhir_profiles.checker.issues import Issue, IssueCode, Severity
 from fhir_profiles.checker.terminology import expand_value_set
 from fhir_profiles.checker.validation import (
+    InvariantResults,
     check_against,
     missing_must_support_of,
     must_support_report_of,
@@ -61,6 +62,7 @@ def check_all(
     """
     issues: list[Issue] = []
     checked: set[str] = set()
+    invariant_results: InvariantResults = {}
     for profile_url in profiles_to_check(resource, us_core_versions):
         if not has_artifact("StructureDefinition", profile_url):
             issues.append(
@@ -76,7 +78,7 @@ def check_all(
         profile = compiled_profile(profile_url)
         if profile.canonical not in checked:
             checked.add(profile.canonical)
-            issues.extend(check_against(resource, profile))
+            issues.extend(check_against(resource, profile, invariant_results))
     return issues
 
 

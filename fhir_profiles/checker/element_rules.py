@@ -58,12 +58,26 @@ class ElementRule:
     def is_choice(self) -> bool:
         return self.name.endswith("[x]")
 
-    def json_keys(self) -> list[str]:
+    def json_keys(self) -> tuple[str, ...]:
         """The JSON property names this element may appear under."""
-        if not self.is_choice:
-            return [self.name]
-        stem = self.name[:-3]
-        return [stem + code[0].upper() + code[1:] for code in self.type_codes]
+        return tuple(self._key_types)
+
+    @functools.cached_property
+    def _key_types(self) -> dict[str, str | None]:
+        """JSON property name -> datatype of its value (None for backbone elements)."""
+        if self.is_choice:
+            stem = self.name[:-3]
+            return {stem + code[0].upper() + code[1:]: code for code in self.type_codes}
+        single = len(self.type_codes) == 1 and self.type_codes[0] not in (
+            "BackboneElement",
+            "Element",
+        )
+        return {self.name: self.type_codes[0] if single else None}
+
+    @functools.cached_property
+    def can_be_required(self) -> bool:
+        """Its absence can be an error: it or one of its slices has a minimum."""
+        return self.min > 0 or any(slice_rule.min > 0 for slice_rule in self.slices)
 
     @property
     def fhirpath_type(self) -> str:
@@ -78,14 +92,7 @@ class ElementRule:
 
     def type_of_key(self, key: str) -> str | None:
         """The datatype of the value found under JSON property `key` (None for backbones)."""
-        if self.is_choice:
-            suffix = key[len(self.name) - 3 :]
-            return next(
-                (code for code in self.type_codes if code[0].upper() + code[1:] == suffix), None
-            )
-        if len(self.type_codes) == 1 and self.type_codes[0] not in ("BackboneElement", "Element"):
-            return self.type_codes[0]
-        return None
+        return self._key_types.get(key)
 
     @property
     def structure_context(self) -> str:

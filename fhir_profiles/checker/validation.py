@@ -16,12 +16,20 @@ from typing import Any
 from fhir_profiles.artifacts import JSONObject
 from fhir_profiles.checker import references, structure
 from fhir_profiles.checker.element_rules import CompiledProfile, ElementRule, Slicing
-from fhir_profiles.checker.invariants import InvariantEvaluationError
+from fhir_profiles.checker.invariants import Invariant, InvariantEvaluationError
 from fhir_profiles.checker.issues import Issue, IssueCode, Severity
 from fhir_profiles.checker.terminology import ExpandedValueSet, expand_value_set
 
 # Keys that are not elements: the resource's type, and comments some tools leave in JSON.
 _NON_ELEMENT_KEYS = frozenset({"resourceType", "fhir_comments"})
+
+
+InvariantResults = dict[tuple[str, int, str], "bool | InvariantEvaluationError"]
+"""(expression, id of the JSON value, type) -> outcome, shared by the profiles of one check_all:
+ele-1's siblings (dom-*, ext-1, gol-1 ...) recur in every US Core version."""
+
+# Each of these is a conjunction of `contained.<...>.empty()` terms, so holds without `contained`.
+_HOLD_WITHOUT_CONTAINED = frozenset({"dom-2", "dom-3", "dom-4", "dom-5"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class Occurrence:
 class _Walk:
     profile: CompiledProfile
     resource: JSONObject
+    invariant_results: InvariantResults
     issues: list[Issue] = field(default_factory=list)
 
     def report(
@@ -191,10 +200,17 @@ def slice_is_decidable(slice_rule: ElementRule, slicing: Slicing, walk: _Walk) -
 
 
 def occurrences(
-    node: JSONObject, rule: ElementRule, expression: str, walk: _Walk
+    node: JSONObject, rule: ElementRule, expression: str, walk: _Walk, *, all_absent: bool
 ) -> Iterator[Occurrence]:
-    """Each child element of `rule` under `node`, then each of its slices."""
+    """Each child element of `rule` under `node`, then each of its slices.
+
+    An absent child that cannot be required is yielded only with `all_absent` (for the
+    must-support report); checking has nothing to do with it.
+    """
     for child in rule.children:
+        absent = not any(key in node or "_" + key in node for key in child.json_keys())
+        if absent and not all_absent and not child.can_be_required:
+            continue
         items = _items(node, child, expression)
         child_expression = f"{expression}.{child.name.removesuffix('[x]')}"
         if child.slicing is None or not child.slices:
@@ -283,23 +299,40 @@ def _every_contained_is_referenced(resource: Any) -> bool:
     return all(isinstance(c, dict) and f"#{c.get('id')}" in referenced for c in contained)
 
 
+def _invariant_holds(
+    invariant: Invariant, item: ElementItem, rule: ElementRule, walk: _Walk
+) -> bool | InvariantEvaluationError:
+    contained = item.value.get("contained") if isinstance(item.value, dict) else True
+    if invariant.key in _HOLD_WITHOUT_CONTAINED and not contained:
+        return True
+    if invariant.key == "dom-3" and _every_contained_is_referenced(item.value):
+        return True
+    type_path = item.type_name if item.type_name and item.type_name[0].isupper() else None
+    type_path = type_path or rule.fhirpath_type
+    key = (invariant.expression, id(item.value), type_path)
+    if key not in walk.invariant_results:
+        try:
+            outcome: bool | InvariantEvaluationError = invariant.holds(
+                item.value, type_path, walk.resource
+            )
+        except InvariantEvaluationError as error:
+            outcome = error
+        walk.invariant_results[key] = outcome
+    return walk.invariant_results[key]
+
+
 def _check_invariants(item: ElementItem, rule: ElementRule, walk: _Walk) -> None:
     if item.value is None:
         return
     for invariant in rule.invariants:
         if invariant.evaluator is None:
             continue
-        if invariant.key == "dom-3" and _every_contained_is_referenced(item.value):
-            continue
-        try:
-            type_path = item.type_name if item.type_name and item.type_name[0].isupper() else None
-            holds = invariant.holds(item.value, type_path or rule.fhirpath_type, walk.resource)
-        except InvariantEvaluationError as error:
+        holds = _invariant_holds(invariant, item, rule, walk)
+        if isinstance(holds, InvariantEvaluationError):
             walk.report(
-                "warning", "not-supported", item.expression, f"not evaluated: {error}", rule
+                "warning", "not-supported", item.expression, f"not evaluated: {holds}", rule
             )
-            continue
-        if not holds:
+        elif not holds:
             walk.report(
                 "error",
                 "invariant",
@@ -422,7 +455,7 @@ def check_item(item: ElementItem, rule: ElementRule, walk: _Walk) -> None:
 
 def check_children(node: JSONObject, rule: ElementRule, expression: str, walk: _Walk) -> None:
     _check_properties(node, rule, expression, walk)
-    for occurrence in occurrences(node, rule, expression, walk):
+    for occurrence in occurrences(node, rule, expression, walk, all_absent=False):
         _check_cardinality(occurrence, walk)
         if occurrence.rule.slicing is not None and occurrence.rule.slicing.rules == "closed":
             for item in occurrence.governed:
@@ -438,8 +471,17 @@ def check_children(node: JSONObject, rule: ElementRule, expression: str, walk: _
             check_item(item, occurrence.rule, walk)
 
 
-def check_against(resource: JSONObject, profile: CompiledProfile) -> list[Issue]:
-    walk = _Walk(profile, resource)
+def check_against(
+    resource: JSONObject,
+    profile: CompiledProfile,
+    invariant_results: InvariantResults | None = None,
+) -> list[Issue]:
+    """Issues of `resource` against `profile`.
+
+    `invariant_results` lets the checks of one resource against several profiles share the
+    invariants they have in common; it must not outlive the resource (it is keyed by id()).
+    """
+    walk = _Walk(profile, resource, {} if invariant_results is None else invariant_results)
     if resource.get("resourceType") != profile.resource_type:
         walk.report(
             "error",
@@ -461,7 +503,7 @@ def _missing_must_support(
     walk: _Walk,
     missing: list[tuple[ElementRule, str]],
 ) -> None:
-    for occurrence in occurrences(node, rule, expression, walk):
+    for occurrence in occurrences(node, rule, expression, walk, all_absent=True):
         if occurrence.rule.must_support and not occurrence.items and occurrence.decidable:
             missing.append((occurrence.rule, occurrence.expression))
         if not occurrence.rule.children:
@@ -474,7 +516,7 @@ def _missing_must_support(
 def _missing(resource: JSONObject, profile: CompiledProfile) -> list[tuple[ElementRule, str]]:
     missing: list[tuple[ElementRule, str]] = []
     _missing_must_support(
-        resource, profile.root, profile.resource_type, _Walk(profile, resource), missing
+        resource, profile.root, profile.resource_type, _Walk(profile, resource, {}), missing
     )
     return missing
 
