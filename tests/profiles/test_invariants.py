@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from fhir_profiles.artifacts import us_core_profile_for
-from fhir_profiles.checker import NOT_EVALUABLE_FUNCTIONS, check, compiled_profile
+from fhir_profiles.checker import NOT_EVALUABLE_FUNCTIONS, check, check_all, compiled_profile
 from fhir_profiles.checker.invariants import CORRECTED_EXPRESSIONS, compile_invariant
 from fhir_profiles.claims import PROFILES, ClaimedProfile
 from tests.profiles.example_files import example, where
@@ -123,3 +123,23 @@ def test_dom_3_through_the_whole_checker_for_canonical_and_literal_references() 
     issues = check(plan, profile)
     assert where(issues) == {("invariant", "CarePlan")}
     assert issues[0].message.startswith("dom-3")
+
+
+def test_shared_invariant_results_still_report_per_profile() -> None:
+    """check_all evaluates gol-1 once on the target, and each US Core version reports it."""
+    goal = example("Goal-goal-1.json")
+    goal["target"][0]["detailQuantity"] = {"value": 92, "unit": "%"}
+    issues = [issue for issue in check_all(goal) if issue.code == "invariant"]
+    assert sorted(issue.profile.rpartition("|")[2] for issue in issues) == ["6.1.0", "7.0.0"]
+    assert {issue.expression for issue in issues} == {"Goal.target[0]"}
+
+
+def test_dom_invariants_are_evaluated_when_there_is_contained() -> None:
+    plan = example("CarePlan-colonoscopy.json")
+    plan["contained"] = [
+        {"resourceType": "Condition", "id": "c1", "meta": {"security": [{"code": "R"}]}}
+    ]
+    plan["addresses"] = [{"reference": "#c1"}]
+    issues = check(plan, us_core_profile_for("CarePlan", "7.0.0") or "")
+    assert where(issues) == {("invariant", "CarePlan")}
+    assert issues[0].message.startswith("dom-5")
