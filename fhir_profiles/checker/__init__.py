@@ -21,6 +21,7 @@ from fhir_profiles.checker.element_rules import (
 )
 from fhir_profiles.checker.invariants import NOT_EVALUABLE_FUNCTIONS
 from fhir_profiles.checker.issues import Issue, IssueCode, Severity
+from fhir_profiles.checker.structure import is_resource_type
 from fhir_profiles.checker.terminology import expand_value_set
 from fhir_profiles.checker.validation import (
     InvariantResults,
@@ -60,6 +61,16 @@ def check_all(
 
     A declared profile we do not ship is reported as a warning, not guessed at.
     """
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or not is_resource_type(resource_type):
+        return [
+            Issue(
+                "error",
+                "structure",
+                "resourceType",
+                f"resourceType {resource_type!r} is not an R4 resource type",
+            )
+        ]
     issues: list[Issue] = []
     checked: set[str] = set()
     invariant_results: InvariantResults = {}

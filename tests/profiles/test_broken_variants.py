@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fhir_profiles.artifacts import us_core_profile_for
-from fhir_profiles.checker import Issue, check
+from fhir_profiles.checker import Issue, check, check_all
 from tests.profiles.example_files import US_CORE_VERSIONS, example, where
 
 JSON = dict[str, Any]
@@ -431,6 +431,15 @@ BREAKS: dict[str, Break] = {
         "value",
         "ServiceRequest.authoredOn",
     ),
+    "unknown-property-in-a-contained-resource": Break(
+        "CarePlan-colonoscopy.json",
+        lambda plan: plan.update(
+            contained=[{"resourceType": "Condition", "id": "c1", "sevrity": {"text": "mild"}}],
+            addresses=[{"reference": "#c1"}],
+        ),
+        "structure",
+        "CarePlan.contained[0].sevrity",
+    ),
     "wrong-resource-type": Break(
         "Goal-goal-1.json", _set("resourceType", "CarePlan"), "structure", "Goal"
     ),
@@ -501,3 +510,38 @@ def test_references_that_fit_or_do_not_tell_their_type_pass(reference: JSON) -> 
     plan = example("CarePlan-colonoscopy.json")
     plan["subject"] = reference
     assert check(plan, us_core_profile_for("CarePlan", "7.0.0") or "") == []
+
+
+@pytest.mark.parametrize("resource_type", [None, "Careplan", 3])
+def test_check_all_rejects_what_is_not_a_resource(resource_type: object) -> None:
+    resource = example("CarePlan-colonoscopy.json")
+    resource["resourceType"] = resource_type
+    issues = check_all(resource)
+    assert [(i.severity, i.code, i.expression) for i in issues] == [
+        ("error", "structure", "resourceType")
+    ]
+
+
+def test_nulls_that_align_primitive_arrays_with_their_extensions() -> None:
+    """`given: ["Amy", null]` with `_given: [null, {...}]` is valid; a lone null is not.
+
+    The nulls keep the values and their extensions aligned by position.
+    """
+    absent = {
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                "valueCode": "unknown",
+            }
+        ]
+    }
+    patient: JSON = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "http://example.org/mrn", "value": "1"}],
+        "name": [{"family": "Shaw", "given": ["Amy", None], "_given": [None, absent]}],
+        "gender": "female",
+    }
+    profile = us_core_profile_for("Patient", "7.0.0") or ""
+    assert check(patient, profile) == []
+    del patient["name"][0]["_given"]
+    assert where(check(patient, profile)) == {("structure", "Patient.name[0].given[1]")}
