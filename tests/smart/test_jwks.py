@@ -33,7 +33,7 @@ def _kids(jwks: dict[str, list[dict[str, str]]]) -> list[str]:
 
 
 async def test_service_jwks_publishes_every_connection_key_without_private_parts(
-    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, ehr: respx.MockRouter
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, registry_ehr: respx.MockRouter
 ) -> None:
     rsa = await _register(client, "RSA EHR", "RS384")
     ec = await _register(client, "EC EHR", "ES384")
@@ -55,7 +55,7 @@ async def test_service_jwks_publishes_every_connection_key_without_private_parts
 async def test_connection_jwks_verifies_what_the_connection_signs(
     client: httpx.AsyncClient,
     anonymous: httpx.AsyncClient,
-    ehr: respx.MockRouter,
+    registry_ehr: respx.MockRouter,
     database: Database,
 ) -> None:
     created = await _register(client, "EC EHR", "ES384")
@@ -80,7 +80,7 @@ async def test_connection_jwks_verifies_what_the_connection_signs(
 async def test_rotated_key_stays_published_until_its_retirement(
     client: httpx.AsyncClient,
     anonymous: httpx.AsyncClient,
-    ehr: respx.MockRouter,
+    registry_ehr: respx.MockRouter,
     database: Database,
 ) -> None:
     created = await _register(client, "EHR", "RS384")
