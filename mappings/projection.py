@@ -3,7 +3,7 @@
 `service/` calls `project_case` on every committed change and stores each resource as a new
 version. Each resource is built as a plain dict, validated exactly once against fhir.resources
 (R4B models, R4 content), and serialised from the dict with orjson: validation is the cost
-floor, serialisation is nearly free (see bench/bench_projection.py).
+floor, serialisation is nearly free (see bench/mapping_throughput.py).
 """
 
 from __future__ import annotations

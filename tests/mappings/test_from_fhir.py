@@ -241,6 +241,59 @@ def test_imported_care_team_maps_roles() -> None:
     assert CARE_TEAM_ROLE_SYSTEM not in json.dumps(care_team_resource(case, CaseContext.of(case)))
 
 
+MESSY_CONDITION: JsonDict = {
+    "resourceType": "Condition",
+    "id": "ehr-cond-5",
+    "clinicalStatus": {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                "code": "remission",
+            }
+        ]
+    },
+    "category": [
+        {"coding": [{"system": SDOHCC_TEMPORARY_CODES, "code": "food-insecurity"}]},
+        {"text": "Social needs"},
+    ],
+    "code": {"text": "Skips meals at the end of the month"},
+    "subject": {"reference": "Patient/p-9"},
+    "recordedDate": "2026-09-02",
+    "evidence": [{"detail": [{"reference": "QuestionnaireResponse/hunger-vital-sign"}]}],
+}
+
+
+def test_messy_condition_maps_domain_and_status_and_keeps_the_rest() -> None:
+    imported = import_condition(MESSY_CONDITION)
+    need = imported.record
+    assert need.domain.value == "food"
+    assert need.status.value == "resolved"
+    assert need.description == "Skips meals at the end of the month"
+    assert {"evidence", "clinicalStatus", "recordedDate"} <= set(need.fhir_extras["received"])
+    exported = condition_resource(need, imported.context)
+    assert normalised(MESSY_CONDITION, exported) == MESSY_CONDITION
+
+
+def test_whole_case_import_keeps_foreign_content_of_each_resource() -> None:
+    case = GOLDEN_CASES["behavioral_health"]()
+    resources = [dict(r.resource) for r in project_case(case)]
+    goal = next(r for r in resources if r["resourceType"] == "Goal")
+    goal["extension"] = [{"url": "http://ehr.example.org/fhir/x", "valueBoolean": True}]
+    imported = import_case(resources, RECEIVED_AT)
+    again = {r.reference: r.resource for r in project_case(imported)}
+    assert again[f"Goal/{goal['id']}"]["extension"] == goal["extension"]
+    assert imported.goals[0].fhir_extras["received"] == {"extension": goal["extension"]}
+
+
+def test_a_case_bundle_with_a_foreign_resource_type_is_rejected() -> None:
+    case = GOLDEN_CASES["social_work"]()
+    resources = [r.resource for r in project_case(case)]
+    resources.append({"resourceType": "Observation", "id": "o1", "status": "final"})
+    with pytest.raises(ResourceRejected) as raised:
+        import_case(resources, RECEIVED_AT)
+    assert raised.value.outcome["issue"][0]["expression"] == ["Bundle.entry.resource"]
+
+
 Invalid = tuple[str, Callable[[JsonDict], Any], JsonDict, str]
 INVALID: list[Invalid] = [
     (
@@ -285,6 +338,18 @@ INVALID: list[Invalid] = [
             "subject": {"reference": "Patient/p"},
         },
         "ServiceRequest.intent",
+    ),
+    (
+        "bad care plan status",
+        lambda r: import_care_plan(r, RECEIVED_AT),
+        {
+            "resourceType": "CarePlan",
+            "id": "cp",
+            "status": "finished",
+            "intent": "plan",
+            "subject": {"reference": "Patient/p"},
+        },
+        "CarePlan.status",
     ),
 ]
 

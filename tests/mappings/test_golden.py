@@ -150,6 +150,10 @@ def test_transaction_bundle_is_valid_and_conditional(golden_case: tuple[str, Cas
         else:
             assert request["method"] == "PUT"
             assert request["url"].startswith(f"{kind}?identifier=https://casebridge.dev/fhir/sid/")
+    # The rewritten entries still conform (cb-servicerequest-2 needs basedOn typed CarePlan).
+    for entry in bundle["entry"]:
+        errors = [i for i in check_all(entry["resource"]) if i.severity == "error"]
+        assert errors == [], entry["fullUrl"]
     # Every reference between entries points at an entry's fullUrl.
     plan = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
     assert plan["resource"]["subject"]["reference"] == full_url(f"Patient/{case.patient.id}")
