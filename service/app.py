@@ -23,7 +23,7 @@ from service.fhir_store.projector import project_changes
 from service.patients import routes as patients
 from service.plans.routes import goals_router, interventions_router
 from service.settings import Settings, get_settings
-from service.smart import jwks_routes
+from service.smart import jwks_routes, launch_routes
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cases.notes_router,
         connections.router,
         jwks_routes.router,
+        launch_routes.router,
         # Routers of further domains go here.
     ):
         app.include_router(router)

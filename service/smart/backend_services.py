@@ -20,26 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 
-from service.ehr.client import parse_retry_after
-from service.ehr.errors import (
-    EhrAuthorizationError,
-    EhrConnectionError,
-    EhrProtocolError,
-    EhrRateLimited,
-    EhrServerError,
-    EhrTimeout,
-)
 from service.ehr.url_policy import UrlPolicy
 from service.smart.keys import SigningKey
-from service.smart.oauth_client import AsyncOAuth2Client, OAuthError
+from service.smart.oauth_client import AsyncOAuth2Client
+from service.smart.token_requests import checked_token, mapped_token_errors
 
 # SMART caps `exp` at five minutes ahead; four leaves room for our clock running fast.
 ASSERTION_LIFETIME_SECONDS = 240
-# Used when a token response omits `expires_in` (SMART requires it; not every server sends it).
-DEFAULT_TOKEN_LIFETIME_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -147,8 +136,9 @@ class BackendServicesTokens:
         url = grant.token_endpoint
         await self._policy.check(url)
         requested_at = self._clock()
-        try:
-            async with AsyncOAuth2Client(
+        async with (
+            mapped_token_errors(url, "client_credentials"),
+            AsyncOAuth2Client(
                 client_id=grant.client_id,
                 token_endpoint_auth_method=SmartPrivateKeyJWT(
                     grant.signing_key, ASSERTION_LIFETIME_SECONDS
@@ -156,25 +146,11 @@ class BackendServicesTokens:
                 scope=" ".join(grant.scopes),
                 timeout=self._timeout_seconds,
                 follow_redirects=False,
-            ) as oauth:
-                token = await oauth.fetch_token(url, grant_type="client_credentials")
-        except OAuthError as exc:
-            raise EhrAuthorizationError(
-                f"the token endpoint refused the client_credentials grant: {exc.error}"
-                + (f" ({exc.description})" if exc.description else ""),
-                url=url,
-                error=exc.error,
-                error_description=exc.description or None,
-            ) from exc
-        except httpx.HTTPStatusError as exc:
-            raise _status_error(exc.response, url) from exc
-        except httpx.TimeoutException as exc:
-            raise EhrTimeout(f"the token request timed out: {exc!r}", url=url) from exc
-        except httpx.TransportError as exc:
-            raise EhrConnectionError(f"the token request failed: {exc!r}", url=url) from exc
-        except ValueError as exc:  # authlib: the body is not a JSON object
-            raise EhrProtocolError(f"the token response is not usable: {exc}", url=url) from exc
-        return _cached(token, requested_at, url)
+            ) as oauth,
+        ):
+            token = await oauth.fetch_token(url, grant_type="client_credentials")
+        checked = checked_token(token, requested_at, url)
+        return CachedToken(checked.access_token, checked.expires_at, checked.scope)
 
 
 class BackendServicesTokenProvider:
@@ -189,42 +165,3 @@ class BackendServicesTokenProvider:
 
     async def reauthenticate(self, rejected_token: str) -> str:
         return await self._tokens.reauthenticate(self._grant, rejected_token)
-
-
-def _status_error(response: httpx.Response, url: str) -> Exception:
-    if response.status_code == 429:
-        return EhrRateLimited(
-            "the token endpoint is rate limiting us",
-            url=url,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
-    if response.status_code >= 500:
-        return EhrServerError(
-            f"the token endpoint answered {response.status_code}",
-            url=url,
-            remote_status=response.status_code,
-        )
-    return EhrAuthorizationError(
-        f"the token endpoint answered {response.status_code} without an OAuth error", url=url
-    )
-
-
-def _cached(token: dict[str, Any], requested_at: float, url: str) -> CachedToken:
-    access_token = token.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
-        raise EhrProtocolError("the token response has no access_token", url=url)
-    token_type = str(token.get("token_type", "")).lower()
-    if token_type != "bearer":
-        raise EhrProtocolError(f"token_type {token_type!r} is not bearer", url=url)
-    expires_in = token.get("expires_in")
-    lifetime = (
-        float(expires_in)
-        if isinstance(expires_in, int | float) and expires_in > 0
-        else DEFAULT_TOKEN_LIFETIME_SECONDS
-    )
-    # Counted from before the request was sent, so network time never extends the lifetime.
-    return CachedToken(
-        access_token=access_token,
-        expires_at=requested_at + lifetime,
-        scope=str(token.get("scope", "")),
-    )
