@@ -63,6 +63,7 @@ US_CORE_PROVENANCE_PARTICIPANT_TYPE: Final = (
 )
 DATA_OPERATION: Final = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 DATA_ABSENT_REASON: Final = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+CONDITION_ASSERTED_DATE: Final = "http://hl7.org/fhir/StructureDefinition/condition-assertedDate"
 
 
 def casebridge_code_system(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mappings.canonical import (
+    CONDITION_ASSERTED_DATE,
     CONDITION_CLINICAL,
     EXT_NEED_ASSESSMENT,
     IDENTIFIER_SYSTEM,
@@ -63,6 +64,20 @@ def need_code(need: NeedRecord) -> JsonDict:
     return codeable_concept(codings, need.description)
 
 
+def need_extensions(need: NeedRecord, context: CaseContext) -> list[JsonDict]:
+    """The assessment that found the need; its date is the need's assertedDate."""
+    if need.assessment_id is None:
+        return []
+    extensions: list[JsonDict] = []
+    asserted = context.assessed_at.get(need.assessment_id)
+    if asserted is not None:
+        extensions.append(
+            {"url": CONDITION_ASSERTED_DATE, "valueDateTime": fhir_datetime(asserted)}
+        )
+    extensions.append({"url": EXT_NEED_ASSESSMENT, "valueId": need.assessment_id})
+    return extensions
+
+
 def build_condition(need: NeedRecord, context: CaseContext) -> JsonDict:
     status = NEED_STATUS.to_fhir[need.status]
     severity = SEVERITY[need.severity] if need.severity else None
@@ -78,9 +93,7 @@ def build_condition(need: NeedRecord, context: CaseContext) -> JsonDict:
                 ("Status", status),
             ],
         ),
-        extension=[{"url": EXT_NEED_ASSESSMENT, "valueId": need.assessment_id}]
-        if need.assessment_id
-        else None,
+        extension=need_extensions(need, context),
         identifier=[{"system": IDENTIFIER_SYSTEM["Condition"], "value": need.id}],
         clinicalStatus={
             "coding": [coding(CONDITION_CLINICAL, status, NEED_STATUS.display.get(status))]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from mappings.case_model import CaseRecord, PatientRecord
 from mappings.fhir_datatypes import JsonDict, reference
@@ -29,10 +31,18 @@ class CaseContext:
     """None only for resources received with a display-only subject."""
     patient_name: str | None = None
     manager: str | None = None
+    assessed_at: Mapping[str, dt.datetime] = field(default_factory=dict)
+    """Assessment id -> when it was performed (a need's Condition.assertedDate)."""
 
     @classmethod
     def of(cls, case: CaseRecord) -> CaseContext:
-        return cls(case.id, case.patient.id, patient_display(case.patient), case.manager)
+        return cls(
+            case.id,
+            case.patient.id,
+            patient_display(case.patient),
+            case.manager,
+            {a.id: a.performed_at for a in case.assessments},
+        )
 
     @property
     def subject(self) -> JsonDict:

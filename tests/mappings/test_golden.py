@@ -25,12 +25,10 @@ NEVER_HELD: dict[str, set[str]] = {
     "Patient": {"Patient.address", "Patient.telecom", "Patient.communication"},
     "Condition": {
         "Condition.meta.lastUpdated",  # the FHIR store sets it when it stores the version
-        "Condition.extension:assertedDate",
         "Condition.verificationStatus",
         "Condition.onset[x]",
         "Condition.abatement[x]",
-        # Bound to us-core-screening-assessment-condition-category, which fhir_profiles does
-        # not ship: the checker cannot see that our `sdoh` category fills the slice.
+        # Medical and behavioral needs have no us-core-category (sdoh, functional-status).
         "Condition.category:screening-assessment",
     },
     "ServiceRequest": {
@@ -43,6 +41,10 @@ def held_but_missing(resource: JsonDict, case: CaseRecord, missing: list[str]) -
     """Missing must-support elements for which the case does hold data (should be empty)."""
     kind = resource["resourceType"]
     allowed = set(NEVER_HELD.get(kind, set()))
+    if kind == "Condition":
+        need = next(n for n in case.needs if n.id == resource["id"])
+        if need.assessment_id is None:
+            allowed.add("Condition.extension:assertedDate")
     if kind == "Goal":
         goal = next(g for g in case.goals if g.id == resource["id"])
         if goal.target is None:
