@@ -24,7 +24,7 @@ from service.connections.schemas import (
 from service.db.session import DatabaseDep, SessionDep
 from service.ehr.deps import UrlPolicyDep
 from service.settings import Settings
-from service.smart.deps import SecretBoxDep
+from service.smart.deps import BackendTokensDep, SecretBoxDep
 
 router = APIRouter(prefix="/api/admin/connections", tags=["admin"], responses=ADMIN_PROBLEMS)
 EHR_PROBLEMS = problems(409, 413) | {502: {"description": "The EHR failed or misbehaved"}}
@@ -106,10 +106,12 @@ async def patch_connection(
     database: DatabaseDep,
     _admin: AdminDep,
     policy: UrlPolicyDep,
+    tokens: BackendTokensDep,
     response: Response,
     if_match: IfMatch = None,
 ) -> ConnectionOut:
-    """A new `base_url` is discovered before it is stored."""
+    """A new `base_url` is discovered before it is stored. Cached Backend Services tokens of
+    the connection are dropped: they were issued for the old client id, scopes or server."""
     expected = required_version(if_match)
     capabilities = None
     if body.base_url is not None:
@@ -123,6 +125,7 @@ async def patch_connection(
         connection = await service.update_connection(
             session, connection, body, expected, capabilities
         )
+    tokens.forget(connection_id)
     return _out(connection, database.settings, response)
 
 
@@ -130,11 +133,16 @@ async def patch_connection(
     "/{connection_id}", status_code=status.HTTP_204_NO_CONTENT, responses=UPDATE_PROBLEMS
 )
 async def delete_connection(
-    connection_id: str, session: SessionDep, _admin: AdminDep, if_match: IfMatch = None
+    connection_id: str,
+    session: SessionDep,
+    _admin: AdminDep,
+    tokens: BackendTokensDep,
+    if_match: IfMatch = None,
 ) -> None:
     expected = required_version(if_match)
     connection = await service.load_connection(session, connection_id)
     await service.delete_connection(session, connection, expected)
+    tokens.forget(connection_id)
 
 
 @router.post("/{connection_id}/keys/rotate", responses=UPDATE_PROBLEMS)

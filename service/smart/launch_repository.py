@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.smart.models import LaunchGrant, LaunchState
@@ -27,3 +27,8 @@ async def claim_state(session: AsyncSession, state_hash: str, now: dt.datetime) 
 
 async def get_grant(session: AsyncSession, grant_id: str) -> LaunchGrant | None:
     return await session.scalar(select(LaunchGrant).where(LaunchGrant.id == grant_id))
+
+
+async def purge_states(session: AsyncSession, expired_before: dt.datetime) -> None:
+    """Forget launches that expired long ago; recent ones stay to answer "expired" clearly."""
+    await session.execute(delete(LaunchState).where(LaunchState.expires_at < expired_before))

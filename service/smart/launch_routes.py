@@ -22,6 +22,7 @@ from service.settings import Settings
 from service.smart import launch_service as launches
 from service.smart.app_launch_oauth import LaunchTokens
 from service.smart.deps import SecretBoxDep
+from service.smart.grant_locks import GrantLocksDep
 from service.smart.id_token import verified_id_token_claims
 from service.smart.launch_errors import AuthorizationRefused, LaunchError
 from service.smart.launch_schemas import LaunchGrantOut
@@ -169,17 +170,19 @@ async def refresh_grant(
     database: DatabaseDep,
     box: SecretBoxDep,
     policy: UrlPolicyDep,
+    locks: GrantLocksDep,
     browser_session: BrowserSession = None,
 ) -> LaunchGrantOut:
     """Use the refresh token once; the rotated one the EHR returns replaces it."""
-    async with database.transaction(write=False) as session:
-        grant = await launches.load_grant(session, grant_id, browser_session)
-        connection = await load_connection(session, grant.connection_id)
-        client = launches.launch_client(connection, box, _redirect_uri(database.settings))
-        refresh_token = launches.refresh_token_of(grant, box)
-        version = grant.version
-    token = await _launch_tokens(policy, database.settings).refresh(client, refresh_token)
-    async with database.transaction() as session:
-        grant = await launches.load_grant(session, grant_id, browser_session)
-        grant = await launches.store_refreshed(session, grant, token, box, version)
+    async with locks.for_grant(grant_id):
+        async with database.transaction(write=False) as session:
+            grant = await launches.load_grant(session, grant_id, browser_session)
+            connection = await load_connection(session, grant.connection_id)
+            client = launches.launch_client(connection, box, _redirect_uri(database.settings))
+            refresh_token = launches.refresh_token_of(grant, box)
+            version = grant.version
+        token = await _launch_tokens(policy, database.settings).refresh(client, refresh_token)
+        async with database.transaction() as session:
+            grant = await launches.load_grant(session, grant_id, browser_session)
+            grant = await launches.store_refreshed(session, grant, token, box, version)
     return LaunchGrantOut.model_validate(grant)

@@ -32,6 +32,8 @@ from service.smart.models import LaunchGrant, LaunchState
 from service.smart.token_requests import TokenResponse
 
 LAUNCH_STATE_TTL = dt.timedelta(minutes=10)
+# Expired states are kept this long so a late callback hears "expired", not "unknown".
+EXPIRED_STATE_RETENTION = dt.timedelta(days=1)
 STATE_LENGTH = 43  # > 256 bits from a 62-character alphabet
 CODE_VERIFIER_LENGTH = 64  # RFC 7636: 43..128 unreserved characters
 
@@ -91,6 +93,7 @@ async def begin_launch(
 ) -> str:
     """Store a pending authorization and return the URL to send the browser to."""
     client = launch_client(connection, box, redirect_uri)
+    await repository.purge_states(session, now - EXPIRED_STATE_RETENTION)
     state = str(generate_token(STATE_LENGTH))
     code_verifier = str(generate_token(CODE_VERIFIER_LENGTH))
     scopes = list(connection.scopes)

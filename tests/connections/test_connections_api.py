@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import httpx
 import respx
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from service.connections.models import ConnectionKey
 from service.db.session import Database
 from service.security.encryption import SecretBox
+from service.smart.backend_services import BackendServicesTokens
 from tests.connections.conftest import SMART_CONFIGURATION, TOKEN_URL, mock_discovery, registration
-from tests.ehr.fakes import BASE
+from tests.ehr.fakes import BASE, public_dns_policy
 
 OTHER_BASE = "https://other-ehr.example.com/r4"
 
@@ -233,3 +235,31 @@ async def test_only_admins_manage_connections(
     )
     assert as_manager.status_code == 403
     assert (await anonymous.get("/api/admin/connections")).status_code == 401
+
+
+class ForgetfulTokens(BackendServicesTokens):
+    def __init__(self) -> None:
+        super().__init__(policy=public_dns_policy())
+        self.forgotten: list[str] = []
+
+    def forget(self, connection_id: str) -> None:
+        self.forgotten.append(connection_id)
+        super().forget(connection_id)
+
+
+async def test_changes_and_deletion_drop_cached_tokens(
+    app: FastAPI, client: httpx.AsyncClient, ehr: respx.MockRouter
+) -> None:
+    tokens = ForgetfulTokens()
+    app.state.backend_tokens = tokens
+    created = (await _register(client)).json()
+    url = f"/api/admin/connections/{created['id']}"
+    assert tokens.forgotten == []
+    updated = await client.patch(
+        url, json={"client_id": "new-client"}, headers={"If-Match": f'W/"{created["version"]}"'}
+    )
+    assert updated.status_code == 200
+    assert tokens.forgotten == [created["id"]]
+    deleted = await client.delete(url, headers={"If-Match": f'W/"{updated.json()["version"]}"'})
+    assert deleted.status_code == 204
+    assert tokens.forgotten == [created["id"], created["id"]]

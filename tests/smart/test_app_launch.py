@@ -4,6 +4,7 @@ clear problem for every failure."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -382,3 +383,44 @@ async def test_refresh_rotates_the_refresh_token(
         _problem(await stranger.get(f"/smart/grants/{grant['id']}"), 404, "not-found")
     read = await browser.get(f"/smart/grants/{grant['id']}")
     assert read.json()["patient"] == "p-123"
+
+
+async def test_concurrent_refreshes_of_one_grant_each_use_the_latest_refresh_token(
+    browser: httpx.AsyncClient, connection: dict[str, Any], token_endpoint: TokenEndpoint
+) -> None:
+    query = await _ehr_launch(browser)
+    grant = (
+        await browser.get("/smart/callback", params={"code": "c", "state": query["state"]})
+    ).json()
+    url = f"/smart/grants/{grant['id']}/refresh"
+    first, second = await asyncio.gather(browser.post(url), browser.post(url))
+    assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
+    assert sorted([first.json()["version"], second.json()["version"]]) == [
+        grant["version"] + 1,
+        grant["version"] + 2,
+    ]
+    assert [f["refresh_token"] for f in token_endpoint.forms[1:]] == ["rt-1", "rt-2"]
+
+
+async def test_long_expired_states_are_purged_recent_ones_kept(
+    browser: httpx.AsyncClient, connection: dict[str, Any], database: Database
+) -> None:
+    old = await _ehr_launch(browser, launch="old")
+    recent = await _ehr_launch(browser, launch="recent")
+    now = dt.datetime.now(dt.UTC)
+    async with database.transaction() as session:
+        await session.execute(
+            update(LaunchState)
+            .where(LaunchState.launch == "old")
+            .values(expires_at=now - dt.timedelta(days=2))
+        )
+        await session.execute(
+            update(LaunchState)
+            .where(LaunchState.launch == "recent")
+            .values(expires_at=now - dt.timedelta(minutes=1))
+        )
+    await _ehr_launch(browser, launch="third")  # starting a launch purges
+    purged = await browser.get("/smart/callback", params={"code": "c", "state": old["state"]})
+    assert _problem(purged, 400, "smart-state-rejected")["reason"] == "unknown"
+    kept = await browser.get("/smart/callback", params={"code": "c", "state": recent["state"]})
+    assert _problem(kept, 400, "smart-state-rejected")["reason"] == "expired"

@@ -277,3 +277,21 @@ async def test_the_token_endpoint_passes_the_ssrf_policy(tokens: BackendServices
         with pytest.raises(EhrUrlRefused):
             await tokens.access_token(grant)
     assert route.call_count == 0
+
+
+async def test_forget_drops_only_that_connections_tokens(
+    endpoint: TokenEndpoint, tokens: BackendServicesTokens
+) -> None:
+    grant, _ = make_grant()
+    other = BackendServicesGrant(
+        connection_id="conn-2",
+        token_endpoint=grant.token_endpoint,
+        client_id=grant.client_id,
+        scopes=grant.scopes,
+        signing_key=grant.signing_key,
+    )
+    assert await tokens.access_token(grant) == "tok-1"
+    assert await tokens.access_token(other) == "tok-2"
+    tokens.forget("conn-1")
+    assert await tokens.access_token(other) == "tok-2"
+    assert await tokens.access_token(grant) == "tok-3"
