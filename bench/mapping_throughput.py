@@ -12,14 +12,15 @@ Each run times:
   one cost the projection cannot avoid (PERFORMANCE-NOTES), so `projection / floor` is the
   overhead of the mapping itself; the target is at most 1.5x.
 
-`--compare` also times the way the notes warn against: building the fhir.resources models and
-serialising with `model_dump_json` (validation + model serialisation). The script prints
-figures only; nothing here passes or fails on timing.
+`--compare` also times the way the notes warn against, building the fhir.resources models and
+serialising with `model_dump_json`, and the inverse (`import_case` of each projected case).
+The script prints figures only; nothing here passes or fails on timing.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import statistics
 import time
@@ -28,8 +29,11 @@ from typing import Any
 
 from mappings.case_model import CaseRecord
 from mappings.fhir import resource_model
+from mappings.from_fhir import import_case
 from mappings.projection import case_resources, project_case
 from tests.mappings.cases import GOLDEN_CASES
+
+IMPORTED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def make_cases(count: int) -> list[CaseRecord]:
@@ -60,6 +64,11 @@ def run_projection(cases: Sequence[CaseRecord]) -> None:
 def run_floor(outputs: Sequence[dict[str, Any]]) -> None:
     for resource in outputs:
         resource_model(resource["resourceType"]).model_validate(resource)
+
+
+def run_import(projected: Sequence[list[dict[str, Any]]]) -> None:
+    for resources in projected:
+        import_case(resources, IMPORTED_AT)
 
 
 def run_models_and_dump(outputs: Sequence[dict[str, Any]]) -> None:
@@ -121,6 +130,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"models+dump  {len(cases) / dumped:9.1f} cases/s  {resources / dumped:9.1f}"
             f" resources/s  {dumped * 1e6 / resources:7.1f} us/resource"
             f"  (model_validate + model_dump_json: {dump_ratio:.2f}x the floor)"
+        )
+        per_case = [case_resources(case) for case in cases]
+        imported = statistics.median(timed(lambda: run_import(per_case)) for _ in range(args.runs))
+        print(
+            f"import       {len(cases) / imported:9.1f} cases/s  {resources / imported:9.1f}"
+            f" resources/s  {imported * 1e6 / resources:7.1f} us/resource"
+            "  (FHIR -> case: validate, map, regenerate, keep extras)"
         )
 
 

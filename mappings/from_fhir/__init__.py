@@ -52,6 +52,7 @@ R = TypeVar("R", GoalRecord, InterventionRecord, NeedRecord)
 __all__ = [
     "Imported",
     "ResourceRejected",
+    "accept_provenance",
     "import_care_plan",
     "import_care_team",
     "import_case",
@@ -120,6 +121,12 @@ def import_care_team(resource: Mapping[str, Any], case: CaseRecord) -> CaseRecor
     if extras:
         fhir_extras["CareTeam"] = extras
     return with_team.model_copy(update={"fhir_extras": fhir_extras})
+
+
+def accept_provenance(resource: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A received Provenance is history, not case data: validated, then stored as received."""
+    validate_incoming(resource, "Provenance")
+    return resource
 
 
 def import_case(resources: Iterable[Mapping[str, Any]], received_at: dt.datetime) -> CaseRecord:

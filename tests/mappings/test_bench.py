@@ -16,5 +16,5 @@ def test_bench_cases_have_distinct_ids() -> None:
 def test_bench_prints_its_figures(capsys: pytest.CaptureFixture[str]) -> None:
     main(["4", "--runs", "1", "--compare"])
     out = capsys.readouterr().out
-    for label in ("projection", "floor", "ratio to floor", "models+dump"):
+    for label in ("projection", "floor", "ratio to floor", "models+dump", "import"):
         assert label in out

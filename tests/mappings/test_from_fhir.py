@@ -35,6 +35,7 @@ from mappings.case_model import CaseRecord
 from mappings.fhir_datatypes import JsonDict
 from mappings.from_fhir import (
     ResourceRejected,
+    accept_provenance,
     import_care_plan,
     import_care_team,
     import_case,
@@ -397,3 +398,13 @@ def test_golden_resources_imported_one_by_one_reexport_unchanged(name: str) -> N
             continue
         exported = reexport(resource)
         assert normalised(resource, exported) == resource, projected.reference
+
+
+def test_a_received_provenance_is_accepted_verbatim_or_rejected() -> None:
+    provenance = load(DATA / "us-core" / "Provenance-example-targeted-provenance.json")
+    assert accept_provenance(provenance) == load(
+        DATA / "us-core" / "Provenance-example-targeted-provenance.json"
+    )
+    with pytest.raises(ResourceRejected) as raised:
+        accept_provenance({**provenance, "recorded": "yesterday"})
+    assert raised.value.outcome["issue"][0]["expression"] == ["Provenance.recorded"]
