@@ -58,10 +58,6 @@ DEFAULT_PROGRAM = Program.nursing
 """A plan from elsewhere names no CaseBridge program: it is filed under nursing case management."""
 
 
-def _value(extension: Mapping[str, Any], key: str) -> Any:
-    return extension.get(key)
-
-
 def _parts(extension: Mapping[str, Any], url: str) -> list[Mapping[str, Any]]:
     return extension_values(extension, url)
 

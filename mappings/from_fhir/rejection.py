@@ -47,7 +47,7 @@ def fhirpath_of(resource_type: str, location: Sequence[int | str]) -> str:
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part not in {"__root__", "function-after[validate_...]"}:
+        else:
             path += f".{part}"
     return path
 
