@@ -6,6 +6,8 @@ network call to a slow EHR.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter, Response, status
 
 from service.api.concurrency import IfMatch, required_version, set_etag
@@ -13,6 +15,7 @@ from service.api.pagination import Cursor, Limit, Page
 from service.api.problems import ADMIN_PROBLEMS, CREATE_PROBLEMS, UPDATE_PROBLEMS, problems
 from service.auth.deps import AdminDep
 from service.connections import repository, service
+from service.connections.fhir_clients import backend_services_grant
 from service.connections.models import Connection
 from service.connections.schemas import (
     ConnectionCreate,
@@ -20,6 +23,7 @@ from service.connections.schemas import (
     ConnectionUpdate,
     KeyOut,
     KeyRotation,
+    TokenCheckOut,
 )
 from service.db.session import DatabaseDep, SessionDep
 from service.ehr.deps import UrlPolicyDep
@@ -184,3 +188,26 @@ async def rediscover_connection(
         service.store_capabilities(connection, capabilities)
         await session.flush()
     return _out(connection, database.settings, response)
+
+
+@router.post("/{connection_id}/token-check", responses=EHR_PROBLEMS)
+async def check_token(
+    connection_id: str,
+    database: DatabaseDep,
+    _admin: AdminDep,
+    box: SecretBoxDep,
+    tokens: BackendTokensDep,
+) -> TokenCheckOut:
+    """Request a Backend Services token now, with the connection's key and scopes. A refusal
+    comes back as a problem naming the OAuth error (`invalid_client`, `invalid_scope`...)."""
+    async with database.transaction(write=False) as session:
+        connection = await service.load_connection(session, connection_id)
+    grant = backend_services_grant(connection, box)
+    token = await tokens.fresh_token(grant)
+    return TokenCheckOut(
+        token_endpoint=grant.token_endpoint,
+        kid=grant.signing_key.kid,
+        alg=grant.signing_key.alg,
+        granted_scope=token.scope,
+        expires_at=dt.datetime.fromtimestamp(token.expires_at, dt.UTC),
+    )

@@ -73,3 +73,14 @@ class ConnectionOut(StoredRecord):
     discovered_at: dt.datetime | None
     keys: list[KeyOut]
     jwks_url: str = Field(description="Register this URL with the EHR (Epic, Oracle Health).")
+
+
+class TokenCheckOut(BaseModel):
+    """The outcome of a successful Backend Services token request. The token itself is never
+    returned."""
+
+    token_endpoint: str
+    kid: str = Field(description="The key that signed the assertion.")
+    alg: str
+    granted_scope: str = Field(description="What the EHR granted, which may be less than asked.")
+    expires_at: dt.datetime

@@ -120,6 +120,13 @@ class BackendServicesTokens:
                 slot.token = await self._request_token(grant)
             return slot.token.access_token
 
+    async def fresh_token(self, grant: BackendServicesGrant) -> CachedToken:
+        """A new token, bypassing and then refilling the cache: an admin's credential check."""
+        slot = self._slot(grant)
+        async with slot.lock:
+            slot.token = await self._request_token(grant)
+            return slot.token
+
     def forget(self, connection_id: str) -> None:
         """Drop a connection's tokens (after its deletion or a change of client id)."""
         for key in [key for key in self._slots if key[0] == connection_id]:

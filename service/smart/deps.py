@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.ehr.url_policy import UrlPolicy
+from service.ehr.deps import UrlPolicyDep
 from service.security.encryption import SecretBox
 from service.settings import Settings
 from service.smart.backend_services import BackendServicesTokens
@@ -21,13 +21,13 @@ def get_secret_box(request: Request) -> SecretBox:
 SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
 
 
-def get_backend_tokens(request: Request) -> BackendServicesTokens:
+def get_backend_tokens(request: Request, policy: UrlPolicyDep) -> BackendServicesTokens:
     """The application's one token cache, made on first use (tokens live in memory only)."""
     tokens: BackendServicesTokens | None = getattr(request.app.state, "backend_tokens", None)
     if tokens is None:
         settings: Settings = request.app.state.settings
         tokens = BackendServicesTokens(
-            policy=UrlPolicy.from_settings(settings),
+            policy=policy,
             timeout_seconds=settings.ehr_timeout_seconds,
         )
         request.app.state.backend_tokens = tokens

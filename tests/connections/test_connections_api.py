@@ -11,7 +11,12 @@ from service.connections.models import ConnectionKey
 from service.db.session import Database
 from service.security.encryption import SecretBox
 from service.smart.backend_services import BackendServicesTokens
-from tests.connections.conftest import SMART_CONFIGURATION, TOKEN_URL, mock_discovery, registration
+from tests.connections.conftest import (
+    SMART_CONFIGURATION,
+    TOKEN_URL,
+    mock_discovery,
+    registration,
+)
 from tests.ehr.fakes import BASE, public_dns_policy
 
 OTHER_BASE = "https://other-ehr.example.com/r4"
@@ -263,3 +268,50 @@ async def test_changes_and_deletion_drop_cached_tokens(
     deleted = await client.delete(url, headers={"If-Match": f'W/"{updated.json()["version"]}"'})
     assert deleted.status_code == 204
     assert tokens.forgotten == [created["id"], created["id"]]
+
+
+async def test_token_check_reports_what_the_ehr_granted_never_the_token(
+    client: httpx.AsyncClient, ehr: respx.MockRouter
+) -> None:
+    created = (await _register(client, signing_alg="ES384")).json()
+    ehr.post(TOKEN_URL).respond(
+        json={
+            "access_token": "secret-token",
+            "token_type": "bearer",
+            "expires_in": 300,
+            "scope": "system/Patient.rs",
+        }
+    )
+    response = await client.post(f"/api/admin/connections/{created['id']}/token-check")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["granted_scope"] == "system/Patient.rs"
+    assert (body["kid"], body["alg"]) == (created["keys"][0]["kid"], "ES384")
+    assert body["token_endpoint"] == TOKEN_URL
+    assert "secret-token" not in response.text
+
+
+async def test_token_check_surfaces_the_oauth_error(
+    client: httpx.AsyncClient, ehr: respx.MockRouter
+) -> None:
+    created = (await _register(client)).json()
+    ehr.post(TOKEN_URL).respond(
+        400, json={"error": "invalid_scope", "error_description": "system/Goal.rs not allowed"}
+    )
+    response = await client.post(f"/api/admin/connections/{created['id']}/token-check")
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("/ehr-authorization-failed")
+    assert problem["error"] == "invalid_scope"
+    assert problem["error_description"] == "system/Goal.rs not allowed"
+    assert problem["url"] == TOKEN_URL
+
+
+async def test_token_check_needs_a_backend_services_connection(
+    client: httpx.AsyncClient, ehr: respx.MockRouter
+) -> None:
+    created = (await _register(client, auth_mode="app-launch")).json()
+    response = await client.post(f"/api/admin/connections/{created['id']}/token-check")
+    assert response.status_code == 409
+    assert response.json()["rule"] == "connection.auth_mode"

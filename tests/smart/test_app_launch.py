@@ -74,7 +74,7 @@ class TokenEndpoint:
         )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ehr_key() -> RSAKey:
     return RSAKey.generate_key(2048, private=True, parameters={"kid": "ehr-1"})
 

@@ -197,3 +197,22 @@ async def test_a_key_the_server_does_not_hold_is_refused_as_invalid_client(
             await fhir.read("Patient", "any")
     assert raised.value.error == "invalid_client"
     assert "verification failed" in (raised.value.error_description or "")
+
+
+async def test_the_admin_token_check_reports_the_servers_refusal_as_a_problem(
+    casebridge: Casebridge,
+) -> None:
+    allowed = await casebridge.register(ES384_CLIENT, "ES384", ["system/Patient.rs"])
+    ok = await casebridge.client.post(f"/api/admin/connections/{allowed.id}/token-check")
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["granted_scope"] == "system/Patient.rs"
+    refused = await casebridge.register(
+        RS384_CLIENT, "RS384", ["system/Encounter.rs"], name="not allowed"
+    )
+    response = await casebridge.client.post(f"/api/admin/connections/{refused.id}/token-check")
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("/ehr-authorization-failed")
+    assert problem["error"] == "invalid_scope"
+    assert "Encounter" in problem["error_description"]
