@@ -19,6 +19,7 @@ from service.checkins.routes import check_ins_router
 from service.connections import routes as connections
 from service.db.schema import is_current, upgrade_to_head
 from service.db.session import Database
+from service.fhir_auth import routes as fhir_auth
 from service.fhir_store.projector import project_changes
 from service.patients import routes as patients
 from service.plans.routes import goals_router, interventions_router
@@ -90,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         connections.router,
         jwks_routes.router,
         launch_routes.router,
+        fhir_auth.admin_router,
+        fhir_auth.oauth_router,
+        fhir_auth.smart_configuration_router,  # before /fhir's catch-all routes
         # Routers of further domains go here.
     ):
         app.include_router(router)

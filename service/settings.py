@@ -10,7 +10,7 @@ import base64
 import logging
 import secrets
 from functools import lru_cache
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +74,28 @@ class Settings(BaseSettings):
     ehr_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     ehr_max_concurrency: Annotated[int, Field(gt=0)] = 4
     ehr_max_retries: Annotated[int, Field(ge=0)] = 5
+
+    fhir_access_token_lifetime_seconds: Annotated[int, Field(gt=0, le=3600)] = Field(
+        300, description="Lifetime of the access tokens /auth/token issues for /fhir, in seconds."
+    )
+    fhir_token_signing_alg: Literal["RS384", "ES384"] = Field(
+        "ES384",
+        description="Algorithm of the key that signs our /fhir access tokens (generated on "
+        "first use, stored encrypted).",
+    )
+    fhir_external_issuer: str | None = Field(
+        None,
+        description="Another authorization server whose bearer tokens /fhir also accepts "
+        "(its `iss`); their `scope` and `patient` claims are enforced like ours.",
+    )
+    fhir_external_jwks_url: str | None = Field(
+        None, description="JWKS URL of the external /fhir token issuer."
+    )
+    fhir_external_audience: str | None = Field(
+        None,
+        description="Required `aud` of external /fhir tokens; default: the /fhir base URL "
+        "({public_base_url}/fhir).",
+    )
 
     @model_validator(mode="after")
     def _require_secrets(self) -> Self:

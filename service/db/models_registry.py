@@ -6,6 +6,7 @@ from service.cases import models as cases
 from service.checkins import models as checkins
 from service.connections import models as connections
 from service.db.base import Base
+from service.fhir_auth import models as fhir_auth
 from service.fhir_store import models as fhir_store
 from service.patients import models as patients
 from service.plans import models as plans
@@ -18,6 +19,7 @@ __all__ = [
     "cases",
     "checkins",
     "connections",
+    "fhir_auth",
     "fhir_store",
     "patients",
     "plans",
