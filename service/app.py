@@ -12,6 +12,9 @@ from service.api import health
 from service.api.body_limit import BodySizeLimit
 from service.api.problems import install_problem_handlers
 from service.assessments.routes import assessments_router, needs_router
+from service.audit import routes as audit
+from service.audit.middleware import AuditMiddleware
+from service.audit.recorder import AuditRecorder
 from service.auth import routes as admin_keys
 from service.auth.oidc import OidcVerifier
 from service.cases import routes as cases
@@ -19,6 +22,8 @@ from service.checkins.routes import check_ins_router
 from service.connections import routes as connections
 from service.db.schema import is_current, upgrade_to_head
 from service.db.session import Database
+from service.fhir_api import metadata as fhir_metadata
+from service.fhir_api import routes as fhir_routes
 from service.fhir_auth import routes as fhir_auth
 from service.fhir_store.projector import project_changes
 from service.patients import routes as patients
@@ -48,6 +53,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade_to_head(database.engine)
     database.before_commit.append(project_changes)
     app.state.database = database
+    app.state.audit_recorder = AuditRecorder(database)
+    app.state.audit_recorder.start()
     app.state.oidc_verifier = (
         OidcVerifier(
             settings.oidc_issuer,
@@ -61,6 +68,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.audit_recorder.close()
         if app.state.oidc_verifier is not None:
             await app.state.oidc_verifier.aclose()
         await database.dispose()
@@ -94,8 +102,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fhir_auth.admin_router,
         fhir_auth.oauth_router,
         fhir_auth.smart_configuration_router,  # before /fhir's catch-all routes
+        audit.router,
+        fhir_metadata.router,
+        fhir_routes.router,  # last: its /fhir/{type}/... patterns would shadow the above
         # Routers of further domains go here.
     ):
         app.include_router(router)
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     return app

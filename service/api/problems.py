@@ -43,6 +43,7 @@ def problem_response(
             status,
             f"{title}: {detail}" if detail else title,
             expression=extra.get("expression") or _expressions(extra.get("errors")),
+            issues=extra.get("issues"),
             headers=headers,
         )
     body: dict[str, Any] = {

@@ -1,6 +1,7 @@
 """Imports every table module so that `Base.metadata` is complete (Alembic, tests)."""
 
 from service.assessments import models as assessments
+from service.audit import models as audit
 from service.auth import models as auth
 from service.cases import models as cases
 from service.checkins import models as checkins
@@ -15,6 +16,7 @@ from service.smart import models as smart
 __all__ = [
     "Base",
     "assessments",
+    "audit",
     "auth",
     "cases",
     "checkins",

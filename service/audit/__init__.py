@@ -1,0 +1,1 @@
+"""The audit trail: an AuditEvent (IHE BALP style) for every `/fhir` read, search and write."""

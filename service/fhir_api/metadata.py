@@ -1,0 +1,21 @@
+"""`/fhir/metadata`: the CapabilityStatement, built once per app from its own routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from service.fhir_api.capabilities import capability_statement
+from service.fhir_api.http import FHIR_JSON_UTF8, check_format
+
+router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(check_format)])
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    """What this server implements. Public, as SMART clients read it before authorizing."""
+    state = request.app.state
+    if getattr(state, "capability_statement", None) is None:
+        paths = request.app.openapi()["paths"]
+        state.capability_statement = capability_statement(state.settings, paths)
+    return Response(state.capability_statement, media_type=FHIR_JSON_UTF8)

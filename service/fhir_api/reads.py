@@ -1,0 +1,152 @@
+"""Reading the store for `/fhir`: current resources, versions, histories, searches, includes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.errors import Gone, NotFound
+from service.fhir_api.search import SearchRequest, base_statement, paged
+from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
+
+
+async def current(session: AsyncSession, resource_type: str, resource_id: str) -> StoredResource:
+    """The current version; 404 if it never existed, 410 if it was deleted."""
+    row = await session.get(StoredResource, (resource_type, resource_id))
+    if row is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    if row.deleted:
+        raise Gone(f"{resource_type}/{resource_id} was deleted")
+    return row
+
+
+async def version(
+    session: AsyncSession, resource_type: str, resource_id: str, version_id: int
+) -> ResourceVersion:
+    row = await session.get(ResourceVersion, (resource_type, resource_id, version_id))
+    if row is None:
+        raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
+    if row.deleted:
+        raise Gone(f"version {version_id} of {resource_type}/{resource_id} is a deletion")
+    return row
+
+
+async def history(
+    session: AsyncSession,
+    resource_type: str,
+    resource_id: str | None,
+    *,
+    since: dt.datetime | None,
+    count: int,
+    before: tuple[dt.datetime, str, int] | None,
+    compartment: str | None,
+) -> Sequence[ResourceVersion]:
+    """Versions, newest first; `before` is the (last_updated, id, version) of the previous
+    page's last entry. A compartment confines a type history to one patient's resources."""
+    statement = select(ResourceVersion).where(ResourceVersion.resource_type == resource_type)
+    if resource_id is not None:
+        statement = statement.where(ResourceVersion.id == resource_id)
+    if compartment is not None:
+        statement = statement.where(
+            ResourceVersion.id.in_(
+                select(StoredResource.id).where(
+                    StoredResource.resource_type == resource_type,
+                    StoredResource.patient_id == compartment,
+                )
+            )
+        )
+    if since is not None:
+        statement = statement.where(ResourceVersion.last_updated >= since)
+    if before is not None:
+        moment, last_id, last_version = before
+        statement = statement.where(
+            (ResourceVersion.last_updated < moment)
+            | (
+                (ResourceVersion.last_updated == moment)
+                & (
+                    (ResourceVersion.id < last_id)
+                    | (
+                        (ResourceVersion.id == last_id)
+                        & (ResourceVersion.version_id < last_version)
+                    )
+                )
+            )
+        )
+    statement = statement.order_by(
+        ResourceVersion.last_updated.desc(),
+        ResourceVersion.id.desc(),
+        ResourceVersion.version_id.desc(),
+    )
+    return (await session.scalars(statement.limit(count + 1))).all()
+
+
+async def search_page(
+    session: AsyncSession, request: SearchRequest, compartment: str | None
+) -> tuple[Sequence[StoredResource], int]:
+    """One page of matches (plus one more row, if there is a next page) and the total."""
+    statement = base_statement(request, compartment)
+    total = await session.scalar(select(func.count()).select_from(statement.subquery()))
+    if request.summary_count:
+        return [], total or 0
+    rows = (await session.scalars(paged(statement, request))).all()
+    return rows, total or 0
+
+
+async def referenced(
+    session: AsyncSession, source_type: str, param: str, source_ids: Sequence[str]
+) -> list[str]:
+    """The `Type/id` values a search parameter of these resources points at."""
+    if not source_ids:
+        return []
+    return list(
+        await session.scalars(
+            select(SearchEntry.value)
+            .where(
+                SearchEntry.resource_type == source_type,
+                SearchEntry.param == param,
+                SearchEntry.resource_id.in_(source_ids),
+            )
+            .distinct()
+        )
+    )
+
+
+async def referring(
+    session: AsyncSession, source_type: str, param: str, targets: Sequence[str]
+) -> list[str]:
+    """Ids of `source_type` resources whose `param` points at any of these `Type/id`."""
+    if not targets:
+        return []
+    return list(
+        await session.scalars(
+            select(SearchEntry.resource_id)
+            .where(
+                SearchEntry.resource_type == source_type,
+                SearchEntry.param == param,
+                SearchEntry.value.in_(targets),
+            )
+            .distinct()
+        )
+    )
+
+
+async def by_keys(session: AsyncSession, keys: set[tuple[str, str]]) -> list[StoredResource]:
+    """Current, undeleted resources by (type, id), in a stable order."""
+    found: list[StoredResource] = []
+    for resource_type in sorted({t for t, _ in keys}):
+        ids = sorted(i for t, i in keys if t == resource_type)
+        found += (
+            await session.scalars(
+                select(StoredResource)
+                .where(
+                    StoredResource.resource_type == resource_type,
+                    StoredResource.id.in_(ids),
+                    StoredResource.deleted.is_(False),
+                )
+                .order_by(StoredResource.id)
+            )
+        ).all()
+    return found

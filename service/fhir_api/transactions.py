@@ -1,0 +1,171 @@
+"""`POST /fhir` with a transaction Bundle: a discharge planner's CarePlan, with its Goals,
+ServiceRequests, Conditions, CareTeam and (optionally) Patient, becomes one new case.
+
+All or nothing: every entry is checked against the caller's scopes, ids are assigned and the
+`urn:uuid` references between entries rewritten, the whole set is mapped (`import_case`)
+and stored in the request's transaction; any failure rejects the Bundle with an
+OperationOutcome naming the entry and element. A Patient entry with `ifNoneExist` on an
+identifier reuses the patient we already know (conditional create).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mappings.from_fhir import ResourceRejected, import_case
+from mappings.to_fhir.context import care_team_id
+from service.auth.deps import Actor
+from service.auth.models import Role
+from service.cases.importer import store_imported_case
+from service.db.base import new_id
+from service.errors import BadRequest, UnprocessableEntity
+from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.patients.repository import identifier_owner
+
+CASE_TYPES = frozenset({"CarePlan", "Goal", "ServiceRequest", "Condition", "CareTeam", "Patient"})
+
+
+class FhirRejected(UnprocessableEntity):
+    """The mappings refused an element; `issues` are their OperationOutcome issues."""
+
+
+@dataclass
+class _Entry:
+    index: int
+    resource: dict[str, Any]
+    full_url: str | None
+    if_none_exist: str | None
+    reused: str | None = None  # "Patient/<id>" when a conditional create matched
+
+
+def _entries(bundle: Any) -> list[_Entry]:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise BadRequest("the body must be a Bundle", extra={"expression": ["Bundle"]})
+    if bundle.get("type") != "transaction":
+        raise BadRequest(
+            f"Bundle.type {bundle.get('type')!r} is not supported here; send a transaction",
+            extra={"expression": ["Bundle.type"]},
+        )
+    entries: list[_Entry] = []
+    for index, entry in enumerate(bundle.get("entry") or []):
+        where = f"Bundle.entry[{index}]"
+        request = entry.get("request") or {}
+        resource = entry.get("resource")
+        if request.get("method") != "POST" or not isinstance(resource, dict):
+            raise BadRequest(
+                "each entry must POST a resource (a case arrives whole, as new)",
+                extra={"expression": [f"{where}.request.method"]},
+            )
+        if resource.get("resourceType") not in CASE_TYPES:
+            raise FhirRejected(
+                f"{resource.get('resourceType')} is not part of a case",
+                extra={"expression": [f"{where}.resource"]},
+            )
+        if request.get("url") != resource["resourceType"]:
+            raise BadRequest(
+                "request.url must be the resource type",
+                extra={"expression": [f"{where}.request.url"]},
+            )
+        entries.append(_Entry(index, resource, entry.get("fullUrl"), request.get("ifNoneExist")))
+    if not entries:
+        raise BadRequest("the transaction has no entries", extra={"expression": ["Bundle.entry"]})
+    return entries
+
+
+def _rewrite(node: Any, references: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: references.get(value, value)
+            if key == "reference" and isinstance(value, str)
+            else _rewrite(value, references)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite(item, references) for item in node]
+    return node
+
+
+async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
+    """The id of the patient an `ifNoneExist=identifier=system|value` names, if we know it."""
+    if entry.if_none_exist is None:
+        return None
+    query = parse_qs(entry.if_none_exist)
+    if set(query) != {"identifier"} or "|" not in query["identifier"][0]:
+        raise BadRequest(
+            "ifNoneExist supports identifier=system|value only",
+            extra={"expression": [f"Bundle.entry[{entry.index}].request.ifNoneExist"]},
+        )
+    system, value = query["identifier"][0].split("|", 1)
+    return await identifier_owner(session, system, value)
+
+
+async def process_transaction(
+    session: AsyncSession, principal: FhirPrincipal, body: bytes, base_url: str
+) -> bytes:
+    try:
+        bundle = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from exc
+    entries = _entries(bundle)
+    references: dict[str, str] = {}
+    for entry in entries:
+        kind = entry.resource["resourceType"]
+        if kind == "Patient" and (owner := await _reuse_patient(session, entry)):
+            entry.reused = f"Patient/{owner}"
+        target = entry.reused or f"{kind}/{new_id()}"
+        entry.resource = {**entry.resource, "id": target.split("/")[1]}
+        if entry.full_url:
+            references[entry.full_url] = target
+    resources = [_rewrite(e.resource, references) for e in entries]
+    patient_id = _patient_of(resources)
+    for entry in entries:
+        principal.require(entry.resource["resourceType"], Interaction.create, patient_id=patient_id)
+    try:
+        record = import_case(
+            [r for r, e in zip(resources, entries, strict=True) if e.reused is None],
+            dt.datetime.now(dt.UTC),
+        )
+    except ResourceRejected as exc:
+        raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
+    actor = Actor(f"client:{principal.subject}", Role.case_manager)
+    await store_imported_case(session, actor, record)
+    return _response(entries, base_url, record.id)
+
+
+def _patient_of(resources: list[dict[str, Any]]) -> str | None:
+    for resource in resources:
+        if resource["resourceType"] == "Patient":
+            return str(resource["id"])
+        reference = (resource.get("subject") or {}).get("reference")
+        if isinstance(reference, str) and reference.startswith("Patient/"):
+            return reference.removeprefix("Patient/")
+    return None
+
+
+def _response(entries: list[_Entry], base_url: str, case_id: str) -> bytes:
+    response_entries = []
+    for entry in entries:
+        kind, resource_id = entry.resource["resourceType"], entry.resource["id"]
+        if kind == "CareTeam":  # the case's team has the case's id (see mappings.from_fhir)
+            resource_id = care_team_id(case_id)
+        response: dict[str, str] = (
+            {"status": "200 OK", "location": f"{kind}/{resource_id}"}
+            if entry.reused
+            else {
+                "status": "201 Created",
+                "location": f"{kind}/{resource_id}/_history/1",
+                "etag": 'W/"1"',
+            }
+        )
+        response_entries.append(
+            {"fullUrl": f"{base_url}/{kind}/{resource_id}", "response": response}
+        )
+    return orjson.dumps(
+        {"resourceType": "Bundle", "type": "transaction-response", "entry": response_entries}
+    )

@@ -1,0 +1,195 @@
+"""`PUT /fhir/Goal/{id}` and `PUT /fhir/ServiceRequest/{id}` (and their conditional forms by
+identifier): a received version of a case's goal or referral becomes an update of that record.
+
+The received resource is mapped (`mappings.from_fhir`), then applied through the same domain
+functions as `/api` updates, so every lifecycle rule holds; content the case has no place for is
+kept in `fhir_extras`. `If-Match` names the FHIR version the client read (412 otherwise).
+The case is re-projected before the response, which carries the stored new version.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from mappings.case_model import GoalRecord, InterventionRecord
+from mappings.from_fhir import ResourceRejected, import_goal, import_service_request
+from mappings.to_fhir.context import CaseContext
+from service.api.schemas import CodingIn
+from service.auth.deps import Actor
+from service.auth.models import Role
+from service.cases.service import load_child, load_open_case
+from service.db.changes import note_case_changed
+from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
+from service.fhir_api.reads import current
+from service.fhir_api.transactions import FhirRejected
+from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_store.models import SearchEntry, StoredResource
+from service.fhir_store.projector import project_changes
+from service.patients.schemas import IdentifierIn
+from service.plans.models import Goal, Intervention
+from service.plans.schemas import GoalTarget, GoalUpdate, InterventionUpdate, Performer
+from service.plans.service import change_goal, change_intervention
+
+UPDATABLE = frozenset({"Goal", "ServiceRequest"})
+_ETAG = re.compile(r'^\s*(?:W/)?"(\d+)"\s*$')
+
+
+def _coding(value: Any) -> CodingIn | None:
+    return None if value is None else CodingIn.model_validate(value.model_dump())
+
+
+def _goal_update(record: GoalRecord) -> GoalUpdate:
+    target = record.target
+    return GoalUpdate(
+        description=record.description,
+        code=_coding(record.code),
+        need_ids=list(record.need_ids),
+        expressed_by=record.expressed_by,
+        priority=record.priority,
+        lifecycle_status=record.lifecycle_status,
+        achievement_status=record.achievement_status,
+        start_date=record.start_date,
+        target=None
+        if target is None
+        else GoalTarget(
+            measure=_coding(target.measure),
+            detail_quantity=target.detail_quantity,
+            detail_unit=target.detail_unit,
+            detail_text=target.detail_text,
+            due_date=target.due_date,
+        ),
+    )
+
+
+def _intervention_update(record: InterventionRecord) -> InterventionUpdate:
+    performer = record.performer
+    return InterventionUpdate(
+        description=record.description,
+        code=_coding(record.code),
+        performer=None
+        if performer is None
+        else Performer(
+            kind=performer.kind,
+            name=performer.name,
+            identifier=None
+            if performer.identifier is None
+            else IdentifierIn.model_validate(performer.identifier.model_dump()),
+        ),
+        status=record.status,
+        priority=record.priority,
+        scheduled_start=record.scheduled_start,
+        scheduled_end=record.scheduled_end,
+        goal_ids=list(record.goal_ids),
+        need_ids=list(record.need_ids),
+        referral_outcome=record.referral_outcome,
+        outcome_note=record.outcome_note,
+    )
+
+
+def expected_version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    found = _ETAG.match(if_match)
+    if found is None:
+        raise BadRequest(f'If-Match must be an ETag such as W/"3", got {if_match!r}')
+    return int(found.group(1))
+
+
+async def resolve_conditional(
+    session: AsyncSession, resource_type: str, query: list[tuple[str, str]]
+) -> str:
+    """The id a conditional update (`PUT Type?identifier=system|value`) names: exactly one match,
+    or 404 (this server does not create on a conditional update: a case record needs a case)."""
+    if len(query) != 1 or query[0][0] != "identifier" or "|" not in query[0][1]:
+        raise BadRequest("a conditional update takes identifier=system|value only")
+    system, value = query[0][1].split("|", 1)
+    ids = list(
+        await session.scalars(
+            select(SearchEntry.resource_id).where(
+                SearchEntry.resource_type == resource_type,
+                SearchEntry.param == "identifier",
+                SearchEntry.system == system,
+                SearchEntry.value == value,
+            )
+        )
+    )
+    if len(ids) > 1:
+        raise PreconditionFailed(f"{len(ids)} {resource_type} resources match; expected one")
+    if not ids:
+        raise NotFound(f"no {resource_type} has identifier {system}|{value}")
+    return ids[0]
+
+
+async def update_resource(
+    session: AsyncSession,
+    principal: FhirPrincipal,
+    resource_type: str,
+    resource_id: str,
+    body: bytes,
+    if_match: str | None,
+) -> StoredResource:
+    if resource_type not in UPDATABLE:
+        raise UnprocessableEntity(
+            f"{resource_type} is not updated on its own here; send the case as a transaction",
+            extra={"expression": [resource_type]},
+        )
+    stored = await current(session, resource_type, resource_id)
+    principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
+    expected = expected_version(if_match)
+    if expected is not None and expected != stored.version_id:
+        raise PreconditionFailed(
+            f"current version is {stored.version_id}, If-Match named {expected}"
+        )
+    try:
+        resource = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from exc
+    if not isinstance(resource, dict) or resource.get("id") != resource_id:
+        raise BadRequest(
+            f"the body must be the {resource_type} with id {resource_id}",
+            extra={"expression": [f"{resource_type}.id"]},
+        )
+    if stored.case_id is None:
+        raise UnprocessableEntity(f"{resource_type}/{resource_id} belongs to no case")
+    case = await load_open_case(session, stored.case_id)
+    context = CaseContext(case.id, case.patient_id)
+    if (resource.get("subject") or {}).get("reference") != f"Patient/{case.patient_id}":
+        raise FhirRejected(
+            "the subject must stay the case's patient",
+            extra={"expression": [f"{resource_type}.subject"]},
+        )
+    actor = Actor(f"client:{principal.subject}", Role.case_manager)
+    try:
+        if resource_type == "Goal":
+            goal_record = import_goal(resource, context).record
+            goal = await load_child(session, Goal, case.id, resource_id, selectinload(Goal.needs))
+            goal = await change_goal(session, actor, case, goal, _goal_update(goal_record), None)
+            goal.fhir_extras = goal_record.fhir_extras
+        else:
+            sr_record = import_service_request(resource, context).record
+            row = await load_child(
+                session,
+                Intervention,
+                case.id,
+                resource_id,
+                selectinload(Intervention.goals),
+                selectinload(Intervention.needs),
+            )
+            row = await change_intervention(
+                session, actor, case, row, _intervention_update(sr_record), None
+            )
+            row.fhir_extras = sr_record.fhir_extras
+    except ResourceRejected as exc:
+        raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
+    # Kept foreign content alone may have changed: re-project in any case (no change, no version).
+    note_case_changed(session, case.id, actor.id)
+    await session.flush()
+    await project_changes(session)  # now, so the response carries the new version
+    await session.refresh(stored)
+    return stored

@@ -1,0 +1,196 @@
+"""`/fhir` search: the US Core parameters, includes, paging, counts, scopes and bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.case_factory import ok, open_case, patch_case
+from tests.fhir_api.conftest import SetScopes, planned_case
+from tests.fhir_api.test_reads import outcome
+
+
+def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == mode]
+
+
+async def search(fhir: httpx.AsyncClient, path: str, **params: str) -> dict[str, Any]:
+    response = await fhir.get(path, params=params)
+    assert response.status_code == 200, response.text
+    bundle: dict[str, Any] = response.json()
+    assert bundle["resourceType"] == "Bundle"
+    assert bundle["type"] == "searchset"
+    return bundle
+
+
+async def test_search_by_patient_status_and_identifier(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    plan = await planned_case(client)
+    case = plan["case"]
+    other = await open_case(client)
+    patient = case["patient_id"]
+
+    assert ids(await search(fhir, "/CarePlan", patient=patient)) == [case["id"]]
+    assert ids(await search(fhir, "/CarePlan", patient=f"Patient/{patient}")) == [case["id"]]
+    assert ids(await search(fhir, "/CarePlan", subject=f"Patient/{patient}")) == [case["id"]]
+    assert ids(await search(fhir, "/CarePlan", status="active")) == [case["id"]]
+    both = await search(fhir, "/CarePlan", status="active,draft")
+    assert sorted(ids(both)) == sorted([case["id"], other["id"]])
+    assert both["total"] == 2
+    assert ids(await search(fhir, "/CarePlan", _id=other["id"])) == [other["id"]]
+
+    care_plan = (await fhir.get(f"/CarePlan/{case['id']}")).json()
+    identifier = care_plan["identifier"][0]
+    token = f"{identifier['system']}|{identifier['value']}"
+    assert ids(await search(fhir, "/CarePlan", identifier=token)) == [case["id"]]
+    assert ids(await search(fhir, "/CarePlan", identifier="urn:other|" + identifier["value"])) == []
+    category = care_plan["category"][0]["coding"][0]
+    by_category = f"{category['system']}|{category['code']}"
+    assert set(ids(await search(fhir, "/CarePlan", category=by_category))) == {
+        case["id"], other["id"]
+    }  # fmt: skip
+    assert ids(await search(fhir, "/CarePlan", **{"status:not": "active"})) == [other["id"]]
+
+
+async def test_goal_and_service_request_parameters(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    plan = await planned_case(client)
+    goal, referral = plan["goal"], plan["referral"]
+    patient = plan["case"]["patient_id"]
+
+    assert ids(await search(fhir, "/Goal", **{"lifecycle-status": "active"})) == [goal["id"]]
+    assert ids(await search(fhir, "/Goal", **{"lifecycle-status": "completed"})) == []
+    assert ids(await search(fhir, "/Goal", **{"target-date": "2027-03-01"})) == [goal["id"]]
+    assert ids(await search(fhir, "/Goal", **{"target-date": "ge2027-01-01"})) == [goal["id"]]
+    assert ids(await search(fhir, "/Goal", **{"target-date": "lt2027-03-01"})) == []
+    assert ids(await search(fhir, "/Goal", **{"target-date": "2027-03"})) == [goal["id"]]
+    assert ids(await search(fhir, "/Goal", patient=patient)) == [goal["id"]]
+
+    service_request = (await fhir.get(f"/ServiceRequest/{referral['id']}")).json()
+    code = service_request["code"]["coding"][0]
+    assert ids(await search(fhir, "/ServiceRequest", code=f"{code['system']}|{code['code']}")) == [
+        referral["id"]
+    ]
+    assert ids(await search(fhir, "/ServiceRequest", status="active", patient=patient)) == [
+        referral["id"]
+    ]
+    assert ids(await search(fhir, "/ServiceRequest", status="completed")) == []
+    assert ids(await search(fhir, "/Condition", patient=patient)) == [plan["need"]["id"]]
+
+
+async def test_last_updated_and_summary_count(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    case = await open_case(client)
+    updated = (await fhir.get(f"/CarePlan/{case['id']}")).json()["meta"]["lastUpdated"]
+    day = updated[:10]
+    assert ids(await search(fhir, "/CarePlan", _lastUpdated=day)) == [case["id"]]
+    assert ids(await search(fhir, "/CarePlan", _lastUpdated="lt2001-01-01")) == []
+    counted = await search(fhir, "/CarePlan", _summary="count")
+    assert counted["total"] == 1
+    assert "entry" not in counted
+
+
+async def test_includes(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    plan = await planned_case(client)
+    case_id = plan["case"]["id"]
+    with_goals = await search(fhir, "/CarePlan", _id=case_id, _include="CarePlan:goal")
+    assert ids(with_goals) == [case_id]
+    assert ids(with_goals, "include") == [plan["goal"]["id"]]
+
+    with_activities = await search(
+        fhir, "/CarePlan", _id=case_id, _include="CarePlan:activity-reference"
+    )
+    assert ids(with_activities, "include") == [plan["referral"]["id"]]
+
+    with_provenance = await search(fhir, "/CarePlan", _id=case_id, _revinclude="Provenance:target")
+    provenances = [
+        e["resource"] for e in with_provenance["entry"] if e["search"]["mode"] == "include"
+    ]
+    assert provenances
+    assert all(p["resourceType"] == "Provenance" for p in provenances)
+    assert all(any(case_id in t["reference"] for t in p["target"]) for p in provenances)
+
+    # An include the token may not read is left out, not leaked.
+    scopes("system/CarePlan.rs")
+    limited = await search(fhir, "/CarePlan", _id=case_id, _include="CarePlan:goal")
+    assert ids(limited) == [case_id]
+    assert ids(limited, "include") == []
+
+
+async def test_paging_is_stable_while_data_changes(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    cases = [await open_case(client) for _ in range(5)]
+    first = await search(fhir, "/CarePlan", _count="2")
+    assert first["total"] == 5
+    seen = ids(first)
+    next_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
+
+    # Meanwhile: the first case changes (a new version) and a new case arrives.
+    ok(await patch_case(client, cases[0], status="intake"))
+    late = await open_case(client)
+
+    while next_url:
+        page = (await fhir.get(next_url)).json()
+        seen += ids(page)
+        next_url = next((lk["url"] for lk in page["link"] if lk["relation"] == "next"), None)
+    assert seen == [c["id"] for c in cases] + [late["id"]]
+
+
+async def test_patient_scope_confines_search(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    mine, theirs = await planned_case(client), await planned_case(client)
+    scopes("patient/*.rs", patient=mine["case"]["patient_id"])
+    assert ids(await search(fhir, "/CarePlan")) == [mine["case"]["id"]]
+    assert ids(await search(fhir, "/Goal", patient=theirs["case"]["patient_id"])) == []
+    assert ids(await search(fhir, "/Patient")) == [mine["case"]["patient_id"]]
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"_count": "many"}, 400),
+        ({"_sort": "colour"}, 400),
+        ({"_summary": "text"}, 400),
+        ({"target-date": "next-tuesday"}, 400),
+        ({"_include": "Goal:subject"}, 400),
+        ({"_include": "CarePlan:status"}, 400),
+        ({"_cursor": "garbage!"}, 400),
+    ],
+)
+async def test_bad_search_input_is_an_operation_outcome(
+    fhir: httpx.AsyncClient, scopes: SetScopes, params: dict[str, str], status: int
+) -> None:
+    path = "/Goal" if "target-date" in params else "/CarePlan"
+    outcome(await fhir.get(path, params=params), status)
+
+
+async def test_unknown_parameters_are_ignored_unless_strict(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    case = await open_case(client)
+    lenient = await search(fhir, "/CarePlan", colour="blue")
+    assert ids(lenient) == [case["id"]]
+    assert "colour" not in lenient["link"][0]["url"]
+    strict = await fhir.get(
+        "/CarePlan", params={"colour": "blue"}, headers={"Prefer": "handling=strict"}
+    )
+    body = outcome(strict, 400)
+    assert body["issue"][0]["expression"] == ["colour"]
+
+
+async def test_search_by_post(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    case = await open_case(client)
+    response = await fhir.post("/CarePlan/_search", data={"patient": case["patient_id"]})
+    assert response.status_code == 200
+    assert ids(response.json()) == [case["id"]]
