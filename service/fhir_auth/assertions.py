@@ -10,17 +10,17 @@ The client signs a short-lived JWT with a key from its registered JWKS. We accep
   ahead, `iat` and `nbf` (when present) are not in the future (30 s of clock skew allowed);
 - `jti` has not been used by this client before; it is stored until the assertion expires.
 
-Every failure is `invalid_client`; the description says which check failed.
+A missing assertion is `invalid_request`; every other failure is `invalid_client` (401),
+with a description that says which check failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from typing import Any
 
-from joserfc import jws, jwt
+from joserfc import jwt
 from joserfc.errors import ClaimError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
@@ -32,6 +32,7 @@ from service.fhir_auth.client_keys import ClientKeysUnavailable, import_jwks
 from service.fhir_auth.models import FhirClient
 from service.fhir_auth.oauth_errors import InvalidClient, OAuthError
 from service.fhir_auth.runtime import FhirAuthRuntime, token_url
+from service.fhir_auth.unverified import peek
 from service.settings import Settings
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -39,18 +40,6 @@ ASSERTION_ALGORITHMS = ("RS384", "ES384")
 MAX_ASSERTION_LIFETIME_SECONDS = 300
 CLOCK_SKEW_SECONDS = 30
 MAX_JTI_LENGTH = 255
-
-
-def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims before verification: only to find the client and its key."""
-    try:
-        compact = jws.extract_compact(assertion.encode())
-        claims = json.loads(compact.payload)
-    except (JoseError, ValueError, UnicodeError) as exc:
-        raise InvalidClient("client_assertion is not a signed JWT") from exc
-    if not isinstance(claims, dict):
-        raise InvalidClient("client_assertion claims are not a JSON object")
-    return dict(compact.headers()), claims
 
 
 async def _load_client(database: Database, client_id: str) -> FhirClient:
@@ -136,15 +125,20 @@ async def authenticate_client(
     policy: UrlPolicy,
     assertion_type: str | None,
     assertion: str | None,
+    claimed_client_id: str | None = None,
 ) -> FhirClient:
-    """The registered client that signed `assertion`; InvalidClient (or invalid_request)."""
+    """The registered client that signed `assertion`; InvalidClient (or invalid_request).
+    A `client_id` form parameter is optional (RFC 7523) but must name the same client."""
     if not assertion_type or not assertion:
         raise OAuthError(
             "invalid_request", "client_assertion_type and client_assertion are required"
         )
     if assertion_type != ASSERTION_TYPE:
         raise InvalidClient(f"client_assertion_type must be {ASSERTION_TYPE}")
-    header, unverified = _unverified(assertion)
+    try:
+        header, unverified = peek(assertion)
+    except ValueError as exc:
+        raise InvalidClient(f"client_assertion is {exc}") from exc
     alg = header.get("alg")
     if alg not in ASSERTION_ALGORITHMS:
         raise InvalidClient(f"alg {alg!r} is not accepted: sign with RS384 or ES384")
@@ -154,6 +148,8 @@ async def authenticate_client(
     client_id = unverified.get("iss")
     if not isinstance(client_id, str) or not client_id or unverified.get("sub") != client_id:
         raise InvalidClient("client_assertion iss and sub must both be the client_id")
+    if claimed_client_id is not None and claimed_client_id != client_id:
+        raise InvalidClient("client_id does not match the client_assertion's iss")
     client = await _load_client(database, client_id)
     claims = await _verify_signature(runtime, policy, client, assertion, kid)
     _check_claims(claims, client_id, database.settings)

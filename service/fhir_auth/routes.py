@@ -149,7 +149,9 @@ OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 @oauth_router.post(
     "/token",
     responses=OAUTH_ERRORS,
-    openapi_extra=_form_body("grant_type", "scope", "client_assertion_type", "client_assertion"),
+    openapi_extra=_form_body(
+        "grant_type", "scope", "client_id", "client_assertion_type", "client_assertion"
+    ),
 )
 async def post_token(
     request: Request,
@@ -166,7 +168,12 @@ async def post_token(
     if grant_type != CLIENT_CREDENTIALS:
         raise OAuthError("unsupported_grant_type", f"only {CLIENT_CREDENTIALS} is supported")
     client = await authenticate_client(
-        database, runtime, policy, form.get("client_assertion_type"), form.get("client_assertion")
+        database,
+        runtime,
+        policy,
+        form.get("client_assertion_type"),
+        form.get("client_assertion"),
+        form.get("client_id"),
     )
     scopes = service.grant_scopes(form.get("scope"), client)
     body = await issue_access_token(database, runtime, database.settings, client.client_id, scopes)
@@ -208,6 +215,7 @@ async def post_introspect(
             policy,
             form.get("client_assertion_type"),
             form.get("client_assertion"),
+            form.get("client_id"),
         )
         caller = client.client_id
     token = form.get("token")

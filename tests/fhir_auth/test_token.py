@@ -284,6 +284,15 @@ async def test_request_shape_errors(
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert "scope" in oauth_error(response, 400, "invalid_request")
+    ok(
+        await anonymous.post(
+            TOKEN_PATH, data=App("app-1", ES384_KEY, "ES384").form() | {"client_id": "app-1"}
+        )
+    )
+    mismatch = App("app-1", ES384_KEY, "ES384").form() | {"client_id": "app-2"}
+    assert "client_id" in oauth_error(
+        await anonymous.post(TOKEN_PATH, data=mismatch), 401, "invalid_client"
+    )
     wrong_type = good | {"client_assertion_type": "urn:example:password"}
     oauth_error(await anonymous.post(TOKEN_PATH, data=wrong_type), 401, "invalid_client")
     oauth_error(
