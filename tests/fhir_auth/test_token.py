@@ -3,6 +3,7 @@ assertion or a scope request is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -348,3 +349,14 @@ async def test_an_unreachable_jwks_url_is_invalid_client(
     jwks_route.respond(status_code=503)
     response = await anonymous.post(TOKEN_PATH, data=App("url-app", ES384_KEY, "ES384").form())
     assert "503" in oauth_error(response, 401, "invalid_client")
+
+
+async def test_one_assertion_sent_twice_at_once_gets_one_token(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    """The replay check is the database's primary key, not a read-then-write: on PostgreSQL
+    the two requests really overlap, and still only one wins."""
+    await register(client, "app-1")
+    form = token_form(App("app-1", ES384_KEY, "ES384").assertion())
+    responses = await asyncio.gather(*(anonymous.post(TOKEN_PATH, data=form) for _ in range(4)))
+    assert sorted(r.status_code for r in responses) == [200, 401, 401, 401]
