@@ -110,7 +110,7 @@ async def post(fhir: httpx.AsyncClient, bundle: dict[str, Any]) -> httpx.Respons
 
 
 def location(response: dict[str, Any], kind: str) -> str:
-    found = [e["response"]["location"] for e in response["entry"]]
+    found: list[str] = [e["response"]["location"] for e in response["entry"]]
     (match,) = [loc for loc in found if loc.startswith(kind + "/")]
     return match.split("/")[1]
 
