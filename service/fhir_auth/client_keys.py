@@ -4,13 +4,15 @@ A JWKS URL is an admin's input naming a host we will call, so every fetch passes
 policy of `service.ehr.url_policy` first and never follows redirects. Fetched sets are cached
 per URL for `JWKS_TTL_SECONDS`; an assertion whose `kid` is not in the cached set makes the
 caller refresh once (the client may have rotated its keys), unless the set was fetched for
-this very request.
+this very request or less than `REFRESH_COOLDOWN_SECONDS` ago: client ids are not secret, so
+without that pause anyone could make us fetch a client's JWKS URL once per request they send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from service.ehr.errors import EhrUrlRefused
 from service.ehr.url_policy import UrlPolicy
 
 JWKS_TTL_SECONDS = 300
+REFRESH_COOLDOWN_SECONDS = 10
 MAX_JWKS_BYTES = 64 * 1024
 
 
@@ -49,8 +52,11 @@ class FetchedKeys:
 
 
 class ClientKeyCache:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._http = http
+        self._clock = clock
         self._entries: dict[str, tuple[float, KeySet]] = {}
         # One lock per URL: a slow client's JWKS host delays only that client's requests.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -58,10 +64,12 @@ class ClientKeyCache:
     async def key_set(self, url: str, policy: UrlPolicy, *, refresh: bool = False) -> FetchedKeys:
         async with self._locks.setdefault(url, asyncio.Lock()):
             entry = self._entries.get(url)
-            if entry is not None and not refresh and time.monotonic() - entry[0] < JWKS_TTL_SECONDS:
-                return FetchedKeys(entry[1], fetched_now=False)
+            if entry is not None:
+                age = self._clock() - entry[0]
+                if age < (REFRESH_COOLDOWN_SECONDS if refresh else JWKS_TTL_SECONDS):
+                    return FetchedKeys(entry[1], fetched_now=False)
             keys = await self._fetch(url, policy)
-            self._entries[url] = (time.monotonic(), keys)
+            self._entries[url] = (self._clock(), keys)
             return FetchedKeys(keys, fetched_now=True)
 
     async def _fetch(self, url: str, policy: UrlPolicy) -> KeySet:

@@ -11,15 +11,18 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from fastapi import FastAPI
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from service.fhir_auth.client_keys import JWKS_TTL_SECONDS, REFRESH_COOLDOWN_SECONDS, ClientKeyCache
 from service.fhir_auth.principal import principal_from_claims
 from service.fhir_auth.scopes import Interaction
 from tests.api.case_factory import ok
 from tests.fhir_auth.support import (
     ES384_KEY,
     JWKS_URL,
+    ROTATED_KEY,
     RS384_KEY,
     TOKEN_PATH,
     App,
@@ -313,29 +316,67 @@ async def test_jwks_url_is_fetched_once_and_cached(
     assert jwks_route.call_count == 1
 
 
-async def test_unknown_kid_refreshes_the_jwks_once_then_refuses(
-    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, jwks_route: respx.Route
-) -> None:
-    from tests.fhir_auth.support import ROTATED_KEY
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
 
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(app: FastAPI) -> FakeClock:
+    """The client-JWKS cache on a clock the test moves (no sleeping)."""
+    fake = FakeClock()
+    runtime = app.state.fhir_auth
+    runtime.client_keys = ClientKeyCache(runtime.http, clock=fake)
+    return fake
+
+
+async def test_unknown_kid_refreshes_the_jwks_once_then_refuses(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    jwks_route: respx.Route,
+    clock: FakeClock,
+) -> None:
     await register(client, "url-app", jwks_url=JWKS_URL)
     ok(await anonymous.post(TOKEN_PATH, data=App("url-app", ES384_KEY, "ES384").form()))
     assert jwks_route.call_count == 1
+    clock.now += REFRESH_COOLDOWN_SECONDS
     rotated = App("url-app", ROTATED_KEY, "ES384")
     response = await anonymous.post(TOKEN_PATH, data=rotated.form())
     assert "ec-2" in oauth_error(response, 401, "invalid_client")
     assert jwks_route.call_count == 2  # one refresh, no more
     # The client publishes its new key: the next unknown-kid refresh finds it.
     jwks_route.respond(json=jwks(ES384_KEY, ROTATED_KEY))
+    clock.now += REFRESH_COOLDOWN_SECONDS
     ok(await anonymous.post(TOKEN_PATH, data=rotated.form()))
+    assert jwks_route.call_count == 3
+
+
+async def test_unknown_kids_cannot_make_us_fetch_the_jwks_on_every_request(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    jwks_route: respx.Route,
+    clock: FakeClock,
+) -> None:
+    await register(client, "url-app", jwks_url=JWKS_URL)
+    ok(await anonymous.post(TOKEN_PATH, data=App("url-app", ES384_KEY, "ES384").form()))
+    clock.now += REFRESH_COOLDOWN_SECONDS
+    for _ in range(5):
+        response = await anonymous.post(
+            TOKEN_PATH, data=App("url-app", ROTATED_KEY, "ES384").form()
+        )
+        oauth_error(response, 401, "invalid_client")
+    assert jwks_route.call_count == 2  # one refresh, then the cooldown holds
+    clock.now += JWKS_TTL_SECONDS  # the cached set expires as usual
+    ok(await anonymous.post(TOKEN_PATH, data=App("url-app", ES384_KEY, "ES384").form()))
     assert jwks_route.call_count == 3
 
 
 async def test_a_cold_cache_fetches_once_for_an_unknown_kid(
     client: httpx.AsyncClient, anonymous: httpx.AsyncClient, jwks_route: respx.Route
 ) -> None:
-    from tests.fhir_auth.support import ROTATED_KEY
-
     await register(client, "url-app", jwks_url=JWKS_URL)
     response = await anonymous.post(TOKEN_PATH, data=App("url-app", ROTATED_KEY, "ES384").form())
     oauth_error(response, 401, "invalid_client")
