@@ -7,8 +7,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.audit.events import AccessFacts, audit_event, event_bytes
-from service.audit.models import AuditPatient, AuditRecord
-from service.audit.recorder import AuditRecorder
+from service.audit.recorder import AuditEntry, AuditRecorder
 from service.fhir_api.outcomes import is_fhir_path
 
 UNAUDITED = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
@@ -73,16 +72,18 @@ class AuditMiddleware:
             observer=app.state.settings.public_base_url,
         )
         recorder.record(
-            AuditRecord(
-                id=event_id,
-                recorded_at=recorded,
-                agent=facts.agent or "unauthenticated",
-                action=event["action"],
-                interaction=facts.interaction,
-                resource_type=facts.resource_type,
-                resource_id=facts.resource_id,
-                status=status,
-                content=event_bytes(event),
-                patients=[AuditPatient(patient_id=p) for p in sorted(facts.patient_ids)],
+            AuditEntry(
+                row={
+                    "id": event_id,
+                    "recorded_at": recorded,
+                    "agent": facts.agent or "unauthenticated",
+                    "action": event["action"],
+                    "interaction": facts.interaction,
+                    "resource_type": facts.resource_type,
+                    "resource_id": facts.resource_id,
+                    "status": status,
+                    "content": event_bytes(event),
+                },
+                patient_ids=tuple(sorted(facts.patient_ids)),
             )
         )

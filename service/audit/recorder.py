@@ -8,8 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
+from typing import Any
 
-from service.audit.models import AuditRecord
+from sqlalchemy import insert
+
+from service.audit.models import AuditPatient, AuditRecord
 from service.db.session import Database
 
 log = logging.getLogger(__name__)
@@ -21,20 +25,28 @@ QUEUE_LIMIT = 50_000
 RETRY_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit row (the `audit_events` columns) and the patients it concerns."""
+
+    row: dict[str, Any]
+    patient_ids: tuple[str, ...] = ()
+
+
 class AuditRecorder:
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(QUEUE_LIMIT)
+        self._queue: asyncio.Queue[AuditEntry] = asyncio.Queue(QUEUE_LIMIT)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit-recorder")
 
-    def record(self, row: AuditRecord) -> None:
+    def record(self, entry: AuditEntry) -> None:
         try:
-            self._queue.put_nowait(row)
+            self._queue.put_nowait(entry)
         except asyncio.QueueFull:
-            log.error("audit queue full: dropped the audit record of %s", row.interaction)
+            log.error("audit queue full: dropped the audit record %s", entry.row["id"])
 
     async def flush(self) -> None:
         """Wait until every record queued so far is written."""
@@ -55,11 +67,22 @@ class AuditRecorder:
                 batch.append(self._queue.get_nowait())
             while True:
                 try:
-                    async with self._database.transaction() as session:
-                        session.add_all(batch)
+                    await self._write(batch)
                     break
                 except Exception:
                     log.exception("writing %d audit records failed; retrying", len(batch))
                     await asyncio.sleep(RETRY_SECONDS)
             for _ in batch:
                 self._queue.task_done()
+
+    async def _write(self, batch: list[AuditEntry]) -> None:
+        # Core executemany, not ORM objects: the trail is append-only and this runs per read.
+        patients = [
+            {"event_id": entry.row["id"], "patient_id": patient}
+            for entry in batch
+            for patient in entry.patient_ids
+        ]
+        async with self._database.transaction() as session:
+            await session.execute(insert(AuditRecord), [entry.row for entry in batch])
+            if patients:
+                await session.execute(insert(AuditPatient), patients)

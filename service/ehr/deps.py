@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from service.ehr.url_policy import UrlPolicy
 
 
-def get_url_policy(request: Request) -> UrlPolicy:
+async def get_url_policy(request: Request) -> UrlPolicy:
     return UrlPolicy.from_settings(request.app.state.settings)
 
 

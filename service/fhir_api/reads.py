@@ -5,12 +5,43 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db.session import Database
 from service.errors import Gone, NotFound
 from service.fhir_api.search import SearchRequest, base_statement, paged
 from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
+
+_SERVED = (
+    StoredResource.content,
+    StoredResource.version_id,
+    StoredResource.last_updated,
+    StoredResource.patient_id,
+    StoredResource.deleted,
+)
+
+
+ServedRow = Row[bytes, int, dt.datetime, str | None, bool]
+
+
+async def served(database: Database, resource_type: str, resource_id: str) -> ServedRow:
+    """What a read serves, in one query on a plain connection (the hot path: no ORM session);
+    404 if it never existed, 410 if it was deleted."""
+    async with database.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(*_SERVED).where(
+                    StoredResource.resource_type == resource_type,
+                    StoredResource.id == resource_id,
+                )
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    if row.deleted:
+        raise Gone(f"{resource_type}/{resource_id} was deleted")
+    return row
 
 
 async def current(session: AsyncSession, resource_type: str, resource_id: str) -> StoredResource:

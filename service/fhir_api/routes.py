@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from service.audit.events import AccessFacts
 from service.audit.middleware import note_access
-from service.db.session import SessionDep
+from service.db.session import DatabaseDep, SessionDep
 from service.errors import BadRequest, NotFound
 from service.fhir_api import reads, updates, validation
 from service.fhir_api.bundles import Entry, bundle_bytes
@@ -159,7 +159,7 @@ async def read(
     request: Request,
     resource_type: ResourceType,
     resource_id: FhirId,
-    session: SessionDep,
+    database: DatabaseDep,
     principal: FhirPrincipalDep,
 ) -> Response:
     supported(resource_type)
@@ -167,7 +167,7 @@ async def read(
         request, AccessFacts("read", resource_type, resource_id, agent=principal.subject)
     )
     principal.compartment(resource_type, Interaction.read)  # 403 before revealing anything
-    row = await reads.current(session, resource_type, resource_id)
+    row = await reads.served(database, resource_type, resource_id)
     facts.patient_ids.update(filter(None, [row.patient_id]))
     principal.require(resource_type, Interaction.read, patient_id=row.patient_id)
     return resource_response(request, row.content, row.version_id, row.last_updated)

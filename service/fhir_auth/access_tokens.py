@@ -8,6 +8,7 @@ signature, alg, typ, iss, aud and exp; a disabled client's tokens stay valid unt
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from typing import Any
@@ -59,32 +60,48 @@ async def issue_access_token(
     }
 
 
-async def verify_access_token(
-    database: Database, runtime: FhirAuthRuntime, settings: Settings, token: str
-) -> dict[str, Any]:
-    """The claims of one of our valid access tokens; Unauthenticated otherwise."""
-    registry = JWTClaimsRegistry(
+@functools.cache
+def _claims_registry(token_issuer: str, audience: str) -> JWTClaimsRegistry:
+    return JWTClaimsRegistry(
         leeway=CLOCK_SKEW_SECONDS,
-        iss={"essential": True, "value": issuer(settings)},
-        aud={"essential": True, "value": fhir_base_url(settings)},
+        iss={"essential": True, "value": token_issuer},
+        aud={"essential": True, "value": audience},
         exp={"essential": True},
         sub={"essential": True},
         client_id={"essential": True},
         scope={"essential": True},
     )
-    keyring = runtime.keyring
+
+
+async def verify_access_token(
+    database: Database, runtime: FhirAuthRuntime, settings: Settings, token: str
+) -> dict[str, Any]:
+    """The claims of one of our valid access tokens; Unauthenticated otherwise."""
+    registry = _claims_registry(issuer(settings), fhir_base_url(settings))
+    claims = runtime.verified_tokens.get(token)
     try:
-        try:
-            decoded = jwt.decode(
-                token, await keyring.verification_keys(database), algorithms=TOKEN_ALGORITHMS
-            )
-        except InvalidKeyIdError:
-            # Another process may have generated a key since we loaded ours.
-            keys = await keyring.verification_keys(database, refresh=True)
-            decoded = jwt.decode(token, keys, algorithms=TOKEN_ALGORITHMS)
-        if decoded.header.get("typ") != TOKEN_TYPE:
-            raise Unauthenticated("bearer token rejected: not an access token (typ)")
-        registry.validate(decoded.claims)
+        if claims is None:
+            claims = await _verified_claims(runtime, database, token)
+        registry.validate(claims)  # exp and the rest, on every use of a cached token too
     except (JoseError, ValueError) as exc:
         raise Unauthenticated(f"bearer token rejected: {exc}") from exc
+    runtime.verified_tokens.put(token, claims)
+    return claims
+
+
+async def _verified_claims(
+    runtime: FhirAuthRuntime, database: Database, token: str
+) -> dict[str, Any]:
+    """Signature, alg and typ; the claims are checked by the caller."""
+    keyring = runtime.keyring
+    try:
+        decoded = jwt.decode(
+            token, await keyring.verification_keys(database), algorithms=TOKEN_ALGORITHMS
+        )
+    except InvalidKeyIdError:
+        # Another process may have generated a key since we loaded ours.
+        keys = await keyring.verification_keys(database, refresh=True)
+        decoded = jwt.decode(token, keys, algorithms=TOKEN_ALGORITHMS)
+    if decoded.header.get("typ") != TOKEN_TYPE:
+        raise Unauthenticated("bearer token rejected: not an access token (typ)")
     return decoded.claims

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import httpx
@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from service.auth.oidc import OidcVerifier
 from service.fhir_auth.client_keys import ClientKeyCache
 from service.fhir_auth.signing_keys import TokenKeyring
+from service.fhir_auth.verified_tokens import VerifiedTokens
 from service.security.encryption import SecretBox
 from service.settings import Settings
 
@@ -47,6 +48,7 @@ class FhirAuthRuntime:
     client_keys: ClientKeyCache
     keyring: TokenKeyring
     external: OidcVerifier | None
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
 
     async def aclose(self) -> None:
         if self.external is not None:
@@ -85,7 +87,8 @@ async def fhir_auth_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.aclose()
 
 
-def get_runtime(request: Request) -> FhirAuthRuntime:
+async def get_runtime(request: Request) -> FhirAuthRuntime:
+    # async: a plain `def` dependency would run in a worker thread on every request.
     runtime: FhirAuthRuntime = request.app.state.fhir_auth
     return runtime
 

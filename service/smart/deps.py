@@ -12,7 +12,7 @@ from service.settings import Settings
 from service.smart.backend_services import BackendServicesTokens
 
 
-def get_secret_box(request: Request) -> SecretBox:
+async def get_secret_box(request: Request) -> SecretBox:
     settings: Settings = request.app.state.settings
     assert settings.encryption_key is not None  # the settings validator guarantees one
     return SecretBox(settings.encryption_key.get_secret_value())
@@ -21,7 +21,7 @@ def get_secret_box(request: Request) -> SecretBox:
 SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
 
 
-def get_backend_tokens(request: Request, policy: UrlPolicyDep) -> BackendServicesTokens:
+async def get_backend_tokens(request: Request, policy: UrlPolicyDep) -> BackendServicesTokens:
     """The application's one token cache, made on first use (tokens live in memory only)."""
     tokens: BackendServicesTokens | None = getattr(request.app.state, "backend_tokens", None)
     if tokens is None:

@@ -21,7 +21,7 @@ class GrantLocks:
         return self._locks.setdefault(grant_id, asyncio.Lock())
 
 
-def get_grant_locks(request: Request) -> GrantLocks:
+async def get_grant_locks(request: Request) -> GrantLocks:
     locks: GrantLocks | None = getattr(request.app.state, "smart_grant_locks", None)
     if locks is None:
         locks = GrantLocks()
