@@ -85,6 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for router in (
         health.router,
+        # /fhir first, as routes match in order and these are the busiest paths; its own
+        # fixed paths precede the /fhir/{type}/... patterns that would shadow them.
+        fhir_auth.smart_configuration_router,
+        fhir_metadata.router,
+        fhir_routes.router,
         admin_keys.router,
         patients.router,
         cases.router,
@@ -101,10 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         launch_routes.router,
         fhir_auth.admin_router,
         fhir_auth.oauth_router,
-        fhir_auth.smart_configuration_router,  # before /fhir's catch-all routes
         audit.router,
-        fhir_metadata.router,
-        fhir_routes.router,  # last: its /fhir/{type}/... patterns would shadow the above
         # Routers of further domains go here.
     ):
         app.include_router(router)
