@@ -11,6 +11,7 @@ CaseBridge/ceiling and CaseBridge/peer. Targets: reads ≥ 0.9x the ceiling and 
 The machine is shared and noisy: compare ratios from one run, not figures across runs.
 
     python -m bench.fhir_load [--cases 200] [--seconds 5] [--connections 16] [--runs 3]
+                              [--database-url postgresql+asyncpg://.../empty_db]
 
 Needs `wrk` (Debian: apt install wrk) and the test extras (sekmet-fhir).
 """
@@ -220,6 +221,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--database-url",
+        help="an empty database for CaseBridge and the ceiling (default: a temporary SQLite file)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt install wrk)")
@@ -227,7 +232,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         directory = Path(tmp)
-        database = f"sqlite+aiosqlite:///{directory / 'bench.db'}"
+        database = args.database_url or f"sqlite+aiosqlite:///{directory / 'bench.db'}"
         env = os.environ | {
             "CASEBRIDGE_DATABASE_URL": database,
             "CASEBRIDGE_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
