@@ -24,7 +24,12 @@ def required_version(if_match: str | None) -> int | None:
     """The version named by If-Match; None for `*`. A missing header is refused (428)."""
     if if_match is None:
         raise PreconditionRequired("send If-Match with the ETag you last read")
-    if if_match.strip() == "*":
+    return optional_version(if_match)
+
+
+def optional_version(if_match: str | None) -> int | None:
+    """The version named by If-Match, if the header is there; None for `*` or no header."""
+    if if_match is None or if_match.strip() == "*":
         return None
     found = _ETAG.match(if_match)
     if found is None:

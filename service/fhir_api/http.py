@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from service.errors import CaseBridgeError
+from service.api.concurrency import etag
+from service.errors import BadRequest, CaseBridgeError
 from service.fhir_api.outcomes import FHIR_JSON
 
 FHIR_JSON_UTF8 = f"{FHIR_JSON}; charset=utf-8"
@@ -36,8 +39,12 @@ async def check_format(request: Request) -> None:
     raise NotAcceptable(f"Accept: {accept} is not supported; use {FHIR_JSON}")
 
 
-def etag(version_id: int) -> str:
-    return f'W/"{version_id}"'
+def json_body(body: bytes) -> Any:
+    """The parsed request body; a 400 OperationOutcome when it is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from exc
 
 
 def http_date(moment: dt.datetime) -> str:

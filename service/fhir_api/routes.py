@@ -14,6 +14,7 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
+from service.api.concurrency import etag
 from service.audit.events import AccessFacts
 from service.audit.middleware import note_access
 from service.db.session import DatabaseDep, SessionDep
@@ -24,7 +25,6 @@ from service.fhir_api.http import (
     FHIR_JSON_UTF8,
     bundle_response,
     check_format,
-    etag,
     http_date,
     resource_response,
 )

@@ -25,6 +25,7 @@ from service.auth.models import Role
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.errors import BadRequest, UnprocessableEntity
+from service.fhir_api.http import json_body
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.patients.repository import identifier_owner
 
@@ -108,11 +109,7 @@ async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
 async def process_transaction(
     session: AsyncSession, principal: FhirPrincipal, body: bytes, base_url: str
 ) -> bytes:
-    try:
-        bundle = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from exc
-    entries = _entries(bundle)
+    entries = _entries(json_body(body))
     references: dict[str, str] = {}
     for entry in entries:
         kind = entry.resource["resourceType"]

@@ -9,10 +9,8 @@ The case is re-projected before the response, which carries the stored new versi
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -20,12 +18,14 @@ from sqlalchemy.orm import selectinload
 from mappings.case_model import GoalRecord, InterventionRecord
 from mappings.from_fhir import ResourceRejected, import_goal, import_service_request
 from mappings.to_fhir.context import CaseContext
+from service.api.concurrency import optional_version
 from service.api.schemas import CodingIn
 from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.service import load_child, load_open_case
 from service.db.changes import note_case_changed
 from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
+from service.fhir_api.http import json_body
 from service.fhir_api.reads import current
 from service.fhir_api.transactions import FhirRejected
 from service.fhir_auth.principal import FhirPrincipal, Interaction
@@ -37,7 +37,6 @@ from service.plans.schemas import GoalTarget, GoalUpdate, InterventionUpdate, Pe
 from service.plans.service import change_goal, change_intervention
 
 UPDATABLE = frozenset({"Goal", "ServiceRequest"})
-_ETAG = re.compile(r'^\s*(?:W/)?"(\d+)"\s*$')
 
 
 def _coding(value: Any) -> CodingIn | None:
@@ -92,15 +91,6 @@ def _intervention_update(record: InterventionRecord) -> InterventionUpdate:
     )
 
 
-def expected_version(if_match: str | None) -> int | None:
-    if if_match is None:
-        return None
-    found = _ETAG.match(if_match)
-    if found is None:
-        raise BadRequest(f'If-Match must be an ETag such as W/"3", got {if_match!r}')
-    return int(found.group(1))
-
-
 async def resolve_conditional(
     session: AsyncSession, resource_type: str, query: list[tuple[str, str]]
 ) -> str:
@@ -141,15 +131,12 @@ async def update_resource(
         )
     stored = await current(session, resource_type, resource_id)
     principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
-    expected = expected_version(if_match)
+    expected = optional_version(if_match)
     if expected is not None and expected != stored.version_id:
         raise PreconditionFailed(
             f"current version is {stored.version_id}, If-Match named {expected}"
         )
-    try:
-        resource = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from exc
+    resource = json_body(body)
     if not isinstance(resource, dict) or resource.get("id") != resource_id:
         raise BadRequest(
             f"the body must be the {resource_type} with id {resource_id}",

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fhir_profiles.artifacts import ArtifactNotFoundError
 from fhir_profiles.checker import check, check_all
 from mappings.from_fhir import ResourceRejected
 from mappings.from_fhir.rejection import validate_incoming
 from service.errors import BadRequest, NotFound
+from service.fhir_api.http import json_body
 
 
 def _resource_of(body: Any, resource_type: str) -> dict[str, Any]:
@@ -34,10 +33,7 @@ def _resource_of(body: Any, resource_type: str) -> dict[str, Any]:
 
 
 def validate(body: bytes, resource_type: str, profile: str | None) -> dict[str, Any]:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from exc
+    parsed = json_body(body)
     resource = _resource_of(parsed, resource_type)
     try:
         validate_incoming(resource, resource_type)
