@@ -136,13 +136,18 @@ async def process_transaction(
 
 
 def _patient_of(resources: list[dict[str, Any]]) -> str | None:
+    """The one patient every entry is about (a case has one); None if none names one."""
+    patients = {str(r["id"]) for r in resources if r["resourceType"] == "Patient"}
     for resource in resources:
-        if resource["resourceType"] == "Patient":
-            return str(resource["id"])
         reference = (resource.get("subject") or {}).get("reference")
         if isinstance(reference, str) and reference.startswith("Patient/"):
-            return reference.removeprefix("Patient/")
-    return None
+            patients.add(reference.removeprefix("Patient/"))
+    if len(patients) > 1:
+        raise FhirRejected(
+            "the entries are about different patients; a case has one",
+            extra={"expression": ["Bundle.entry.resource.subject"]},
+        )
+    return next(iter(patients), None)
 
 
 def _response(entries: list[_Entry], base_url: str, case_id: str) -> bytes:

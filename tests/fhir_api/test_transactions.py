@@ -184,6 +184,22 @@ async def test_an_entry_outside_the_scopes_rejects_the_bundle(
     await nothing_stored(client)
 
 
+async def test_entries_about_different_patients_are_refused(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    """Otherwise a token confined to one patient could slip in a case for another."""
+    known, other = await create_patient(client), await create_patient(client)
+    scopes("patient/*.c", patient=known["id"])
+    bundle = discharge_bundle()
+    bundle["entry"] = bundle["entry"][1:]  # no Patient entry: the plan names another patient
+    for entry in bundle["entry"]:
+        entry["resource"]["subject"] = {"reference": f"Patient/{known['id']}"}
+    bundle["entry"][-1]["resource"]["subject"] = {"reference": f"Patient/{other['id']}"}
+    body = outcome(await post(fhir, bundle), 422)
+    assert body["issue"][0]["expression"] == ["Bundle.entry.resource.subject"]
+    assert ok(await client.get("/api/cases"))["items"] == []
+
+
 async def test_a_patient_scope_cannot_write_another_patients_case(
     fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
 ) -> None:
