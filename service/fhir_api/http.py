@@ -66,10 +66,15 @@ def _not_modified(request: Request, version_id: int, last_updated: dt.datetime) 
     return False
 
 
+def version_headers(version_id: int, last_updated: dt.datetime) -> dict[str, str]:
+    """ETag and Last-Modified of a stored version."""
+    return {"ETag": etag(version_id), "Last-Modified": http_date(last_updated)}
+
+
 def resource_response(
     request: Request, content: bytes, version_id: int, last_updated: dt.datetime, status: int = 200
 ) -> Response:
-    headers = {"ETag": etag(version_id), "Last-Modified": http_date(last_updated)}
+    headers = version_headers(version_id, last_updated)
     if status == 200 and _not_modified(request, version_id, last_updated):
         return Response(status_code=304, headers=headers)
     return Response(content, status, media_type=FHIR_JSON_UTF8, headers=headers)

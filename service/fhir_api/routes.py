@@ -14,7 +14,6 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from service.api.concurrency import etag
 from service.audit.events import AccessFacts
 from service.audit.middleware import note_access
 from service.db.session import DatabaseDep, SessionDep
@@ -25,8 +24,8 @@ from service.fhir_api.http import (
     FHIR_JSON_UTF8,
     bundle_response,
     check_format,
-    http_date,
     resource_response,
+    version_headers,
 )
 from service.fhir_api.search import (
     SearchRequest,
@@ -119,11 +118,10 @@ async def _update(
     )
     if row.patient_id:
         request.state.audit.patient_ids.add(row.patient_id)
-    headers = {
-        "ETag": etag(row.version_id),
-        "Last-Modified": http_date(row.last_updated),
-        "Location": f"{_base(request)}/{resource_type}/{resource_id}/_history/{row.version_id}",
-    }
+    headers = version_headers(row.version_id, row.last_updated)
+    headers["Location"] = (
+        f"{_base(request)}/{resource_type}/{resource_id}/_history/{row.version_id}"
+    )
     prefer = request.headers.get("prefer", "").replace(" ", "")
     if "return=minimal" in prefer:
         return Response(status_code=200, headers=headers)
