@@ -26,6 +26,7 @@ from service.fhir_api import metadata as fhir_metadata
 from service.fhir_api import routes as fhir_routes
 from service.fhir_auth import routes as fhir_auth
 from service.fhir_store.projector import project_changes
+from service.links import routes as patient_links
 from service.patients import routes as patients
 from service.plans.routes import goals_router, interventions_router
 from service.settings import Settings, get_settings
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fhir_routes.router,
         admin_keys.router,
         patients.router,
+        patient_links.router,
         cases.router,
         assessments_router,
         needs_router,
