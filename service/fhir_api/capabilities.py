@@ -13,6 +13,8 @@ from fhir_profiles.artifacts import (
     structure_definition_canonicals,
     us_core_profile_for,
 )
+from service.fhir_api.creates import CREATABLE
+from service.fhir_api.deletes import DELETABLE
 from service.fhir_api.updates import UPDATABLE
 from service.fhir_auth.runtime import token_url
 from service.fhir_store.search_params import COMMON_PARAMS, SEARCH_PARAMS, ParamType
@@ -35,6 +37,12 @@ TYPE_INTERACTION_ROUTES: dict[str, tuple[str, str]] = {
     "history-type": ("GET", _TYPE + "/_history"),
     "create": ("POST", _TYPE),
     "search-type": ("GET", _TYPE),
+}
+# Writes a case gives meaning to only for some types (see `creates`, `updates`, `deletes`).
+WRITABLE_TYPES: dict[str, frozenset[str]] = {
+    "create": CREATABLE,
+    "update": UPDATABLE,
+    "delete": DELETABLE,
 }
 SYSTEM_INTERACTION_ROUTES: dict[str, tuple[str, str]] = {
     "transaction": ("POST", "/fhir"),
@@ -68,7 +76,7 @@ def _resource(resource_type: str, profiles: list[str], interactions: list[str]) 
         "interaction": [
             {"code": code}
             for code in interactions
-            if code != "update" or resource_type in UPDATABLE
+            if resource_type in WRITABLE_TYPES.get(code, {resource_type})
         ],
         "versioning": "versioned",
         "readHistory": True,
@@ -83,6 +91,8 @@ def _resource(resource_type: str, profiles: list[str], interactions: list[str]) 
     }
     if resource_type in UPDATABLE:
         entry["conditionalUpdate"] = True
+    if resource_type in CREATABLE:
+        entry["conditionalCreate"] = True
     if resource_type != "Provenance":
         entry["searchRevInclude"] = ["Provenance:target"]
     return entry

@@ -18,7 +18,7 @@ from service.audit.events import AccessFacts
 from service.audit.middleware import note_access
 from service.db.session import DatabaseDep, SessionDep
 from service.errors import BadRequest, NotFound
-from service.fhir_api import reads, updates, validation
+from service.fhir_api import creates, deletes, reads, updates, validation
 from service.fhir_api.bundles import Entry, bundle_bytes
 from service.fhir_api.http import (
     FHIR_JSON_UTF8,
@@ -116,24 +116,75 @@ async def _update(
         await request.body(),
         request.headers.get("if-match"),
     )
+    return _written(request, row, 200, "updated")
+
+
+@router.post("/{resource_type}")
+async def create(
+    request: Request, resource_type: ResourceType, session: SessionDep, principal: FhirPrincipalDep
+) -> Response:
+    """Create (a CarePlan opens a case; see `creates`), conditional with `If-None-Exist`."""
+    supported(resource_type)
+    facts = note_access(request, AccessFacts("create", resource_type, agent=principal.subject))
+    result = await creates.create_resource(
+        session,
+        principal,
+        resource_type,
+        await request.body(),
+        request.headers.get("if-none-exist"),
+    )
+    facts.resource_id = result.row.id
+    if result.created:
+        return _written(request, result.row, 201, "created")
+    return _written(request, result.row, 200, "an existing resource matches If-None-Exist")
+
+
+@router.delete("/{resource_type}/{resource_id}")
+async def delete(
+    request: Request,
+    resource_type: ResourceType,
+    resource_id: FhirId,
+    session: SessionDep,
+    principal: FhirPrincipalDep,
+) -> Response:
+    """Withdraw a proposed goal or a draft referral from its case (see `deletes`)."""
+    supported(resource_type)
+    note_access(request, AccessFacts("delete", resource_type, resource_id, agent=principal.subject))
+    row = await deletes.delete_resource(session, principal, resource_type, resource_id)
+    if row.patient_id:
+        request.state.audit.patient_ids.add(row.patient_id)
+    headers = {"ETag": version_headers(row.version_id, row.last_updated)["ETag"]}
+    if "return=OperationOutcome" in request.headers.get("prefer", "").replace(" ", ""):
+        return Response(
+            orjson.dumps(_information(f"{resource_type}/{resource_id} deleted")),
+            media_type=FHIR_JSON_UTF8,
+            headers=headers,
+        )
+    return Response(status_code=204, headers=headers)
+
+
+def _information(text: str) -> dict[str, object]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "information", "code": "informational", "diagnostics": text}],
+    }
+
+
+def _written(request: Request, row: StoredResource, status: int, what: str) -> Response:
+    """The answer to a write, shaped by `Prefer: return=minimal|representation|OperationOutcome`
+    (representation is the default)."""
     if row.patient_id:
         request.state.audit.patient_ids.add(row.patient_id)
     headers = version_headers(row.version_id, row.last_updated)
-    headers["Location"] = (
-        f"{_base(request)}/{resource_type}/{resource_id}/_history/{row.version_id}"
-    )
+    headers["Location"] = f"{_base(request)}/{row.resource_type}/{row.id}/_history/{row.version_id}"
     prefer = request.headers.get("prefer", "").replace(" ", "")
     if "return=minimal" in prefer:
-        return Response(status_code=200, headers=headers)
+        return Response(status_code=status, headers=headers)
     if "return=OperationOutcome" in prefer:
-        outcome = {
-            "resourceType": "OperationOutcome",
-            "issue": [
-                {"severity": "information", "code": "informational", "diagnostics": "updated"}
-            ],
-        }
-        return Response(orjson.dumps(outcome), media_type=FHIR_JSON_UTF8, headers=headers)
-    return Response(row.content, media_type=FHIR_JSON_UTF8, headers=headers)
+        return Response(
+            orjson.dumps(_information(what)), status, media_type=FHIR_JSON_UTF8, headers=headers
+        )
+    return Response(row.content, status, media_type=FHIR_JSON_UTF8, headers=headers)
 
 
 @router.get("/{resource_type}/_history")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,7 @@ from service.auth.models import Role
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.errors import BadRequest, UnprocessableEntity
+from service.fhir_api.conditionals import identifier_criterion
 from service.fhir_api.http import json_body
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.patients.repository import identifier_owner
@@ -96,13 +97,8 @@ async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
     """The id of the patient an `ifNoneExist=identifier=system|value` names, if we know it."""
     if entry.if_none_exist is None:
         return None
-    query = parse_qs(entry.if_none_exist)
-    if set(query) != {"identifier"} or "|" not in query["identifier"][0]:
-        raise BadRequest(
-            "ifNoneExist supports identifier=system|value only",
-            extra={"expression": [f"Bundle.entry[{entry.index}].request.ifNoneExist"]},
-        )
-    system, value = query["identifier"][0].split("|", 1)
+    where = f"Bundle.entry[{entry.index}].request.ifNoneExist"
+    system, value = identifier_criterion(parse_qsl(entry.if_none_exist), where)
     return await identifier_owner(session, system, value)
 
 
@@ -110,6 +106,21 @@ async def process_transaction(
     session: AsyncSession, principal: FhirPrincipal, body: bytes, base_url: str
 ) -> bytes:
     entries = _entries(json_body(body))
+    case_id = await _store_case(session, principal, entries)
+    return _response(entries, base_url, case_id)
+
+
+async def create_case(
+    session: AsyncSession, principal: FhirPrincipal, care_plan: dict[str, Any]
+) -> str:
+    """`POST /fhir/CarePlan`: a CarePlan on its own opens a case, as a one-entry transaction."""
+    return await _store_case(session, principal, [_Entry(0, care_plan, None, None)])
+
+
+async def _store_case(
+    session: AsyncSession, principal: FhirPrincipal, entries: list[_Entry]
+) -> str:
+    """Map the entries into one new case and store it; returns the case id."""
     references: dict[str, str] = {}
     for entry in entries:
         kind = entry.resource["resourceType"]
@@ -132,7 +143,7 @@ async def process_transaction(
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
     actor = Actor(f"client:{principal.subject}", Role.case_manager)
     await store_imported_case(session, actor, record)
-    return _response(entries, base_url, record.id)
+    return record.id
 
 
 def _patient_of(resources: list[dict[str, Any]]) -> str | None:

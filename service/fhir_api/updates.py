@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -25,11 +24,12 @@ from service.auth.models import Role
 from service.cases.service import load_child, load_open_case
 from service.db.changes import note_case_changed
 from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
+from service.fhir_api.conditionals import identifier_criterion, ids_with_identifier
 from service.fhir_api.http import json_body
 from service.fhir_api.reads import current
 from service.fhir_api.transactions import FhirRejected
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_store.models import SearchEntry, StoredResource
+from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
 from service.patients.schemas import IdentifierIn
 from service.plans.models import Goal, Intervention
@@ -43,7 +43,7 @@ def _coding(value: Any) -> CodingIn | None:
     return None if value is None else CodingIn.model_validate(value.model_dump())
 
 
-def _goal_update(record: GoalRecord) -> GoalUpdate:
+def goal_update(record: GoalRecord) -> GoalUpdate:
     target = record.target
     return GoalUpdate(
         description=record.description,
@@ -66,7 +66,7 @@ def _goal_update(record: GoalRecord) -> GoalUpdate:
     )
 
 
-def _intervention_update(record: InterventionRecord) -> InterventionUpdate:
+def intervention_update(record: InterventionRecord) -> InterventionUpdate:
     performer = record.performer
     return InterventionUpdate(
         description=record.description,
@@ -96,19 +96,8 @@ async def resolve_conditional(
 ) -> str:
     """The id a conditional update (`PUT Type?identifier=system|value`) names: exactly one match,
     or 404 (this server does not create on a conditional update: a case record needs a case)."""
-    if len(query) != 1 or query[0][0] != "identifier" or "|" not in query[0][1]:
-        raise BadRequest("a conditional update takes identifier=system|value only")
-    system, value = query[0][1].split("|", 1)
-    ids = list(
-        await session.scalars(
-            select(SearchEntry.resource_id).where(
-                SearchEntry.resource_type == resource_type,
-                SearchEntry.param == "identifier",
-                SearchEntry.system == system,
-                SearchEntry.value == value,
-            )
-        )
-    )
+    system, value = identifier_criterion(query, "a conditional update")
+    ids = await ids_with_identifier(session, resource_type, system, value)
     if len(ids) > 1:
         raise PreconditionFailed(f"{len(ids)} {resource_type} resources match; expected one")
     if not ids:
@@ -156,7 +145,7 @@ async def update_resource(
         if resource_type == "Goal":
             goal_record = import_goal(resource, context).record
             goal = await load_child(session, Goal, case.id, resource_id, selectinload(Goal.needs))
-            goal = await change_goal(session, actor, case, goal, _goal_update(goal_record), None)
+            goal = await change_goal(session, actor, case, goal, goal_update(goal_record), None)
             goal.fhir_extras = goal_record.fhir_extras
         else:
             sr_record = import_service_request(resource, context).record
@@ -169,7 +158,7 @@ async def update_resource(
                 selectinload(Intervention.needs),
             )
             row = await change_intervention(
-                session, actor, case, row, _intervention_update(sr_record), None
+                session, actor, case, row, intervention_update(sr_record), None
             )
             row.fhir_extras = sr_record.fhir_extras
     except ResourceRejected as exc:

@@ -42,9 +42,14 @@ async def test_metadata_describes_what_is_implemented(
     interactions = {i["code"] for i in care_plan["interaction"]}
     assert {"read", "vread", "history-instance", "history-type", "search-type"} <= interactions
     assert "update" not in interactions  # a CarePlan changes through the case
+    assert "create" in interactions  # a CarePlan on its own opens a case
+    assert "delete" not in interactions  # it ends when the case closes
     goal_interactions = {i["code"] for i in by_type["Goal"]["interaction"]}
-    assert "update" in goal_interactions
+    assert {"create", "update", "delete"} <= goal_interactions
     assert by_type["Goal"]["conditionalUpdate"] is True
+    assert by_type["Goal"]["conditionalCreate"] is True
+    condition = {i["code"] for i in by_type["Condition"]["interaction"]}
+    assert not {"create", "update", "delete"} & condition  # parts of a case, written with it
     assert {"code": "transaction"} in rest["interaction"]
     params = {p["name"] for p in care_plan["searchParam"]}
     assert {"patient", "category", "status", "date", "identifier", "_id", "_lastUpdated"} <= params

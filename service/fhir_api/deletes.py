@@ -1,0 +1,99 @@
+"""`DELETE /fhir/Goal/{id}` and `DELETE /fhir/ServiceRequest/{id}`: where delete means
+something for a case.
+
+A goal still `proposed` or `planned`, or a referral still a `draft`, may be withdrawn: the record
+leaves the case, its FHIR resource gets a deleted version (reads answer 410) and the case
+history notes who removed it. Anything further along is part of the case's record; deleting it
+would rewrite history, so the answer is a 409 that says how to end it instead (cancel the goal,
+revoke the referral). Other types are not deletable on their own (405): a CarePlan ends when
+its case is closed, and Conditions, the CareTeam and Provenance follow the case.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mappings.vocabulary import GoalLifecycle, InterventionStatus
+from service.auth.deps import Actor
+from service.auth.models import Role
+from service.cases.history import record_event
+from service.cases.service import load_open_case
+from service.errors import CaseBridgeError, Conflict
+from service.fhir_api.reads import current
+from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_store.models import StoredResource
+from service.fhir_store.projector import project_changes
+from service.plans.models import Goal, Intervention, intervention_goals
+
+DELETABLE = frozenset({"Goal", "ServiceRequest"})
+WITHDRAWABLE_GOALS = frozenset({GoalLifecycle.proposed, GoalLifecycle.planned})
+
+
+class MethodNotAllowed(CaseBridgeError):
+    status = 405
+    kind = "method-not-allowed"
+    title = "Not allowed on this resource type"
+
+
+async def delete_resource(
+    session: AsyncSession, principal: FhirPrincipal, resource_type: str, resource_id: str
+) -> StoredResource:
+    """Withdraw the record; returns the stored resource, now deleted."""
+    if resource_type not in DELETABLE:
+        raise MethodNotAllowed(
+            f"a {resource_type} is not deleted on its own here; it follows its case"
+        )
+    stored = await current(session, resource_type, resource_id)
+    principal.require(resource_type, Interaction.delete, patient_id=stored.patient_id)
+    assert stored.case_id is not None  # every Goal and ServiceRequest here belongs to a case
+    case = await load_open_case(session, stored.case_id)
+    model: type[Goal] | type[Intervention]
+    if resource_type == "Goal":
+        model = Goal
+        goal = await session.get_one(Goal, resource_id)
+        await _check_goal_withdrawable(session, goal)
+    else:
+        model = Intervention
+        intervention = await session.get_one(Intervention, resource_id)
+        if intervention.status != InterventionStatus.draft:
+            raise Conflict(
+                f"ServiceRequest/{resource_id} is {intervention.status.value}, not a draft; "
+                "revoke it (status=revoked) instead of deleting it"
+            )
+    actor = Actor(f"client:{principal.subject}", Role.case_manager)
+    await session.execute(delete(model).where(model.id == resource_id))
+    entity = "goal" if resource_type == "Goal" else "intervention"
+    record_event(
+        session,
+        case_id=case.id,
+        actor=actor,
+        action="deleted",
+        entity=entity,
+        entity_id=resource_id,
+        changes={},
+    )
+    await session.flush()
+    await project_changes(session)
+    await session.refresh(stored)
+    return stored
+
+
+async def _check_goal_withdrawable(session: AsyncSession, goal: Goal) -> None:
+    if goal.lifecycle_status not in WITHDRAWABLE_GOALS:
+        raise Conflict(
+            f"Goal/{goal.id} is {goal.lifecycle_status.value}; cancel it "
+            "(lifecycleStatus=cancelled) instead of deleting it"
+        )
+    users = list(
+        await session.scalars(
+            select(intervention_goals.c.intervention_id).where(
+                intervention_goals.c.goal_id == goal.id
+            )
+        )
+    )
+    if users:
+        raise Conflict(
+            f"Goal/{goal.id} is a goal of ServiceRequest/{', ServiceRequest/'.join(users)}; "
+            "unlink it there first"
+        )
