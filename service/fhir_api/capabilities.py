@@ -46,6 +46,7 @@ WRITABLE_TYPES: dict[str, frozenset[str]] = {
 }
 SYSTEM_INTERACTION_ROUTES: dict[str, tuple[str, str]] = {
     "transaction": ("POST", "/fhir"),
+    "batch": ("POST", "/fhir"),
     "history-system": ("GET", "/fhir/_history"),
 }
 

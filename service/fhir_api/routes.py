@@ -19,11 +19,13 @@ from service.audit.middleware import note_access
 from service.db.session import DatabaseDep, SessionDep
 from service.errors import BadRequest, NotFound
 from service.fhir_api import creates, deletes, reads, updates, validation
+from service.fhir_api.batches import process_batch
 from service.fhir_api.bundles import Entry, bundle_bytes
 from service.fhir_api.http import (
     FHIR_JSON_UTF8,
     bundle_response,
     check_format,
+    json_body,
     resource_response,
     version_headers,
 )
@@ -416,10 +418,18 @@ def _may_read(principal: FhirPrincipal, row: StoredResource) -> bool:
 
 
 @router.post("")
-async def transaction(
-    request: Request, session: SessionDep, principal: FhirPrincipalDep
+async def transaction_or_batch(
+    request: Request, database: DatabaseDep, principal: FhirPrincipalDep
 ) -> Response:
-    """A transaction Bundle that carries one case (see `transactions`)."""
+    """A transaction Bundle that carries one case (see `transactions`), or a batch of
+    independent interactions (see `batches`)."""
+    bundle = json_body(await request.body())
+    if isinstance(bundle, dict) and bundle.get("type") == "batch":
+        note_access(request, AccessFacts("batch", agent=principal.subject))
+        # No session is held here: each entry opens its own (on SQLite, a held write
+        # transaction would make the entries wait for it forever).
+        return bundle_response(await process_batch(request, bundle, _base(request)))
     note_access(request, AccessFacts("transaction", agent=principal.subject))
-    body = await process_transaction(session, principal, await request.body(), _base(request))
-    return bundle_response(body)
+    async with database.transaction() as session:
+        content = await process_transaction(session, principal, bundle, _base(request))
+    return bundle_response(content)

@@ -26,7 +26,6 @@ from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.errors import BadRequest, UnprocessableEntity
 from service.fhir_api.conditionals import identifier_criterion
-from service.fhir_api.http import json_body
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.patients.repository import identifier_owner
 
@@ -51,7 +50,8 @@ def _entries(bundle: Any) -> list[_Entry]:
         raise BadRequest("the body must be a Bundle", extra={"expression": ["Bundle"]})
     if bundle.get("type") != "transaction":
         raise BadRequest(
-            f"Bundle.type {bundle.get('type')!r} is not supported here; send a transaction",
+            f"Bundle.type {bundle.get('type')!r} is not supported here; send a transaction "
+            "or a batch",
             extra={"expression": ["Bundle.type"]},
         )
     entries: list[_Entry] = []
@@ -103,9 +103,9 @@ async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
 
 
 async def process_transaction(
-    session: AsyncSession, principal: FhirPrincipal, body: bytes, base_url: str
+    session: AsyncSession, principal: FhirPrincipal, bundle: Any, base_url: str
 ) -> bytes:
-    entries = _entries(json_body(body))
+    entries = _entries(bundle)
     case_id = await _store_case(session, principal, entries)
     return _response(entries, base_url, case_id)
 

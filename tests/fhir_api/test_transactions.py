@@ -211,7 +211,7 @@ async def test_a_patient_scope_cannot_write_another_patients_case(
 @pytest.mark.parametrize(
     ("change", "status", "expression"),
     [
-        (lambda b: b.update(type="batch"), 400, "Bundle.type"),
+        (lambda b: b.update(type="collection"), 400, "Bundle.type"),
         (
             lambda b: b["entry"][1]["request"].update(method="PUT"),
             400,
