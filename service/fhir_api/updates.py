@@ -1,5 +1,6 @@
 """`PUT /fhir/Goal/{id}` and `PUT /fhir/ServiceRequest/{id}` (and their conditional forms by
 identifier): a received version of a case's goal or referral becomes an update of that record.
+`PUT /fhir/CarePlan/{id}` updates the case itself (see `care_plan_updates`).
 
 The received resource is mapped (`mappings.from_fhir`), then applied through the same domain
 functions as `/api` updates, so every lifecycle rule holds; content the case has no place for is
@@ -24,6 +25,7 @@ from service.auth.models import Role
 from service.cases.service import load_child, load_open_case
 from service.db.changes import note_case_changed
 from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
+from service.fhir_api.care_plan_updates import update_care_plan
 from service.fhir_api.conditionals import identifier_criterion, ids_with_identifier
 from service.fhir_api.http import json_body
 from service.fhir_api.reads import current
@@ -36,7 +38,7 @@ from service.plans.models import Goal, Intervention
 from service.plans.schemas import GoalTarget, GoalUpdate, InterventionUpdate, Performer
 from service.plans.service import change_goal, change_intervention
 
-UPDATABLE = frozenset({"Goal", "ServiceRequest"})
+UPDATABLE = frozenset({"CarePlan", "Goal", "ServiceRequest"})
 
 
 def _coding(value: Any) -> CodingIn | None:
@@ -142,7 +144,9 @@ async def update_resource(
         )
     actor = Actor(f"client:{principal.subject}", Role.case_manager)
     try:
-        if resource_type == "Goal":
+        if resource_type == "CarePlan":
+            await update_care_plan(session, actor, case, resource, stored)
+        elif resource_type == "Goal":
             goal_record = import_goal(resource, context).record
             goal = await load_child(session, Goal, case.id, resource_id, selectinload(Goal.needs))
             goal = await change_goal(session, actor, case, goal, goal_update(goal_record), None)

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from mappings.canonical import EXT_CLOSURE_REASON
 from tests.api.case_factory import ok, open_case
 from tests.fhir_api.conftest import SetScopes, planned_case
 from tests.fhir_api.test_reads import outcome
@@ -105,9 +106,60 @@ async def test_bad_updates(
     body = outcome(await fhir.put(f"/Goal/{goal['id']}", json=invalid), 422)
     assert any("Goal.lifecycleStatus" in e for i in body["issue"] for e in i["expression"])
     outcome(await fhir.put(f"/Goal/{goal['id']}", json=goal, headers={"If-Match": "3"}), 400)
-    care_plan = await read(fhir, f"/CarePlan/{plan['case']['id']}")
-    outcome(await fhir.put(f"/CarePlan/{care_plan['id']}", json=care_plan), 422)
+    condition = await read(fhir, f"/Condition/{plan['need']['id']}")
+    body = outcome(await fhir.put(f"/Condition/{condition['id']}", json=condition), 422)
+    assert body["issue"][0]["expression"] == ["Condition"]
     outcome(await fhir.put("/Goal/unknown", json=goal | {"id": "unknown"}), 404)
     scopes("system/Goal.rs")
     outcome(await fhir.put(f"/Goal/{goal['id']}", json=goal), 403)
     assert (await read(fhir, f"/Goal/{goal['id']}"))["meta"]["versionId"] == "1"
+
+
+async def test_put_care_plan_updates_the_case(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    plan = await planned_case(client)
+    case_id = plan["case"]["id"]
+    care_plan = await read(fhir, f"/CarePlan/{case_id}")
+    version = care_plan["meta"]["versionId"]
+    care_plan["title"] = "Housing first, then benefits"
+    care_plan["extension"] = [*care_plan.get("extension", []), FOREIGN]
+    response = await fhir.put(
+        f"/CarePlan/{case_id}", json=care_plan, headers={"If-Match": f'W/"{version}"'}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["title"] == "Housing first, then benefits"
+    assert FOREIGN in response.json()["extension"]  # kept for the round trip
+    case = ok(await client.get(f"/api/cases/{case_id}"))
+    assert case["title"] == "Housing first, then benefits"
+    assert case["status"] == "active"
+
+    # Closing through the FHIR status: the case's lifecycle rules still apply.
+    closing = response.json()
+    closing["status"] = "completed"
+    refused = outcome(await fhir.put(f"/CarePlan/{case_id}", json=closing), 409)
+    assert "closure_reason" in refused["issue"][0]["diagnostics"]
+    closing["extension"].append({"url": EXT_CLOSURE_REASON, "valueCode": "goals_met"})
+    closed = await fhir.put(f"/CarePlan/{case_id}", json=closing)
+    assert closed.status_code == 200, closed.text
+    case = ok(await client.get(f"/api/cases/{case_id}"))
+    assert (case["status"], case["closure_reason"]) == ("closed", "goals_met")
+    assert closed.json()["period"]["end"]
+
+
+async def test_put_care_plan_refuses_changes_owned_by_other_records(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    plan = await planned_case(client)
+    case_id = plan["case"]["id"]
+    care_plan = await read(fhir, f"/CarePlan/{case_id}")
+    version = care_plan["meta"]["versionId"]
+    without_goal = {k: v for k, v in care_plan.items() if k != "goal"}
+    body = outcome(await fhir.put(f"/CarePlan/{case_id}", json=without_goal), 422)
+    assert body["issue"][0]["expression"] == ["CarePlan.goal"]
+    assert "Goal" in body["issue"][0]["diagnostics"]
+    moved = {**care_plan, "period": {"start": "2020-01-01"}}
+    outcome(await fhir.put(f"/CarePlan/{case_id}", json=moved), 422)
+    assert (await read(fhir, f"/CarePlan/{case_id}"))["meta"]["versionId"] == version
+    goals = ok(await client.get(f"/api/cases/{case_id}/goals"))["items"]
+    assert [g["id"] for g in goals] == [plan["goal"]["id"]]
