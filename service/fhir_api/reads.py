@@ -6,11 +6,11 @@ import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy import Row, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db.session import Database
 from service.errors import Gone, NotFound
-from service.fhir_api.search import SearchRequest, base_statement, paged
+from service.fhir_api.search import MATCH_COLUMNS, Match, SearchRequest, base_statement, paged
 from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
 
 # Built once: composing the statement per request costs more than running it.
@@ -115,25 +115,34 @@ async def history(
 
 
 async def search_page(
-    session: AsyncSession, request: SearchRequest, compartment: str | None
-) -> tuple[Sequence[StoredResource], int]:
-    """One page of matches (plus one more row, if there is a next page) and the total."""
+    connection: AsyncConnection, request: SearchRequest, compartment: str | None
+) -> tuple[list[Match], int | None]:
+    """One page of matches (plus one more row, if there is a next page) and the total (None
+    with `_total=none`).
+
+    The total costs a second query only when the page does not already tell it: a first page
+    with no next page holds every match."""
     statement = base_statement(request, compartment)
-    total = await session.scalar(select(func.count()).select_from(statement.subquery()))
-    if request.summary_count:
-        return [], total or 0
-    rows = (await session.scalars(paged(statement, request))).all()
+    if not request.summary_count:
+        rows = [Match(*row) for row in await connection.execute(paged(statement, request))]
+        if request.cursor is None and len(rows) <= request.count:
+            return rows, len(rows)
+        if not request.want_total:
+            return rows, None
+    else:
+        rows = []
+    total = await connection.scalar(select(func.count()).select_from(statement.subquery()))
     return rows, total or 0
 
 
 async def referenced(
-    session: AsyncSession, source_type: str, param: str, source_ids: Sequence[str]
+    connection: AsyncConnection, source_type: str, param: str, source_ids: Sequence[str]
 ) -> list[str]:
     """The `Type/id` values a search parameter of these resources points at."""
     if not source_ids:
         return []
     return list(
-        await session.scalars(
+        await connection.scalars(
             select(SearchEntry.value)
             .where(
                 SearchEntry.resource_type == source_type,
@@ -146,13 +155,13 @@ async def referenced(
 
 
 async def referring(
-    session: AsyncSession, source_type: str, param: str, targets: Sequence[str]
+    connection: AsyncConnection, source_type: str, param: str, targets: Sequence[str]
 ) -> list[str]:
     """Ids of `source_type` resources whose `param` points at any of these `Type/id`."""
     if not targets:
         return []
     return list(
-        await session.scalars(
+        await connection.scalars(
             select(SearchEntry.resource_id)
             .where(
                 SearchEntry.resource_type == source_type,
@@ -164,20 +173,19 @@ async def referring(
     )
 
 
-async def by_keys(session: AsyncSession, keys: set[tuple[str, str]]) -> list[StoredResource]:
+async def by_keys(connection: AsyncConnection, keys: set[tuple[str, str]]) -> list[Match]:
     """Current, undeleted resources by (type, id), in a stable order."""
-    found: list[StoredResource] = []
+    found: list[Match] = []
     for resource_type in sorted({t for t, _ in keys}):
         ids = sorted(i for t, i in keys if t == resource_type)
-        found += (
-            await session.scalars(
-                select(StoredResource)
-                .where(
-                    StoredResource.resource_type == resource_type,
-                    StoredResource.id.in_(ids),
-                    StoredResource.deleted.is_(False),
-                )
-                .order_by(StoredResource.id)
+        rows = await connection.execute(
+            select(*MATCH_COLUMNS)
+            .where(
+                StoredResource.resource_type == resource_type,
+                StoredResource.id.in_(ids),
+                StoredResource.deleted.is_(False),
             )
-        ).all()
+            .order_by(StoredResource.id)
+        )
+        found += [Match(*row) for row in rows]
     return found

@@ -13,10 +13,11 @@ from urllib.parse import urlencode
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.audit.events import AccessFacts
 from service.audit.middleware import note_access
-from service.db.session import DatabaseDep, SessionDep
+from service.db.session import Database, DatabaseDep, SessionDep
 from service.errors import BadRequest, NotFound
 from service.fhir_api import creates, deletes, reads, updates, validation
 from service.fhir_api.batches import process_batch
@@ -30,6 +31,7 @@ from service.fhir_api.http import (
     version_headers,
 )
 from service.fhir_api.search import (
+    Match,
     SearchRequest,
     cursor_after,
     decode_cursor,
@@ -333,29 +335,35 @@ def _history_entry(request: Request, row: ResourceVersion) -> Entry:
 
 @router.get("/{resource_type}")
 async def search(
-    request: Request, resource_type: ResourceType, session: SessionDep, principal: FhirPrincipalDep
+    request: Request,
+    resource_type: ResourceType,
+    database: DatabaseDep,
+    principal: FhirPrincipalDep,
 ) -> Response:
     return await _search(
-        request, resource_type, list(request.query_params.multi_items()), session, principal
+        request, resource_type, list(request.query_params.multi_items()), database, principal
     )
 
 
 @router.post("/{resource_type}/_search")
 async def search_by_post(
-    request: Request, resource_type: ResourceType, session: SessionDep, principal: FhirPrincipalDep
+    request: Request,
+    resource_type: ResourceType,
+    database: DatabaseDep,
+    principal: FhirPrincipalDep,
 ) -> Response:
     form = await request.form()
     query = list(request.query_params.multi_items()) + [
         (k, v) for k, v in form.multi_items() if isinstance(v, str)
     ]
-    return await _search(request, resource_type, query, session, principal)
+    return await _search(request, resource_type, query, database, principal)
 
 
 async def _search(
     request: Request,
     resource_type: str,
     query: list[tuple[str, str]],
-    session: SessionDep,
+    database: Database,
     principal: FhirPrincipal,
 ) -> Response:
     supported(resource_type)
@@ -366,8 +374,11 @@ async def _search(
     compartment = principal.compartment(resource_type, Interaction.search)
     strict = "handling=strict" in request.headers.get("prefer", "").replace(" ", "")
     search_request = parse_search(resource_type, query, strict=strict)
-    rows, total = await reads.search_page(session, search_request, compartment)
-    page = rows[: search_request.count]
+    # A plain connection, like reads: a search writes nothing and needs no ORM session.
+    async with database.engine.connect() as connection:
+        rows, total = await reads.search_page(connection, search_request, compartment)
+        page = rows[: search_request.count]
+        included = await _included(connection, search_request, page, principal)
     self_url = f"{_base(request)}/{resource_type}?{urlencode(search_request.used)}"
     links = {"self": self_url}
     if len(rows) > search_request.count:
@@ -377,7 +388,6 @@ async def _search(
         Entry(_full_url(request, r.resource_type, r.id), r.content, search_mode="match")
         for r in page
     ]
-    included = await _included(session, search_request, page, principal)
     entries += [
         Entry(_full_url(request, r.resource_type, r.id), r.content, search_mode="include")
         for r in included
@@ -387,30 +397,32 @@ async def _search(
 
 
 async def _included(
-    session: SessionDep,
+    connection: AsyncConnection,
     request: SearchRequest,
-    matches: Sequence[StoredResource],
+    matches: Sequence[Match],
     principal: FhirPrincipal,
-) -> list[StoredResource]:
+) -> list[Match]:
     """Resources named by `_include` and `_revinclude`, those the caller may read only."""
     ids = [r.id for r in matches]
     keys: set[tuple[str, str]] = set()
     for include in request.includes:
-        for reference in await reads.referenced(session, include.source, include.param.name, ids):
+        for reference in await reads.referenced(
+            connection, include.source, include.param.name, ids
+        ):
             target_type, _, target_id = reference.rpartition("/")
             if include.target in (None, target_type) and target_type in SEARCH_PARAMS:
                 keys.add((target_type, target_id))
     targets = [f"{request.resource_type}/{i}" for i in ids]
     for include in request.revincludes:
         for source_id in await reads.referring(
-            session, include.source, include.param.name, targets
+            connection, include.source, include.param.name, targets
         ):
             keys.add((include.source, source_id))
     keys -= {(request.resource_type, i) for i in ids}
-    return [r for r in await reads.by_keys(session, keys) if _may_read(principal, r)]
+    return [r for r in await reads.by_keys(connection, keys) if _may_read(principal, r)]
 
 
-def _may_read(principal: FhirPrincipal, row: StoredResource) -> bool:
+def _may_read(principal: FhirPrincipal, row: Match) -> bool:
     if not principal.allows(row.resource_type, Interaction.read):
         return False
     confined = principal.compartment(row.resource_type, Interaction.read)

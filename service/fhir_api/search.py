@@ -52,6 +52,7 @@ class SearchRequest:
     count: int = DEFAULT_COUNT
     sort: str | None = None
     summary_count: bool = False
+    want_total: bool = True  # `_total=none` spares the count query of a many-page result
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     cursor: str | None = None
@@ -217,11 +218,15 @@ def parse_search(
             if raw != "count":
                 raise BadRequest("only _summary=count is supported")
             request.summary_count = True
+        elif name == "_total":
+            if raw not in ("none", "estimate", "accurate"):
+                raise BadRequest("_total must be none, estimate or accurate")
+            request.want_total = raw != "none"
         elif name in ("_include", "_revinclude"):
             target = request.includes if name == "_include" else request.revincludes
             target.append(_include(raw, name == "_revinclude", resource_type))
         elif name in RESULT_PARAMS:
-            pass  # _format is content negotiation; _total and _elements are not needed here
+            pass  # _format is content negotiation; _elements is not needed here
         elif name in params:
             request.conditions.append(
                 _param_condition(resource_type, params[name], modifier or None, raw)
@@ -238,8 +243,31 @@ def parse_search(
     return request
 
 
-def base_statement(request: SearchRequest, compartment: str | None) -> Select[StoredResource]:
-    statement = select(StoredResource).where(
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What a search serves of a current resource (plain columns: no ORM object per row)."""
+
+    resource_type: str
+    id: str
+    content: bytes
+    patient_id: str | None
+    created_at: dt.datetime
+    last_updated: dt.datetime
+
+
+MATCH_COLUMNS = (
+    StoredResource.resource_type,
+    StoredResource.id,
+    StoredResource.content,
+    StoredResource.patient_id,
+    StoredResource.created_at,
+    StoredResource.last_updated,
+)
+MatchSelect = Select[str, str, bytes, str | None, dt.datetime, dt.datetime]
+
+
+def base_statement(request: SearchRequest, compartment: str | None) -> MatchSelect:
+    statement = select(*MATCH_COLUMNS).where(
         StoredResource.resource_type == request.resource_type,
         StoredResource.deleted.is_(False),
         *request.conditions,
@@ -268,7 +296,7 @@ def decode_cursor(cursor: str) -> list[Any]:
     return decoded
 
 
-def paged(statement: Select[StoredResource], request: SearchRequest) -> Select[StoredResource]:
+def paged(statement: MatchSelect, request: SearchRequest) -> MatchSelect:
     """Order, apply the cursor, and fetch one row more than a page (to know if there is a next)."""
     after = decode_cursor(request.cursor) if request.cursor else None
     if request.sort == "_id":
@@ -297,7 +325,7 @@ def paged(statement: Select[StoredResource], request: SearchRequest) -> Select[S
     return statement.limit(request.count + 1) if request.count else statement.where(false())
 
 
-def cursor_after(row: StoredResource, request: SearchRequest) -> str:
+def cursor_after(row: Match, request: SearchRequest) -> str:
     if request.sort == "_id":
         return encode_cursor([row.id])
     if request.sort in ("_lastUpdated", "-_lastUpdated"):

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.case_factory import ok, open_case, patch_case
+from tests.api.case_factory import create_patient, ok, open_case, patch_case
 from tests.fhir_api.conftest import SetScopes, planned_case
 from tests.fhir_api.test_reads import outcome
 
@@ -144,6 +144,23 @@ async def test_paging_is_stable_while_data_changes(
     assert seen == [c["id"] for c in cases] + [late["id"]]
 
 
+async def test_total_is_counted_unless_the_client_waives_it(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    patient = await create_patient(client)
+    for _ in range(3):
+        await open_case(client, patient_id=patient["id"])
+    first = await search(fhir, "/CarePlan", patient=patient["id"], _count="2")
+    assert first["total"] == 3
+    later_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    assert (await fhir.get(later_url)).json()["total"] == 3  # counted on later pages too
+    waived = await search(fhir, "/CarePlan", patient=patient["id"], _count="2", _total="none")
+    assert "total" not in waived
+    assert len(ids(waived)) == 2
+    whole = await search(fhir, "/CarePlan", patient=patient["id"], _total="none")
+    assert whole["total"] == 3  # one page holds every match: the total costs nothing
+
+
 async def test_patient_scope_confines_search(
     fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
 ) -> None:
@@ -160,6 +177,7 @@ async def test_patient_scope_confines_search(
         ({"_count": "many"}, 400),
         ({"_sort": "colour"}, 400),
         ({"_summary": "text"}, 400),
+        ({"_total": "roughly"}, 400),
         ({"target-date": "next-tuesday"}, 400),
         ({"_include": "Goal:subject"}, 400),
         ({"_include": "CarePlan:status"}, 400),
