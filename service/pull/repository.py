@@ -1,0 +1,211 @@
+"""Every query of the pull domain. Records and cursors are written with INSERT ... ON CONFLICT
+DO UPDATE, so a repeated, resumed or concurrent pull never adds a second row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db.base import new_id, utcnow
+from service.ehr.client import JsonObject
+from service.pull.models import IdentityConflict, PullCursor, PulledRecord, PullJob, PullState
+from service.pull.reader import parse_instant
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table)
+
+
+async def upsert_records(
+    session: AsyncSession,
+    connection_id: str,
+    patient_id: str | None,
+    remote_patient_id: str | None,
+    resources: Sequence[JsonObject],
+) -> int:
+    """Store the resources as pulled (their exact JSON); returns how many were written."""
+    if not resources:
+        return 0
+    now = utcnow()
+    rows = [
+        {
+            "id": new_id(),
+            "connection_id": connection_id,
+            "resource_type": resource["resourceType"],
+            "remote_id": resource["id"],
+            "remote_version_id": _meta(resource, "versionId"),
+            "remote_last_updated": parse_instant(_meta(resource, "lastUpdated")),
+            "patient_id": patient_id,
+            "remote_patient_id": remote_patient_id,
+            "content": orjson.dumps(resource),
+            "pulled_at": now,
+        }
+        for resource in resources
+    ]
+    statement = _insert(session, PulledRecord)
+    statement = statement.on_conflict_do_update(
+        index_elements=["connection_id", "resource_type", "remote_id"],
+        set_={
+            name: statement.excluded[name]
+            for name in (
+                "remote_version_id",
+                "remote_last_updated",
+                "patient_id",
+                "remote_patient_id",
+                "content",
+                "pulled_at",
+            )
+        },
+    )
+    await session.execute(statement, rows)
+    return len(rows)
+
+
+async def cursors_of(
+    session: AsyncSession, connection_id: str, remote_patient_id: str
+) -> dict[str, dt.datetime]:
+    rows = await session.execute(
+        select(PullCursor.resource_type, PullCursor.since).where(
+            PullCursor.connection_id == connection_id,
+            PullCursor.remote_patient_id == remote_patient_id,
+        )
+    )
+    return dict(rows.all())
+
+
+async def advance_cursors(
+    session: AsyncSession,
+    connection_id: str,
+    remote_patient_id: str,
+    sinces: dict[str, dt.datetime],
+) -> None:
+    if not sinces:
+        return
+    statement = _insert(session, PullCursor)
+    statement = statement.on_conflict_do_update(
+        index_elements=["connection_id", "remote_patient_id", "resource_type"],
+        set_={"since": statement.excluded["since"]},
+    )
+    await session.execute(
+        statement,
+        [
+            {
+                "connection_id": connection_id,
+                "remote_patient_id": remote_patient_id,
+                "resource_type": resource_type,
+                "since": since,
+            }
+            for resource_type, since in sinces.items()
+        ],
+    )
+
+
+async def records_of_patient(
+    session: AsyncSession, connection_id: str, patient_id: str
+) -> list[PulledRecord]:
+    rows = await session.scalars(
+        select(PulledRecord)
+        .where(PulledRecord.connection_id == connection_id, PulledRecord.patient_id == patient_id)
+        .order_by(PulledRecord.resource_type, PulledRecord.remote_id)
+    )
+    return list(rows)
+
+
+async def stored_resources(
+    session: AsyncSession, connection_id: str, remote_patient_id: str, resource_type: str
+) -> list[JsonObject]:
+    rows = await session.scalars(
+        select(PulledRecord.content).where(
+            PulledRecord.connection_id == connection_id,
+            PulledRecord.remote_patient_id == remote_patient_id,
+            PulledRecord.resource_type == resource_type,
+        )
+    )
+    return [orjson.loads(content) for content in rows]
+
+
+async def add_conflict(
+    session: AsyncSession,
+    connection_id: str,
+    remote_patient_id: str,
+    candidates: Sequence[str],
+    reason: str,
+) -> IdentityConflict:
+    """The open conflict of this remote patient, updated; or a new one."""
+    existing = await session.scalar(
+        select(IdentityConflict).where(
+            IdentityConflict.connection_id == connection_id,
+            IdentityConflict.remote_patient_id == remote_patient_id,
+            IdentityConflict.resolved_at.is_(None),
+        )
+    )
+    if existing is not None:
+        existing.candidate_patient_ids = sorted(candidates)
+        existing.reason = reason
+        existing.detected_at = utcnow()
+        await session.flush()
+        return existing
+    conflict = IdentityConflict(
+        connection_id=connection_id,
+        remote_patient_id=remote_patient_id,
+        candidate_patient_ids=sorted(candidates),
+        reason=reason,
+    )
+    session.add(conflict)
+    await session.flush()
+    return conflict
+
+
+async def open_conflicts(session: AsyncSession) -> list[IdentityConflict]:
+    rows = await session.scalars(
+        select(IdentityConflict)
+        .where(IdentityConflict.resolved_at.is_(None))
+        .order_by(IdentityConflict.detected_at, IdentityConflict.id)
+    )
+    return list(rows)
+
+
+async def get_job(session: AsyncSession, job_id: str) -> PullJob | None:
+    return await session.get(PullJob, job_id)
+
+
+async def queued_job_ids(session: AsyncSession, exclude: Sequence[str]) -> list[str]:
+    rows = await session.scalars(
+        select(PullJob.id)
+        .where(PullJob.state == PullState.queued, PullJob.id.not_in(list(exclude)))
+        .order_by(PullJob.created_at, PullJob.id)
+    )
+    return list(rows)
+
+
+async def claim_job(session: AsyncSession, job_id: str) -> bool:
+    """queued -> running; False when another runner (or a cancel) got there first."""
+    result = await session.execute(
+        update(PullJob)
+        .where(PullJob.id == job_id, PullJob.state == PullState.queued)
+        .values(state=PullState.running, started_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def requeue_running_jobs(session: AsyncSession) -> int:
+    """After a restart: a job left `running` was interrupted; it runs again from the start
+    (the upserts and cursors make that safe and cheap)."""
+    result = await session.execute(
+        update(PullJob).where(PullJob.state == PullState.running).values(state=PullState.queued)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _meta(resource: JsonObject, name: str) -> str | None:
+    meta = resource.get("meta")
+    value = meta.get(name) if isinstance(meta, dict) else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,207 @@
+"""The in-process runner of pull jobs, started in the app lifespan.
+
+Jobs are rows: a POST queues one and wakes the runner; the runner claims queued rows
+(`queued -> running` by a guarded UPDATE, so two runners never run one job) and pulls the
+job's patients, at most `pull_patients_per_connection` at a time per connection across all
+jobs. Progress is written after each patient. A cancel marks the row and stops the task.
+
+After a restart, jobs left `running` are queued again and rerun from the start: records are
+upserted and cursors are per type, so a rerun neither duplicates anything nor reads again
+what was already read in full. (One runner per database: a second replica would requeue the
+first one's running jobs. A lease column is the way to run several.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from service.connections.fhir_clients import fhir_client_for
+from service.connections.service import load_connection, stored_capabilities
+from service.db.base import utcnow
+from service.db.session import Database
+from service.ehr.url_policy import UrlPolicy
+from service.errors import CaseBridgeError
+from service.pull import repository
+from service.pull.models import PullJob, PullState
+from service.pull.reader import PullTarget
+from service.pull.service import PatientPullResult, pull_patient_record
+from service.security.encryption import SecretBox
+from service.smart.backend_services import BackendServicesTokens
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDED_FAILURES = 500
+
+
+class PullRunner:
+    def __init__(self, database: Database, policy: UrlPolicy) -> None:
+        self.database = database
+        self.settings = database.settings
+        self.policy = policy
+        assert self.settings.encryption_key is not None
+        self.box = SecretBox(self.settings.encryption_key.get_secret_value())
+        # Its own token cache: jobs run outside any request.
+        self.tokens = BackendServicesTokens(
+            policy=policy, timeout_seconds=self.settings.ehr_timeout_seconds
+        )
+        self._wake = asyncio.Event()
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._per_connection: dict[str, asyncio.Semaphore] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        async with self.database.transaction() as session:
+            requeued = await repository.requeue_running_jobs(session)
+        if requeued:
+            log.warning("requeued %d pull jobs interrupted by a restart", requeued)
+        self._loop_task = asyncio.create_task(self._loop(), name="pull-runner")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        # Jobs stopped by a shutdown stay `running`: the next start requeues and reruns them.
+        self._closing = True
+        tasks = [*self._jobs.values(), *([self._loop_task] if self._loop_task else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def stop_job(self, job_id: str) -> None:
+        """Stop a job running in this process (its row was already marked cancelled)."""
+        task = self._jobs.get(job_id)
+        if task is not None:
+            task.cancel()
+
+    async def wait_idle(self) -> None:
+        """Until no job is queued or running here (tests)."""
+        while True:
+            self.wake()
+            await asyncio.sleep(0)
+            async with self.database.transaction(write=False) as session:
+                queued = await repository.queued_job_ids(session, [])
+            if not queued and not self._jobs:
+                return
+            await asyncio.sleep(0.02)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._start_queued()
+            except Exception:
+                log.exception("the pull runner could not start queued jobs")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.pull_poll_seconds)
+            self._wake.clear()
+
+    async def _start_queued(self) -> None:
+        async with self.database.transaction(write=False) as session:
+            job_ids = await repository.queued_job_ids(session, list(self._jobs))
+        for job_id in job_ids:
+            async with self.database.transaction() as session:
+                claimed = await repository.claim_job(session, job_id)
+            if claimed:
+                task = asyncio.create_task(self._run(job_id), name=f"pull-{job_id}")
+                self._jobs[job_id] = task
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        for job_id, running in list(self._jobs.items()):
+            if running is task:
+                del self._jobs[job_id]
+
+    async def _run(self, job_id: str) -> None:
+        try:
+            await self._run_job(job_id)
+        except asyncio.CancelledError:
+            if not self._closing:
+                await self._finish(job_id, PullState.cancelled)
+            raise
+        except Exception as exc:
+            log.exception("pull job %s failed", job_id)
+            await self._finish(job_id, PullState.failed, failure=f"the job failed: {exc!r}")
+
+    async def _run_job(self, job_id: str) -> None:
+        async with self.database.transaction(write=False) as session:
+            job = await repository.get_job(session, job_id)
+            assert job is not None
+            connection = await load_connection(session, job.connection_id)
+        connection_id = connection.id
+        capabilities = stored_capabilities(connection)
+        targets = [PullTarget(**target) for target in job.targets]
+        limit = self._per_connection.setdefault(
+            connection_id, asyncio.Semaphore(self.settings.pull_patients_per_connection)
+        )
+        try:
+            client = fhir_client_for(
+                connection,
+                settings=self.settings,
+                box=self.box,
+                tokens=self.tokens,
+                policy=self.policy,
+            )
+        except CaseBridgeError as exc:
+            await self._finish(job_id, PullState.failed, failure=exc.detail)
+            return
+
+        async def pull_one(target: PullTarget) -> None:
+            async with limit:
+                result = await pull_patient_record(
+                    self.database,
+                    client,
+                    connection_id,
+                    target,
+                    actor=f"pull:{job_id}",
+                    capabilities=capabilities,
+                    observation_categories=self.settings.pull_observation_categories,
+                )
+            await self._record(job_id, result)
+
+        async with client:
+            await asyncio.gather(*(pull_one(target) for target in targets))
+        await self._finish(job_id, None)
+
+    async def _record(self, job_id: str, result: PatientPullResult) -> None:
+        async with self.database.transaction() as session:
+            job = await session.get(PullJob, job_id, with_for_update=True)
+            assert job is not None
+            job.patients_done += 1
+            counts = dict(job.counts)
+            for resource_type, count in result.counts.items():
+                counts[resource_type] = counts.get(resource_type, 0) + count
+            job.counts = counts
+            room = MAX_RECORDED_FAILURES - len(job.failures)
+            job.failures = job.failures + [
+                {
+                    "target": result.target.label(),
+                    "resource_type": failure.resource_type,
+                    "remote_id": failure.remote_id,
+                    "reason": failure.reason,
+                }
+                for failure in result.failures[: max(room, 0)]
+            ]
+
+    async def _finish(
+        self, job_id: str, state: PullState | None, *, failure: str | None = None
+    ) -> None:
+        """Set the final state; None means succeeded or failed by the failures recorded."""
+        async with self.database.transaction() as session:
+            job = await session.get(PullJob, job_id, with_for_update=True)
+            if job is None or job.state not in (PullState.running, PullState.queued):
+                return
+            if failure is not None:
+                job.failures = [
+                    *job.failures,
+                    {"target": None, "resource_type": None, "remote_id": None, "reason": failure},
+                ]
+            if state is None:
+                state = PullState.failed if job.failures else PullState.succeeded
+            if job.cancel_requested:
+                state = PullState.cancelled
+            job.state = state
+            job.finished_at = utcnow()
