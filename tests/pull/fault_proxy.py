@@ -130,7 +130,9 @@ class FaultProxy:
             return Response(status_code=503, headers={"Retry-After": "0"})
         if fault == "timeout":
             await asyncio.sleep(self.plan.timeout_seconds + 0.5)
-        query = list(request.query_params.multi_items())
+        query: list[tuple[str, str | int | float | bool | None]] = list(
+            request.query_params.multi_items()
+        )
         is_search = request.method == "GET" and "/" not in request.url.path.rstrip("/").split(
             "/fhir/", 1
         )[-1].strip("/")

@@ -95,7 +95,7 @@ async def test_a_pull_of_every_patient_matches_the_server_resource_by_resource(
     expected = await truth(seeded_ehr, ids)
     local = await stored(database, connection_id)
     assert set(local) == set(ids)
-    sizes = Counter()
+    sizes: Counter[str] = Counter()
     for remote_id in ids:
         assert set(local[remote_id]) == set(expected[remote_id]), remote_id
         for key, resource in expected[remote_id].items():
