@@ -74,7 +74,18 @@ class TypeRead:
 
 
 async def read_remote_patient(client: FhirClient, target: PullTarget) -> JsonObject:
-    """The EHR's Patient for the target; EhrError when it cannot be read or is not unique."""
+    """The EHR's Patient for the target; EhrError when it cannot be read or is not unique.
+    A garbled answer or a transient failure gets one more attempt, like a type's search."""
+    for attempt in range(1, TYPE_READ_ATTEMPTS + 1):
+        try:
+            return await _read_remote_patient(client, target)
+        except (EhrProtocolError, EhrTransientError):
+            if attempt == TYPE_READ_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _read_remote_patient(client: FhirClient, target: PullTarget) -> JsonObject:
     if target.remote_id is not None:
         patient = await client.read("Patient", target.remote_id)
     else:
