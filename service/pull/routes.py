@@ -11,9 +11,18 @@ from service.connections.service import load_connection
 from service.db.session import SessionDep
 from service.errors import Conflict, NotFound
 from service.pull import repository
+from service.pull.case_opening import open_case_from_ehr
 from service.pull.models import PullJob, PullState
 from service.pull.runner import PullRunner
-from service.pull.schemas import IdentityConflictOut, PullCreate, PulledRecordOut, PullOut
+from service.pull.schemas import (
+    CaseFromEhrOut,
+    IdentityConflictOut,
+    ImportedResourceOut,
+    PullCreate,
+    PulledRecordOut,
+    PullOut,
+    SkippedResourceOut,
+)
 
 router = APIRouter(tags=["pulls"], responses=PROBLEM_RESPONSES)
 
@@ -99,3 +108,33 @@ async def get_pulled_records(
     """What the last pulls stored for a local patient from that connection."""
     records = await repository.records_of_patient(session, connection_id, patient_id)
     return [PulledRecordOut.model_validate(record) for record in records]
+
+
+@router.post(
+    "/api/connections/{connection_id}/patients/{patient_id}/cases",
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(409),
+)
+async def open_case_from_pulled_record(
+    connection_id: str,
+    patient_id: str,
+    session: SessionDep,
+    actor: ActorDep,
+    response: Response,
+) -> CaseFromEhrOut:
+    """Open a case at intake from what was pulled: needs from the EHR's problems and health
+    concerns, and its CarePlan, Goals, ServiceRequests and CareTeam, each linked to its source."""
+    await load_connection(session, connection_id)
+    opened = await open_case_from_ehr(session, actor, connection_id, patient_id)
+    response.headers["Location"] = f"/api/cases/{opened.case_id}"
+    return CaseFromEhrOut(
+        case_id=opened.case_id,
+        imported=[
+            ImportedResourceOut(resource_type=kind, remote_id=remote, local_id=local)
+            for kind, remote, local in opened.imported
+        ],
+        skipped=[
+            SkippedResourceOut(resource_type=kind, remote_id=remote, reason=reason)
+            for kind, remote, reason in opened.skipped
+        ],
+    )

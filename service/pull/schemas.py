@@ -85,3 +85,21 @@ class PulledRecordOut(BaseModel):
     remote_version_id: str | None
     remote_last_updated: dt.datetime | None
     pulled_at: dt.datetime
+
+
+class ImportedResourceOut(BaseModel):
+    resource_type: str
+    remote_id: str
+    local_id: str
+
+
+class SkippedResourceOut(BaseModel):
+    resource_type: str
+    remote_id: str
+    reason: str
+
+
+class CaseFromEhrOut(BaseModel):
+    case_id: str
+    imported: list[ImportedResourceOut]
+    skipped: list[SkippedResourceOut]

@@ -9,7 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 
+from service.connections.models import AuthMode, Connection
+from service.db.session import Database
 from service.pull.reader import RECORD_TYPES
 from service.settings import Settings
 from tests.conftest import settings_for
@@ -17,6 +20,7 @@ from tests.pull.ehr_records import is_pulled_observation
 from tests.pull.ehr_server import SeededEhr, start_seeded_sekmet, stop
 from tests.smart.sekmet_server import sekmet_binary
 
+EHR = "http://127.0.0.1:9/fhir"  # faked by respx in the API tests
 PATIENTS = int(os.environ.get("CASEBRIDGE_PULL_TEST_PATIENTS", "200"))
 
 
@@ -70,3 +74,26 @@ async def server_record(http: httpx.AsyncClient, base_url: str, patient_id: str)
                     await http.get(f"{base_url}/{kind}/{remote_id}")
                 ).json()
     return record
+
+
+@pytest.fixture
+def ehr() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=EHR, assert_all_called=False) as router:
+        yield router
+
+
+@pytest.fixture
+async def connection_id(database: Database) -> str:
+    async with database.transaction() as session:
+        connection = Connection(
+            name="ehr",
+            base_url=EHR,
+            auth_mode=AuthMode.none,
+            client_id=None,
+            scopes=[],
+            signing_alg="RS384",
+            capabilities=None,
+        )
+        session.add(connection)
+        await session.flush()
+        return connection.id

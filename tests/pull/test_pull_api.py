@@ -5,17 +5,14 @@ cancelling, and a job interrupted by a restart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 import respx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from service.app import create_app
-from service.connections.models import AuthMode, Connection
 from service.db.session import Database
 from service.links.models import PatientLink
 from service.patients.models import Patient
@@ -25,7 +22,6 @@ from service.pull.runner import PullRunner
 from service.settings import Settings
 from tests.conftest import BOOTSTRAP_KEY
 
-EHR = "http://127.0.0.1:9/fhir"
 MRN = "urn:oid:1.2.3.4|MRN-1"
 T1 = "2026-11-30T10:00:00.000Z"
 
@@ -72,29 +68,6 @@ def serve_record(
             route.mock(side_effect=answer) if callable(answer) else route.respond(json=answer)
         )
     return routes
-
-
-@pytest.fixture
-def ehr() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=EHR, assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
-async def connection_id(database: Database) -> str:
-    async with database.transaction() as session:
-        connection = Connection(
-            name="ehr",
-            base_url=EHR,
-            auth_mode=AuthMode.none,
-            client_id=None,
-            scopes=[],
-            signing_alg="RS384",
-            capabilities=None,
-        )
-        session.add(connection)
-        await session.flush()
-        return connection.id
 
 
 async def pull(app: FastAPI, client: httpx.AsyncClient, connection_id: str) -> dict[str, Any]:
