@@ -68,6 +68,25 @@ class PullCursor(Base):
     since: Mapped[dt.datetime]
 
 
+class BulkCursor(Base):
+    """The `transactionTime` of the last complete Bulk export of a Group: the next export asks
+    for `_since` it."""
+
+    __tablename__ = "ehr_bulk_cursors"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "connection_id", "group_id", name="uq_ehr_bulk_cursors_connection_group"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    connection_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("ehr_connections.id", ondelete="CASCADE"), index=True
+    )
+    group_id: Mapped[str] = mapped_column(sa.String(64))
+    since: Mapped[dt.datetime]
+
+
 class PullState(StrEnum):
     queued = "queued"
     running = "running"
@@ -88,6 +107,11 @@ class PullJob(Base):
     targets: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON())
     requested_by: Mapped[str] = mapped_column(sa.String(200))
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # A population pull: the Group exported with Bulk Data, and the types asked for.
+    bulk_group_id: Mapped[str | None] = mapped_column(sa.String(64))
+    bulk_types: Mapped[list[str]] = mapped_column(sa.JSON(), default=list)
+    # The EHR's last `X-Progress` while an export runs.
+    progress_note: Mapped[str | None] = mapped_column(sa.String(500))
     patients_done: Mapped[int] = mapped_column(default=0)
     # Resources stored, per type; failures as {"target", "resource_type", "reason"}.
     counts: Mapped[dict[str, Any]] = mapped_column(sa.JSON(), default=dict)

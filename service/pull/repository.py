@@ -14,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.base import new_id, utcnow
 from service.ehr.client import JsonObject
-from service.pull.models import IdentityConflict, PullCursor, PulledRecord, PullJob, PullState
+from service.links.models import PatientLink
+from service.pull.models import (
+    BulkCursor,
+    IdentityConflict,
+    PullCursor,
+    PulledRecord,
+    PullJob,
+    PullState,
+)
 from service.pull.reader import parse_instant
 
 
@@ -31,11 +39,22 @@ async def upsert_records(
     remote_patient_id: str | None,
     resources: Sequence[JsonObject],
 ) -> int:
-    """Store the resources as pulled (their exact JSON); returns how many were written."""
-    if not resources:
+    """Store one patient's resources as pulled (their exact JSON); returns how many."""
+    return await upsert_record_rows(
+        session, connection_id, [(patient_id, remote_patient_id, r) for r in resources]
+    )
+
+
+async def upsert_record_rows(
+    session: AsyncSession,
+    connection_id: str,
+    rows: Sequence[tuple[str | None, str | None, JsonObject]],
+) -> int:
+    """Store resources of any patients: (local patient id, remote patient id, resource)."""
+    if not rows:
         return 0
     now = utcnow()
-    rows = [
+    values = [
         {
             "id": new_id(),
             "connection_id": connection_id,
@@ -48,7 +67,7 @@ async def upsert_records(
             "content": orjson.dumps(resource),
             "pulled_at": now,
         }
-        for resource in resources
+        for patient_id, remote_patient_id, resource in rows
     ]
     statement = _insert(session, PulledRecord)
     statement = statement.on_conflict_do_update(
@@ -65,8 +84,45 @@ async def upsert_records(
             )
         },
     )
-    await session.execute(statement, rows)
-    return len(rows)
+    await session.execute(statement, values)
+    return len(values)
+
+
+async def linked_patients(
+    session: AsyncSession, connection_id: str, remote_ids: Sequence[str]
+) -> dict[str, str]:
+    """Local patient ids of the remote patients that are linked, by remote id."""
+    if not remote_ids:
+        return {}
+    rows = await session.execute(
+        select(PatientLink.remote_id, PatientLink.patient_id).where(
+            PatientLink.connection_id == connection_id,
+            PatientLink.remote_id.in_(list(set(remote_ids))),
+        )
+    )
+    return dict(rows.all())
+
+
+async def bulk_cursor(
+    session: AsyncSession, connection_id: str, group_id: str
+) -> dt.datetime | None:
+    return await session.scalar(
+        select(BulkCursor.since).where(
+            BulkCursor.connection_id == connection_id, BulkCursor.group_id == group_id
+        )
+    )
+
+
+async def advance_bulk_cursor(
+    session: AsyncSession, connection_id: str, group_id: str, since: dt.datetime
+) -> None:
+    statement = _insert(session, BulkCursor)
+    statement = statement.on_conflict_do_update(
+        index_elements=["connection_id", "group_id"], set_={"since": statement.excluded["since"]}
+    )
+    await session.execute(
+        statement, [{"connection_id": connection_id, "group_id": group_id, "since": since}]
+    )
 
 
 async def cursors_of(
@@ -194,6 +250,12 @@ async def claim_job(session: AsyncSession, job_id: str) -> bool:
         .values(state=PullState.running, started_at=utcnow())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def note_progress(session: AsyncSession, job_id: str, note: str | None) -> None:
+    await session.execute(
+        update(PullJob).where(PullJob.id == job_id).values(progress_note=(note or "")[:500])
+    )
 
 
 async def requeue_running_jobs(session: AsyncSession) -> int:

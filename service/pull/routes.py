@@ -51,7 +51,9 @@ async def start_pull(
     job = PullJob(
         connection_id=connection_id,
         state=PullState.queued,
-        targets=[target.model_dump(exclude_none=True) for target in body.patients],
+        targets=[target.model_dump(exclude_none=True) for target in body.patients or []],
+        bulk_group_id=body.group.id if body.group else None,
+        bulk_types=list(body.group.types) if body.group else [],
         requested_by=actor.id,
         counts={},
         failures=[],

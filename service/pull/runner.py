@@ -17,16 +17,19 @@ import asyncio
 import contextlib
 import logging
 
-from service.connections.fhir_clients import fhir_client_for
+from service.connections.fhir_clients import backend_services_grant, fhir_client_for
+from service.connections.models import AuthMode
 from service.connections.service import load_connection, stored_capabilities
 from service.db.base import utcnow
 from service.db.session import Database
 from service.ehr.url_policy import UrlPolicy
 from service.errors import CaseBridgeError
 from service.pull import repository
+from service.pull.bulk import BulkExport
+from service.pull.bulk_pull import pull_group
 from service.pull.models import PullJob, PullState
-from service.pull.reader import PullTarget
-from service.pull.service import PatientPullResult, pull_patient_record
+from service.pull.reader import Failure, PullTarget
+from service.pull.service import pull_patient_record
 from service.security.encryption import SecretBox
 from service.smart.backend_services import BackendServicesTokens
 
@@ -160,30 +163,69 @@ class PullRunner:
                     capabilities=capabilities,
                     observation_categories=self.settings.pull_observation_categories,
                 )
-            await self._record(job_id, result)
+            await self._record(job_id, target.label(), result.counts, result.failures, 1)
 
         async with client:
-            await asyncio.gather(*(pull_one(target) for target in targets))
+            if job.bulk_group_id is not None:
+                provider = (
+                    self.tokens.provider(backend_services_grant(connection, self.box))
+                    if connection.auth_mode is AuthMode.backend_services
+                    else None
+                )
+                export = BulkExport(
+                    client,
+                    self.policy,
+                    token_provider=provider,
+                    timeout_seconds=self.settings.ehr_timeout_seconds,
+                )
+
+                async def progress(note: str | None) -> None:
+                    async with self.database.transaction() as session:
+                        await repository.note_progress(session, job_id, note)
+
+                async with limit:
+                    bulk = await pull_group(
+                        self.database,
+                        export,
+                        connection_id,
+                        job.bulk_group_id,
+                        types=job.bulk_types,
+                        actor=f"pull:{job_id}",
+                        progress=progress,
+                    )
+                label = f"Group/{job.bulk_group_id}"
+                await self._record(
+                    job_id, label, bulk.counts, bulk.failures, bulk.counts.get("Patient", 0)
+                )
+            else:
+                await asyncio.gather(*(pull_one(target) for target in targets))
         await self._finish(job_id, None)
 
-    async def _record(self, job_id: str, result: PatientPullResult) -> None:
+    async def _record(
+        self,
+        job_id: str,
+        target: str,
+        counts: dict[str, int],
+        failures: list[Failure],
+        patients_done: int,
+    ) -> None:
         async with self.database.transaction() as session:
             job = await session.get(PullJob, job_id, with_for_update=True)
             assert job is not None
-            job.patients_done += 1
-            counts = dict(job.counts)
-            for resource_type, count in result.counts.items():
-                counts[resource_type] = counts.get(resource_type, 0) + count
-            job.counts = counts
+            job.patients_done += patients_done
+            merged = dict(job.counts)
+            for resource_type, count in counts.items():
+                merged[resource_type] = merged.get(resource_type, 0) + count
+            job.counts = merged
             room = MAX_RECORDED_FAILURES - len(job.failures)
             job.failures = job.failures + [
                 {
-                    "target": result.target.label(),
+                    "target": target,
                     "resource_type": failure.resource_type,
                     "remote_id": failure.remote_id,
                     "reason": failure.reason,
                 }
-                for failure in result.failures[: max(room, 0)]
+                for failure in failures[: max(room, 0)]
             ]
 
     async def _finish(

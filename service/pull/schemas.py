@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from service.api.schemas import RequestBody
 from service.pull.models import PullState
+from service.pull.reader import RECORD_TYPES
 
 RemoteId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 IdentifierToken = Annotated[
@@ -29,8 +30,29 @@ class PullTargetIn(RequestBody):
         return self
 
 
+ResourceType = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z]{1,63}$")]
+
+
+class BulkGroupIn(RequestBody):
+    id: RemoteId = Field(description="The Group on the EHR to export with Bulk Data.")
+    types: list[ResourceType] = Field(
+        default_factory=lambda: ["Patient", *RECORD_TYPES],
+        max_length=50,
+        description="The `_type` of the export.",
+    )
+
+
 class PullCreate(RequestBody):
-    patients: list[PullTargetIn] = Field(min_length=1, max_length=10_000)
+    """Either patients, pulled one by one, or a group, pulled with one Bulk Data export."""
+
+    patients: list[PullTargetIn] | None = Field(None, min_length=1, max_length=10_000)
+    group: BulkGroupIn | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.patients is None) == (self.group is None):
+            raise ValueError("give either patients or group")
+        return self
 
 
 class PullFailureOut(BaseModel):
@@ -48,6 +70,8 @@ class PullOut(BaseModel):
     state: PullState
     requested_by: str
     cancel_requested: bool
+    bulk_group_id: str | None
+    progress_note: str | None = Field(description="The EHR's last X-Progress of an export.")
     patients_total: int
     patients_done: int
     counts: dict[str, int] = Field(description="Resources stored, per type.")

@@ -60,8 +60,8 @@ async def server_record(http: httpx.AsyncClient, base_url: str, patient_id: str)
     for entry in bundle["entry"]:
         resource = entry["resource"]
         kind = resource["resourceType"]
-        if kind not in wanted:
-            continue
+        if kind not in wanted or (kind == "Patient" and resource["id"] != patient_id):
+            continue  # $everything also names other patients (of a Group, say)
         if kind == "Observation" and not is_pulled_observation(resource):
             continue
         record[(kind, resource["id"])] = resource

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from service.db.session import Database
 from service.links.models import PatientLink
 from service.pull.models import PulledRecord
+from service.pull.reader import RECORD_TYPES
 from service.pull.runner import PullRunner
 from tests.pull.conftest import Key, server_record
 from tests.pull.ehr_server import SeededEhr
@@ -216,3 +217,75 @@ async def test_faults_mid_pull_lose_nothing_and_duplicate_nothing(
             .where(PulledRecord.connection_id == connection_id)
         )
     assert rows == sum(len(record) for record in expected.values())
+
+
+async def test_a_group_is_pulled_with_bulk_data_and_again_since_its_transaction_time(
+    app: FastAPI, client: httpx.AsyncClient, database: Database, seeded_ehr: SeededEhr
+) -> None:
+    members = seeded_ehr.patient_ids[:10]
+    async with httpx.AsyncClient(base_url=seeded_ehr.base_url, timeout=30) as http:
+        group = await http.post(
+            "Group",
+            json={
+                "resourceType": "Group",
+                "type": "person",
+                "actual": True,
+                "member": [{"entity": {"reference": f"Patient/{p}"}} for p in members],
+            },
+        )
+        group_id = group.json()["id"]
+    connection_id = await register(client, seeded_ehr.base_url, "sekmet bulk")
+    started = await client.post(
+        f"/api/connections/{connection_id}/pulls", json={"group": {"id": group_id}}
+    )
+    assert started.status_code == 202, started.text
+    runner: PullRunner = app.state.pull_runner
+    await asyncio.wait_for(runner.wait_idle(), timeout=300)
+    job = (await client.get(f"/api/pulls/{started.json()['id']}")).json()
+    assert job["state"] == "succeeded", job["failures"]
+    assert job["patients_done"] == len(members)
+
+    # The export holds the compartment of each member, every Observation category included.
+    wanted = {"Patient", *RECORD_TYPES}
+    local = await stored(database, connection_id)
+    async with httpx.AsyncClient(timeout=60) as http:
+        for remote_id in members:
+            bundle = (
+                await http.get(f"{seeded_ehr.base_url}/Patient/{remote_id}/$everything")
+            ).json()
+            expected = {
+                (e["resource"]["resourceType"], e["resource"]["id"]): e["resource"]
+                for e in bundle["entry"]
+                if e["resource"]["resourceType"] in wanted
+                # $everything also names other patients the record refers to
+                and not (
+                    e["resource"]["resourceType"] == "Patient" and e["resource"]["id"] != remote_id
+                )
+            }
+            assert set(local[remote_id]) == set(expected), remote_id
+            for key, resource in expected.items():
+                assert_same(local[remote_id][key], resource)
+    async with database.transaction(write=False) as session:
+        links = set(
+            await session.scalars(
+                select(PatientLink.remote_id).where(PatientLink.connection_id == connection_id)
+            )
+        )
+    assert links == set(members)
+
+    # The next export asks for what changed since the first one's transactionTime.
+    async with httpx.AsyncClient(base_url=seeded_ehr.base_url, timeout=30) as http:
+        first = members[0]
+        conditions = (await http.get("Condition", params={"patient": first})).json()
+        condition = conditions["entry"][0]["resource"]
+        condition["note"] = [{"text": "changed after the export"}]
+        assert (await http.put(f"Condition/{condition['id']}", json=condition)).status_code == 200
+    again = await client.post(
+        f"/api/connections/{connection_id}/pulls", json={"group": {"id": group_id}}
+    )
+    await asyncio.wait_for(runner.wait_idle(), timeout=300)
+    job = (await client.get(f"/api/pulls/{again.json()['id']}")).json()
+    assert job["state"] == "succeeded", job["failures"]
+    assert job["counts"] == {"Condition": 1}
+    record = (await stored(database, connection_id))[first][("Condition", condition["id"])]
+    assert orjson.loads(record.content)["note"] == [{"text": "changed after the export"}]

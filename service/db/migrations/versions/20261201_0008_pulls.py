@@ -2,7 +2,7 @@
 
 Revision ID: 0008_pulls
 Revises: 0007_ehr_links
-Create Date: 2026-12-01 15:57:46.263037
+Create Date: 2026-12-01 16:06:05.997075
 """
 
 from collections.abc import Sequence
@@ -18,6 +18,18 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table('ehr_bulk_cursors',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('connection_id', sa.String(length=36), nullable=False),
+    sa.Column('group_id', sa.String(length=64), nullable=False),
+    sa.Column('since', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['connection_id'], ['ehr_connections.id'], name=op.f('fk_ehr_bulk_cursors_connection_id_ehr_connections'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ehr_bulk_cursors')),
+    sa.UniqueConstraint('connection_id', 'group_id', name='uq_ehr_bulk_cursors_connection_group')
+    )
+    with op.batch_alter_table('ehr_bulk_cursors', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ehr_bulk_cursors_connection_id'), ['connection_id'], unique=False)
+
     op.create_table('ehr_identity_conflicts',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('connection_id', sa.String(length=36), nullable=False),
@@ -52,6 +64,9 @@ def upgrade() -> None:
     sa.Column('targets', sa.JSON(), nullable=False),
     sa.Column('requested_by', sa.String(length=200), nullable=False),
     sa.Column('cancel_requested', sa.Boolean(), nullable=False),
+    sa.Column('bulk_group_id', sa.String(length=64), nullable=True),
+    sa.Column('bulk_types', sa.JSON(), nullable=False),
+    sa.Column('progress_note', sa.String(length=500), nullable=True),
     sa.Column('patients_done', sa.Integer(), nullable=False),
     sa.Column('counts', sa.JSON(), nullable=False),
     sa.Column('failures', sa.JSON(), nullable=False),
@@ -106,3 +121,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ehr_identity_conflicts_connection_id'))
 
     op.drop_table('ehr_identity_conflicts')
+    with op.batch_alter_table('ehr_bulk_cursors', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ehr_bulk_cursors_connection_id'))
+
+    op.drop_table('ehr_bulk_cursors')
