@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     pull_poll_seconds: Annotated[float, Field(gt=0)] = Field(
         5.0, description="How often the pull runner looks for queued pull jobs."
     )
+    pull_refresh_interval_seconds: Annotated[float, Field(ge=0)] = Field(
+        0.0,
+        description="Every this many seconds, pull again the linked patients of open cases "
+        "(0: no scheduled refresh).",
+    )
 
     fhir_access_token_lifetime_seconds: Annotated[int, Field(gt=0, le=3600)] = Field(
         300, description="Lifetime of the access tokens /auth/token issues for /fhir, in seconds."

@@ -12,6 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings.vocabulary import CaseStatus
+from service.cases.models import Case
 from service.db.base import new_id, utcnow
 from service.ehr.client import JsonObject
 from service.links.models import PatientLink
@@ -250,6 +252,34 @@ async def claim_job(session: AsyncSession, job_id: str) -> bool:
         .values(state=PullState.running, started_at=utcnow())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def refresh_targets(session: AsyncSession) -> dict[str, list[str]]:
+    """Remote patient ids of the linked patients of open cases, per connection."""
+    rows = await session.execute(
+        select(PatientLink.connection_id, PatientLink.remote_id)
+        .join(Case, Case.patient_id == PatientLink.patient_id)
+        .where(Case.status != CaseStatus.closed)
+        .distinct()
+        .order_by(PatientLink.connection_id, PatientLink.remote_id)
+    )
+    targets: dict[str, list[str]] = {}
+    for connection_id, remote_id in rows.all():
+        targets.setdefault(connection_id, []).append(remote_id)
+    return targets
+
+
+async def has_unfinished_job(session: AsyncSession, connection_id: str, requested_by: str) -> bool:
+    found = await session.scalar(
+        select(PullJob.id)
+        .where(
+            PullJob.connection_id == connection_id,
+            PullJob.requested_by == requested_by,
+            PullJob.state.in_([PullState.queued, PullState.running]),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 async def note_progress(session: AsyncSession, job_id: str, note: str | None) -> None:

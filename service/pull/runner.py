@@ -5,6 +5,10 @@ Jobs are rows: a POST queues one and wakes the runner; the runner claims queued 
 job's patients, at most `pull_patients_per_connection` at a time per connection across all
 jobs. Progress is written after each patient. A cancel marks the row and stops the task.
 
+When `pull_refresh_interval_seconds` is set, the runner also queues, on that schedule, one
+pull per connection of the linked patients of open cases (skipped while the previous refresh of
+that connection is still queued or running).
+
 After a restart, jobs left `running` are queued again and rerun from the start: records are
 upserted and cursors are per type, so a rerun neither duplicates anything nor reads again
 what was already read in full. (One runner per database: a second replica would requeue the
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from service.connections.fhir_clients import backend_services_grant, fhir_client_for
 from service.connections.models import AuthMode
@@ -36,6 +41,7 @@ from service.smart.backend_services import BackendServicesTokens
 log = logging.getLogger(__name__)
 
 MAX_RECORDED_FAILURES = 500
+REFRESH_ACTOR = "schedule:refresh"
 
 
 class PullRunner:
@@ -93,14 +99,46 @@ class PullRunner:
             await asyncio.sleep(0.02)
 
     async def _loop(self) -> None:
+        interval = self.settings.pull_refresh_interval_seconds
+        next_refresh = time.monotonic() + interval
         while True:
+            if interval and time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + interval
+                try:
+                    await self.schedule_refresh()
+                except Exception:
+                    log.exception("the scheduled refresh could not queue its pulls")
             try:
                 await self._start_queued()
             except Exception:
                 log.exception("the pull runner could not start queued jobs")
+            wait = self.settings.pull_poll_seconds
+            if interval:
+                wait = max(0.0, min(wait, next_refresh - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.pull_poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
+
+    async def schedule_refresh(self) -> int:
+        """Queue one pull per connection of the linked patients of open cases; a connection
+        whose previous refresh is still queued or running is skipped. Returns jobs queued."""
+        queued = 0
+        async with self.database.transaction() as session:
+            for connection_id, remote_ids in (await repository.refresh_targets(session)).items():
+                if await repository.has_unfinished_job(session, connection_id, REFRESH_ACTOR):
+                    continue
+                session.add(
+                    PullJob(
+                        connection_id=connection_id,
+                        state=PullState.queued,
+                        targets=[{"remote_id": remote_id} for remote_id in remote_ids],
+                        requested_by=REFRESH_ACTOR,
+                        counts={},
+                        failures=[],
+                    )
+                )
+                queued += 1
+        return queued
 
     async def _start_queued(self) -> None:
         async with self.database.transaction(write=False) as session:
