@@ -36,7 +36,7 @@ class FaultPlan:
     timeout_every: int = 23  # answered after the client's timeout
     truncated_every: int = 29  # 200 with half a Bundle
     garbage_every: int = 31  # 200 with an HTML error page
-    loops: int = 3  # Observation page 2 links back to page 1, this many times
+    loops: int = 8  # Observation page 2 links back to page 1, this many times
     timeout_seconds: float = 1.0
     latency_seconds: float = 0.0
     page_size: int = 5
@@ -91,6 +91,13 @@ class FaultProxy:
         plan = self.plan
         if not plan.enabled:
             return None
+        # The loop first: a periodic fault on the same request would hide it.
+        if (
+            request.url.path.endswith("/Observation")
+            and request.query_params.get("_offset") == str(plan.page_size)
+            and plan.injected["loop"] < plan.loops
+        ):
+            return "loop"
         for kind, every in (
             ("rate-limited", plan.rate_limit_every),
             ("unavailable", plan.unavailable_every),
@@ -100,13 +107,6 @@ class FaultProxy:
         ):
             if every and number % every == every // 2:
                 return kind
-        path = request.url.path
-        if (
-            path.endswith("/Observation")
-            and request.query_params.get("_offset") == str(plan.page_size)
-            and plan.injected["loop"] < plan.loops
-        ):
-            return "loop"
         return None
 
     @contextlib.asynccontextmanager
