@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -242,6 +242,15 @@ async def queued_job_ids(session: AsyncSession, exclude: Sequence[str]) -> list[
         .order_by(PullJob.created_at, PullJob.id)
     )
     return list(rows)
+
+
+async def unfinished_job_count(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(PullJob)
+        .where(PullJob.state.in_([PullState.queued, PullState.running]))
+    )
+    return int(count or 0)
 
 
 async def claim_job(session: AsyncSession, job_id: str) -> bool:

@@ -88,13 +88,13 @@ class PullRunner:
             task.cancel()
 
     async def wait_idle(self) -> None:
-        """Until no job is queued or running here (tests)."""
+        """Until no job is queued or running (tests and benchmarks: one runner per database)."""
         while True:
             self.wake()
             await asyncio.sleep(0)
             async with self.database.transaction(write=False) as session:
-                queued = await repository.queued_job_ids(session, [])
-            if not queued and not self._jobs:
+                unfinished = await repository.unfinished_job_count(session)
+            if not unfinished and not self._jobs:
                 return
             await asyncio.sleep(0.02)
 
