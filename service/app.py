@@ -22,6 +22,7 @@ from service.checkins.routes import check_ins_router
 from service.connections import routes as connections
 from service.db.schema import is_current, upgrade_to_head
 from service.db.session import Database
+from service.ehr.url_policy import UrlPolicy
 from service.fhir_api import metadata as fhir_metadata
 from service.fhir_api import routes as fhir_routes
 from service.fhir_auth import routes as fhir_auth
@@ -29,6 +30,8 @@ from service.fhir_store.projector import project_changes
 from service.links import routes as patient_links
 from service.patients import routes as patients
 from service.plans.routes import goals_router, interventions_router
+from service.pull import routes as pulls
+from service.pull.runner import PullRunner
 from service.settings import Settings, get_settings
 from service.smart import jwks_routes, launch_routes
 
@@ -56,6 +59,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     app.state.audit_recorder = AuditRecorder(database)
     app.state.audit_recorder.start()
+    app.state.pull_runner = PullRunner(database, UrlPolicy.from_settings(settings))
+    await app.state.pull_runner.start()
     app.state.oidc_verifier = (
         OidcVerifier(
             settings.oidc_issuer,
@@ -69,6 +74,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.pull_runner.close()
         await app.state.audit_recorder.close()
         if app.state.oidc_verifier is not None:
             await app.state.oidc_verifier.aclose()
@@ -109,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fhir_auth.admin_router,
         fhir_auth.oauth_router,
         audit.router,
+        pulls.router,
         # Routers of further domains go here.
     ):
         app.include_router(router)

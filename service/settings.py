@@ -75,6 +75,22 @@ class Settings(BaseSettings):
     ehr_max_concurrency: Annotated[int, Field(gt=0)] = 4
     ehr_max_retries: Annotated[int, Field(ge=0)] = 5
 
+    pull_patients_per_connection: Annotated[int, Field(gt=0)] = Field(
+        4, description="Patients pulled at the same time from one EHR connection."
+    )
+    pull_observation_categories: tuple[str, ...] = Field(
+        ("social-history", "survey", "functional-status"),
+        description="Observation categories a pull reads (empty: every Observation).",
+    )
+    pull_poll_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="How often the pull runner looks for queued pull jobs."
+    )
+    pull_refresh_interval_seconds: Annotated[float, Field(ge=0)] = Field(
+        0.0,
+        description="Every this many seconds, pull again the linked patients of open cases "
+        "(0: no scheduled refresh).",
+    )
+
     fhir_access_token_lifetime_seconds: Annotated[int, Field(gt=0, le=3600)] = Field(
         300, description="Lifetime of the access tokens /auth/token issues for /fhir, in seconds."
     )

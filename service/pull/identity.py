@@ -1,0 +1,91 @@
+"""Which local patient an EHR patient is: matched by identifier (system|value) or by an existing
+link, never by name or birth date. When the identifiers and the link point to more than one
+local patient, nothing is merged or linked: the conflict is recorded for a person to resolve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mappings.from_fhir.patient import patient_record
+from service.db.base import new_id
+from service.db.changes import note_patient_changed
+from service.ehr.client import JsonObject
+from service.links.models import PatientLink
+from service.links.repository import link_patient
+from service.patients.models import Patient, PatientIdentifier
+from service.patients.repository import identifier_owner
+from service.pull import repository
+
+
+@dataclass(frozen=True)
+class Matched:
+    patient_id: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class Ambiguous:
+    conflict_id: str
+    candidate_patient_ids: list[str]
+    reason: str
+
+
+def remote_identifiers(patient: JsonObject) -> list[tuple[str, str]]:
+    return [
+        (str(i["system"]), str(i["value"]))
+        for i in patient.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") and i.get("value")
+    ]
+
+
+async def match_patient(
+    session: AsyncSession, connection_id: str, remote: JsonObject, actor: str
+) -> Matched | Ambiguous:
+    remote_id = str(remote["id"])
+    pointers: dict[str, list[str]] = {}
+    link = await session.scalar(
+        select(PatientLink).where(
+            PatientLink.connection_id == connection_id, PatientLink.remote_id == remote_id
+        )
+    )
+    if link is not None:
+        pointers.setdefault(link.patient_id, []).append(f"the link of Patient/{remote_id}")
+    for system, value in remote_identifiers(remote):
+        owner = await identifier_owner(session, system, value)
+        if owner is not None:
+            pointers.setdefault(owner, []).append(f"identifier {system}|{value}")
+    if len(pointers) > 1:
+        reason = "; ".join(
+            f"{', '.join(what)} -> patient {patient_id}"
+            for patient_id, what in sorted(pointers.items())
+        )
+        conflict = await repository.add_conflict(
+            session, connection_id, remote_id, list(pointers), reason
+        )
+        return Ambiguous(conflict.id, sorted(pointers), reason)
+    if pointers:
+        [patient_id] = pointers
+        await link_patient(session, connection_id, patient_id, remote_id)
+        return Matched(patient_id, created=False)
+    patient = _new_local_patient(remote)
+    session.add(patient)
+    await session.flush()
+    note_patient_changed(session, patient.id, actor)
+    await link_patient(session, connection_id, patient.id, remote_id)
+    return Matched(patient.id, created=True)
+
+
+def _new_local_patient(remote: JsonObject) -> Patient:
+    record = patient_record(remote)
+    # The local id is ours: the EHR's id lives in the PatientLink.
+    return Patient(
+        id=new_id(),
+        given_name=record.given_name,
+        family_name=record.family_name,
+        birth_date=record.birth_date,
+        gender=record.gender,
+        identifiers=[PatientIdentifier(system=i.system, value=i.value) for i in record.identifiers],
+    )

@@ -1,0 +1,312 @@
+"""Every query of the pull domain. Records and cursors are written with INSERT ... ON CONFLICT
+DO UPDATE, so a repeated, resumed or concurrent pull never adds a second row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mappings.vocabulary import CaseStatus
+from service.cases.models import Case
+from service.db.base import new_id, utcnow
+from service.ehr.client import JsonObject
+from service.links.models import PatientLink
+from service.pull.models import (
+    BulkCursor,
+    IdentityConflict,
+    PullCursor,
+    PulledRecord,
+    PullJob,
+    PullState,
+)
+from service.pull.reader import parse_instant
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table)
+
+
+async def upsert_records(
+    session: AsyncSession,
+    connection_id: str,
+    patient_id: str | None,
+    remote_patient_id: str | None,
+    resources: Sequence[JsonObject],
+) -> int:
+    """Store one patient's resources as pulled (their exact JSON); returns how many."""
+    return await upsert_record_rows(
+        session, connection_id, [(patient_id, remote_patient_id, r) for r in resources]
+    )
+
+
+async def upsert_record_rows(
+    session: AsyncSession,
+    connection_id: str,
+    rows: Sequence[tuple[str | None, str | None, JsonObject]],
+) -> int:
+    """Store resources of any patients: (local patient id, remote patient id, resource)."""
+    if not rows:
+        return 0
+    now = utcnow()
+    values = [
+        {
+            "id": new_id(),
+            "connection_id": connection_id,
+            "resource_type": resource["resourceType"],
+            "remote_id": resource["id"],
+            "remote_version_id": _meta(resource, "versionId"),
+            "remote_last_updated": parse_instant(_meta(resource, "lastUpdated")),
+            "patient_id": patient_id,
+            "remote_patient_id": remote_patient_id,
+            "content": orjson.dumps(resource),
+            "pulled_at": now,
+        }
+        for patient_id, remote_patient_id, resource in rows
+    ]
+    statement = _insert(session, PulledRecord)
+    statement = statement.on_conflict_do_update(
+        index_elements=["connection_id", "resource_type", "remote_id"],
+        set_={
+            name: statement.excluded[name]
+            for name in (
+                "remote_version_id",
+                "remote_last_updated",
+                "patient_id",
+                "remote_patient_id",
+                "content",
+                "pulled_at",
+            )
+        },
+    )
+    await session.execute(statement, values)
+    return len(values)
+
+
+async def linked_patients(
+    session: AsyncSession, connection_id: str, remote_ids: Sequence[str]
+) -> dict[str, str]:
+    """Local patient ids of the remote patients that are linked, by remote id."""
+    if not remote_ids:
+        return {}
+    rows = await session.execute(
+        select(PatientLink.remote_id, PatientLink.patient_id).where(
+            PatientLink.connection_id == connection_id,
+            PatientLink.remote_id.in_(list(set(remote_ids))),
+        )
+    )
+    return dict(rows.all())
+
+
+async def bulk_cursor(
+    session: AsyncSession, connection_id: str, group_id: str
+) -> dt.datetime | None:
+    return await session.scalar(
+        select(BulkCursor.since).where(
+            BulkCursor.connection_id == connection_id, BulkCursor.group_id == group_id
+        )
+    )
+
+
+async def advance_bulk_cursor(
+    session: AsyncSession, connection_id: str, group_id: str, since: dt.datetime
+) -> None:
+    statement = _insert(session, BulkCursor)
+    statement = statement.on_conflict_do_update(
+        index_elements=["connection_id", "group_id"], set_={"since": statement.excluded["since"]}
+    )
+    await session.execute(
+        statement, [{"connection_id": connection_id, "group_id": group_id, "since": since}]
+    )
+
+
+async def cursors_of(
+    session: AsyncSession, connection_id: str, remote_patient_id: str
+) -> dict[str, dt.datetime]:
+    rows = await session.execute(
+        select(PullCursor.resource_type, PullCursor.since).where(
+            PullCursor.connection_id == connection_id,
+            PullCursor.remote_patient_id == remote_patient_id,
+        )
+    )
+    return dict(rows.all())
+
+
+async def advance_cursors(
+    session: AsyncSession,
+    connection_id: str,
+    remote_patient_id: str,
+    sinces: dict[str, dt.datetime],
+) -> None:
+    if not sinces:
+        return
+    statement = _insert(session, PullCursor)
+    statement = statement.on_conflict_do_update(
+        index_elements=["connection_id", "remote_patient_id", "resource_type"],
+        set_={"since": statement.excluded["since"]},
+    )
+    await session.execute(
+        statement,
+        [
+            {
+                "connection_id": connection_id,
+                "remote_patient_id": remote_patient_id,
+                "resource_type": resource_type,
+                "since": since,
+            }
+            for resource_type, since in sinces.items()
+        ],
+    )
+
+
+async def records_of_patient(
+    session: AsyncSession, connection_id: str, patient_id: str
+) -> list[PulledRecord]:
+    rows = await session.scalars(
+        select(PulledRecord)
+        .where(PulledRecord.connection_id == connection_id, PulledRecord.patient_id == patient_id)
+        .order_by(PulledRecord.resource_type, PulledRecord.remote_id)
+    )
+    return list(rows)
+
+
+async def stored_resources(
+    session: AsyncSession, connection_id: str, remote_patient_id: str, resource_type: str
+) -> list[JsonObject]:
+    rows = await session.scalars(
+        select(PulledRecord.content).where(
+            PulledRecord.connection_id == connection_id,
+            PulledRecord.remote_patient_id == remote_patient_id,
+            PulledRecord.resource_type == resource_type,
+        )
+    )
+    return [orjson.loads(content) for content in rows]
+
+
+async def add_conflict(
+    session: AsyncSession,
+    connection_id: str,
+    remote_patient_id: str,
+    candidates: Sequence[str],
+    reason: str,
+) -> IdentityConflict:
+    """The open conflict of this remote patient, updated; or a new one."""
+    existing = await session.scalar(
+        select(IdentityConflict).where(
+            IdentityConflict.connection_id == connection_id,
+            IdentityConflict.remote_patient_id == remote_patient_id,
+            IdentityConflict.resolved_at.is_(None),
+        )
+    )
+    if existing is not None:
+        existing.candidate_patient_ids = sorted(candidates)
+        existing.reason = reason
+        existing.detected_at = utcnow()
+        await session.flush()
+        return existing
+    conflict = IdentityConflict(
+        connection_id=connection_id,
+        remote_patient_id=remote_patient_id,
+        candidate_patient_ids=sorted(candidates),
+        reason=reason,
+    )
+    session.add(conflict)
+    await session.flush()
+    return conflict
+
+
+async def open_conflicts(session: AsyncSession) -> list[IdentityConflict]:
+    rows = await session.scalars(
+        select(IdentityConflict)
+        .where(IdentityConflict.resolved_at.is_(None))
+        .order_by(IdentityConflict.detected_at, IdentityConflict.id)
+    )
+    return list(rows)
+
+
+async def get_job(session: AsyncSession, job_id: str) -> PullJob | None:
+    return await session.get(PullJob, job_id)
+
+
+async def queued_job_ids(session: AsyncSession, exclude: Sequence[str]) -> list[str]:
+    rows = await session.scalars(
+        select(PullJob.id)
+        .where(PullJob.state == PullState.queued, PullJob.id.not_in(list(exclude)))
+        .order_by(PullJob.created_at, PullJob.id)
+    )
+    return list(rows)
+
+
+async def unfinished_job_count(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(PullJob)
+        .where(PullJob.state.in_([PullState.queued, PullState.running]))
+    )
+    return int(count or 0)
+
+
+async def claim_job(session: AsyncSession, job_id: str) -> bool:
+    """queued -> running; False when another runner (or a cancel) got there first."""
+    result = await session.execute(
+        update(PullJob)
+        .where(PullJob.id == job_id, PullJob.state == PullState.queued)
+        .values(state=PullState.running, started_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def refresh_targets(session: AsyncSession) -> dict[str, list[str]]:
+    """Remote patient ids of the linked patients of open cases, per connection."""
+    rows = await session.execute(
+        select(PatientLink.connection_id, PatientLink.remote_id)
+        .join(Case, Case.patient_id == PatientLink.patient_id)
+        .where(Case.status != CaseStatus.closed)
+        .distinct()
+        .order_by(PatientLink.connection_id, PatientLink.remote_id)
+    )
+    targets: dict[str, list[str]] = {}
+    for connection_id, remote_id in rows.all():
+        targets.setdefault(connection_id, []).append(remote_id)
+    return targets
+
+
+async def has_unfinished_job(session: AsyncSession, connection_id: str, requested_by: str) -> bool:
+    found = await session.scalar(
+        select(PullJob.id)
+        .where(
+            PullJob.connection_id == connection_id,
+            PullJob.requested_by == requested_by,
+            PullJob.state.in_([PullState.queued, PullState.running]),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def note_progress(session: AsyncSession, job_id: str, note: str | None) -> None:
+    await session.execute(
+        update(PullJob).where(PullJob.id == job_id).values(progress_note=(note or "")[:500])
+    )
+
+
+async def requeue_running_jobs(session: AsyncSession) -> int:
+    """After a restart: a job left `running` was interrupted; it runs again from the start
+    (the upserts and cursors make that safe and cheap)."""
+    result = await session.execute(
+        update(PullJob).where(PullJob.state == PullState.running).values(state=PullState.queued)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _meta(resource: JsonObject, name: str) -> str | None:
+    meta = resource.get("meta")
+    value = meta.get(name) if isinstance(meta, dict) else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,142 @@
+"""HTTP routes of pulls: start a pull job, watch it, cancel it; identity conflicts to resolve;
+the records pulled for a patient."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, BackgroundTasks, Request, Response, status
+
+from service.api.problems import PROBLEM_RESPONSES, problems
+from service.auth.deps import ActorDep
+from service.connections.service import load_connection
+from service.db.session import SessionDep
+from service.errors import Conflict, NotFound
+from service.pull import repository
+from service.pull.case_opening import open_case_from_ehr
+from service.pull.models import PullJob, PullState
+from service.pull.runner import PullRunner
+from service.pull.schemas import (
+    CaseFromEhrOut,
+    IdentityConflictOut,
+    ImportedResourceOut,
+    PullCreate,
+    PulledRecordOut,
+    PullOut,
+    SkippedResourceOut,
+)
+
+router = APIRouter(tags=["pulls"], responses=PROBLEM_RESPONSES)
+
+
+def _runner(request: Request) -> PullRunner:
+    runner: PullRunner = request.app.state.pull_runner
+    return runner
+
+
+@router.post(
+    "/api/connections/{connection_id}/pulls",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems(409),
+)
+async def start_pull(
+    connection_id: str,
+    body: PullCreate,
+    session: SessionDep,
+    actor: ActorDep,
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
+) -> PullOut:
+    """Queue a pull of the given patients' records; it runs in the background."""
+    await load_connection(session, connection_id)
+    job = PullJob(
+        connection_id=connection_id,
+        state=PullState.queued,
+        targets=[target.model_dump(exclude_none=True) for target in body.patients or []],
+        bulk_group_id=body.group.id if body.group else None,
+        bulk_types=list(body.group.types) if body.group else [],
+        requested_by=actor.id,
+        counts={},
+        failures=[],
+    )
+    session.add(job)
+    await session.flush()
+    # Background tasks run after the commit, so the runner finds the job.
+    background.add_task(_runner(request).wake)
+    response.headers["Location"] = f"/api/pulls/{job.id}"
+    return PullOut.model_validate(job)
+
+
+@router.get("/api/pulls/identity-conflicts")
+async def get_identity_conflicts(
+    session: SessionDep, _actor: ActorDep
+) -> list[IdentityConflictOut]:
+    """EHR patients whose identifiers point to more than one local patient: nothing was merged."""
+    return [IdentityConflictOut.model_validate(c) for c in await repository.open_conflicts(session)]
+
+
+@router.get("/api/pulls/{pull_id}")
+async def get_pull(pull_id: str, session: SessionDep, _actor: ActorDep) -> PullOut:
+    job = await repository.get_job(session, pull_id)
+    if job is None:
+        raise NotFound(f"pull {pull_id} not found")
+    return PullOut.model_validate(job)
+
+
+@router.post("/api/pulls/{pull_id}/cancel", responses=problems(409))
+async def cancel_pull(
+    pull_id: str,
+    session: SessionDep,
+    _actor: ActorDep,
+    request: Request,
+    background: BackgroundTasks,
+) -> PullOut:
+    job = await repository.get_job(session, pull_id)
+    if job is None:
+        raise NotFound(f"pull {pull_id} not found")
+    if job.state not in (PullState.queued, PullState.running):
+        raise Conflict(f"pull {pull_id} is already {job.state.value}")
+    job.cancel_requested = True
+    if job.state is PullState.queued:
+        job.state = PullState.cancelled
+    await session.flush()
+    background.add_task(_runner(request).stop_job, pull_id)
+    return PullOut.model_validate(job)
+
+
+@router.get("/api/connections/{connection_id}/patients/{patient_id}/records")
+async def get_pulled_records(
+    connection_id: str, patient_id: str, session: SessionDep, _actor: ActorDep
+) -> list[PulledRecordOut]:
+    """What the last pulls stored for a local patient from that connection."""
+    records = await repository.records_of_patient(session, connection_id, patient_id)
+    return [PulledRecordOut.model_validate(record) for record in records]
+
+
+@router.post(
+    "/api/connections/{connection_id}/patients/{patient_id}/cases",
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(409),
+)
+async def open_case_from_pulled_record(
+    connection_id: str,
+    patient_id: str,
+    session: SessionDep,
+    actor: ActorDep,
+    response: Response,
+) -> CaseFromEhrOut:
+    """Open a case at intake from what was pulled: needs from the EHR's problems and health
+    concerns, and its CarePlan, Goals, ServiceRequests and CareTeam, each linked to its source."""
+    await load_connection(session, connection_id)
+    opened = await open_case_from_ehr(session, actor, connection_id, patient_id)
+    response.headers["Location"] = f"/api/cases/{opened.case_id}"
+    return CaseFromEhrOut(
+        case_id=opened.case_id,
+        imported=[
+            ImportedResourceOut(resource_type=kind, remote_id=remote, local_id=local)
+            for kind, remote, local in opened.imported
+        ],
+        skipped=[
+            SkippedResourceOut(resource_type=kind, remote_id=remote, reason=reason)
+            for kind, remote, reason in opened.skipped
+        ],
+    )

@@ -1,0 +1,121 @@
+"""Pull one patient's record from one connection into CaseBridge: read it (reader), decide who
+the patient is (identity), and store every resource, the link and the new cursors in one
+transaction. Safe to repeat: records are upserted and cursors only move on after a type was
+read in full."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from service.db.session import Database
+from service.ehr.client import FhirClient, JsonObject
+from service.ehr.discovery import Capabilities
+from service.ehr.errors import EhrError
+from service.pull import repository
+from service.pull.identity import Ambiguous, match_patient
+from service.pull.reader import (
+    CARE_PLAN_REFERENCES,
+    RECORD_TYPES,
+    Failure,
+    PullTarget,
+    TypeRead,
+    read_by_reference,
+    read_record_types,
+    read_remote_patient,
+    referenced_ids,
+)
+
+
+@dataclass
+class PatientPullResult:
+    target: PullTarget
+    remote_patient_id: str | None = None
+    patient_id: str | None = None
+    patient_created: bool = False
+    conflict_id: str | None = None
+    # Resources stored, per type (the Patient included).
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.patient_id is not None and not self.failures
+
+
+async def pull_patient_record(
+    database: Database,
+    client: FhirClient,
+    connection_id: str,
+    target: PullTarget,
+    *,
+    actor: str,
+    capabilities: Capabilities | None,
+    observation_categories: Sequence[str] = (),
+    types: Sequence[str] = RECORD_TYPES,
+) -> PatientPullResult:
+    result = PatientPullResult(target)
+    try:
+        remote = await read_remote_patient(client, target)
+    except EhrError as exc:
+        result.failures.append(Failure("Patient", exc.detail, target.remote_id))
+        return result
+    remote_id = str(remote["id"])
+    result.remote_patient_id = remote_id
+    async with database.transaction(write=False) as session:
+        cursors = await repository.cursors_of(session, connection_id, remote_id)
+        stored_plans = await repository.stored_resources(
+            session, connection_id, remote_id, "CarePlan"
+        )
+    reads = await read_record_types(
+        client, remote_id, capabilities, cursors, observation_categories, types
+    )
+    reads = await _read_unsearchable_by_reference(client, reads, stored_plans)
+    async with database.transaction() as session:
+        match = await match_patient(session, connection_id, remote, actor)
+        if isinstance(match, Ambiguous):
+            result.conflict_id = match.conflict_id
+            result.failures.append(
+                Failure("Patient", f"ambiguous identity, left for a person: {match.reason}")
+            )
+            return result
+        result.patient_id = match.patient_id
+        result.patient_created = match.created
+        result.counts["Patient"] = await repository.upsert_records(
+            session, connection_id, match.patient_id, remote_id, [remote]
+        )
+        advanced: dict[str, dt.datetime] = {}
+        for read in reads:
+            stored = await repository.upsert_records(
+                session, connection_id, match.patient_id, remote_id, list(read.resources.values())
+            )
+            result.counts[read.resource_type] = stored
+            result.failures.extend(read.invalid)
+            if read.failure is not None:
+                result.failures.append(Failure(read.resource_type, read.failure))
+            elif read.server_time is not None and not read.invalid:
+                # Only a type read in full moves on; an invalid resource is read again next
+                # time, in case the EHR has corrected it.
+                advanced[read.resource_type] = read.server_time
+        await repository.advance_cursors(session, connection_id, remote_id, advanced)
+    return result
+
+
+async def _read_unsearchable_by_reference(
+    client: FhirClient, reads: list[TypeRead], stored_plans: Sequence[JsonObject]
+) -> list[TypeRead]:
+    """Goals and CareTeams the EHR will not search by patient are read by the references of the
+    patient's CarePlans: those just pulled and those stored before (an incremental pull only
+    returns the CarePlans that changed, but their Goals may have changed on their own)."""
+    plans_read = next((r for r in reads if r.resource_type == "CarePlan"), None)
+    if plans_read is None or not plans_read.complete:
+        return reads
+    plans = {**{str(p["id"]): p for p in stored_plans}, **plans_read.resources}
+    replaced: list[TypeRead] = []
+    for read in reads:
+        if read.not_searchable and read.resource_type in CARE_PLAN_REFERENCES:
+            ids = referenced_ids(list(plans.values()), read.resource_type)
+            read = await read_by_reference(client, read.resource_type, ids)
+        replaced.append(read)
+    return replaced
