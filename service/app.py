@@ -28,6 +28,9 @@ from service.fhir_auth import routes as fhir_auth
 from service.fhir_store.projector import project_changes
 from service.patients import routes as patients
 from service.plans.routes import goals_router, interventions_router
+from service.push import routes as push
+from service.push.dispatcher import PushDispatcher
+from service.push.outbox import enqueue_pushes
 from service.settings import Settings, get_settings
 from service.smart import jwks_routes, launch_routes
 
@@ -52,9 +55,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("upgrading the database schema (auto_migrate)")
         await upgrade_to_head(database.engine)
     database.before_commit.append(project_changes)
+    # After the projection: it reads which cases got new versions.
+    database.before_commit.append(enqueue_pushes)
     app.state.database = database
     app.state.audit_recorder = AuditRecorder(database)
     app.state.audit_recorder.start()
+    app.state.push_dispatcher = None
+    if settings.push_dispatcher_enabled:
+        app.state.push_dispatcher = PushDispatcher(database)
+        app.state.push_dispatcher.start()
     app.state.oidc_verifier = (
         OidcVerifier(
             settings.oidc_issuer,
@@ -68,6 +77,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if app.state.push_dispatcher is not None:
+            await app.state.push_dispatcher.close()
         await app.state.audit_recorder.close()
         if app.state.oidc_verifier is not None:
             await app.state.oidc_verifier.aclose()
@@ -107,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fhir_auth.admin_router,
         fhir_auth.oauth_router,
         audit.router,
+        push.router,
         # Routers of further domains go here.
     ):
         app.include_router(router)

@@ -12,6 +12,7 @@ from service.fhir_store import models as fhir_store
 from service.links import models as links
 from service.patients import models as patients
 from service.plans import models as plans
+from service.push import models as push
 from service.smart import models as smart
 
 __all__ = [
@@ -27,5 +28,6 @@ __all__ = [
     "links",
     "patients",
     "plans",
+    "push",
     "smart",
 ]
