@@ -28,7 +28,12 @@ from service.db.base import new_id, utcnow
 from service.db.session import Database
 from service.ehr.client import FhirClient, WriteResult, as_etag
 from service.ehr.discovery import Capabilities
-from service.ehr.errors import EhrPreconditionFailed, EhrProtocolError, EhrRejected
+from service.ehr.errors import (
+    EhrForbidden,
+    EhrPreconditionFailed,
+    EhrProtocolError,
+    EhrRejected,
+)
 from service.push.job import LinkState, LocalResource, PushJob, record_pushed
 from service.push.merge import rebase_local_changes, three_way_merge
 from service.push.remote_form import RemoteForm, remote_form, without_server_owned
@@ -248,7 +253,9 @@ async def _record_state(ctx: PushContext, resource: LocalResource, state: LinkSt
 
 
 class TransactionConflict(Exception):
-    """The EHR refused the transaction with 412/409: push in ordered mode instead."""
+    """The EHR refused the transaction with 412/409 (some copy changed there), or with 403
+    (its scopes allow writing each type but not a whole-system transaction, as sekmet does
+    without `system/*` scopes): push in ordered mode instead."""
 
 
 async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> None:
@@ -305,7 +312,7 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
             headers={"Content-Type": "application/fhir+json"},
         )
     except EhrRejected as exc:
-        if isinstance(exc, EhrPreconditionFailed) or exc.remote_status == 409:
+        if isinstance(exc, EhrPreconditionFailed | EhrForbidden) or exc.remote_status == 409:
             raise TransactionConflict(str(exc)) from exc
         raise
     answer = orjson.loads(response.content)
