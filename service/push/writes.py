@@ -161,11 +161,13 @@ async def _find_existing(
     client, caps = ctx.client, ctx.capabilities
     if caps.supports_conditional_create(resource.resource_type):
         result = await client.create(body, if_none_exist=identifier_query(system, value))
-        if result.status == 201:
+        existing = without_server_owned(result.resource or {})
+        if result.status == 201 or existing == body:
+            # Created, or already there exactly as we would write it (a replay): no update.
             await _record(ctx, resource, result, body)
             return None
         remote_id, version = _identity(resource.resource_type, result)
-        return LinkState(remote_id, version, None, without_server_owned(result.resource or {}))
+        return LinkState(remote_id, version, None, existing)
     if caps.supports_search_param(resource.resource_type, "identifier"):
         async for found in client.search(
             resource.resource_type, [("identifier", f"{system}|{value}")]
@@ -332,7 +334,11 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
         remote_id, version = _identity(resource.resource_type, result)
         version = version or _etag_version(outcome.get("etag"))
         created_before = resource.link is None or resource.link.remote_id is None
-        if created_before and result.status == 200:
+        if (
+            created_before
+            and result.status == 200
+            and without_server_owned(result.resource or {}) != body
+        ):
             # The EHR had it already (a push that was not recorded): update it in order.
             server_copy = without_server_owned(result.resource or {})
             await _record_state(ctx, resource, LinkState(remote_id, version, None, server_copy))

@@ -8,63 +8,21 @@ list Goal or CareTeam at all, so those are reported as not supported by this EHR
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from mappings.canonical import IDENTIFIER_SYSTEM
 from service.db.session import Database
-from service.ehr.client import FhirClient
 from service.links.models import ResourceLink
 from service.push.dispatcher import PushDispatcher
 from tests.api.case_factory import ok, patch_case
+from tests.push.conftest import Ehr
 from tests.push.linked_cases import linked_case
-from tests.smart.sekmet_server import RS384_CLIENT, SekmetServer, sekmet_binary, start_sekmet, stop
-from tests.smart.test_sekmet_integration import Casebridge
 
 pytestmark = pytest.mark.integration
-
-WRITE_SCOPES = (
-    "system/CarePlan.cruds system/Goal.cruds system/ServiceRequest.cruds system/Condition.cruds "
-    "system/CareTeam.cruds system/Provenance.cruds system/Patient.cruds"
-)
-
-
-@pytest.fixture(scope="session")
-def writable_sekmet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SekmetServer]:
-    binary = sekmet_binary()
-    if binary is None:
-        pytest.skip("the `sekmet` binary is missing: pip install sekmet-fhir (a test extra)")
-    server, process = start_sekmet(binary, tmp_path_factory.mktemp("sekmet-push"), WRITE_SCOPES)
-    yield server
-    stop(process)
-
-
-@dataclass
-class Ehr:
-    connection_id: str
-    fhir: FhirClient
-
-    async def by_identifier(self, resource_type: str, value: str) -> list[dict[str, Any]]:
-        system = IDENTIFIER_SYSTEM[resource_type]
-        return [
-            r async for r in self.fhir.search(resource_type, [("identifier", f"{system}|{value}")])
-        ]
-
-
-@pytest.fixture
-async def ehr(
-    client: httpx.AsyncClient, database: Database, writable_sekmet: SekmetServer
-) -> AsyncIterator[Ehr]:
-    casebridge = Casebridge(client, database, writable_sekmet)
-    registered = await casebridge.register(RS384_CLIENT, "RS384", WRITE_SCOPES.split())
-    fhir = await casebridge.fhir(registered.id)
-    yield Ehr(registered.id, fhir)
-    await fhir.aclose()
 
 
 @pytest.fixture
