@@ -20,6 +20,13 @@ async def linked_case(
     created = await fhir.create({"resourceType": "Patient", "name": [{"family": "Remote"}]})
     assert created.resource is not None
     remote_id = str(created.resource["id"])
+    return await case_of_linked_patient(client, database, connection_id, remote_id), remote_id
+
+
+async def case_of_linked_patient(
+    client: httpx.AsyncClient, database: Database, connection_id: str, remote_id: str
+) -> dict[str, Any]:
+    """A planned case of a new local patient linked to `Patient/<remote_id>` on the connection."""
     patient = await create_patient(client)
     async with database.transaction() as session:
         await link_patient(session, connection_id, patient["id"], remote_id)
@@ -68,4 +75,5 @@ async def linked_case(
         ),
         201,
     )
-    return ok(await client.get(base)), remote_id
+    case: dict[str, Any] = ok(await client.get(base))
+    return case
