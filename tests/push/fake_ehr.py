@@ -92,7 +92,7 @@ class FakeEhr:
         self.requests.append(request)
         path = request.url.path.removeprefix("/fhir").strip("/")
         parts = path.split("/") if path else []
-        body = orjson.loads(request.content) if request.content else None
+        body: Any = orjson.loads(request.content) if request.content else None
         if request.method == "POST" and not parts:
             return self._transaction(body)
         status, resource = self._one(

@@ -75,5 +75,5 @@ async def case_of_linked_patient(
         ),
         201,
     )
-    case: dict[str, Any] = ok(await client.get(base))
-    return case
+    planned: dict[str, Any] = ok(await client.get(base))
+    return planned
