@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from mappings.bundles import full_url, identifier_query, own_identifier
+from mappings.bundles import full_url, identifier_query, own_identifier, with_references
 from mappings.to_fhir.provenance import CaseChange, provenance_resource
 from service.db.base import new_id, utcnow
 from service.db.session import Database
@@ -322,6 +322,14 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
     if answer.get("type") != "transaction-response" or len(answered) != len(entries):
         raise EhrProtocolError("the transaction response does not answer every entry")
     ctx.report.strategy = "transaction"
+    confirmed: list[tuple[LocalResource, LinkState]] = []
+    stale: list[LocalResource] = []
+    # The merge base must name the EHR's ids, not this Bundle's urn:uuids.
+    assigned = {
+        str(entry["fullUrl"]): "/".join(_identity_of(resource.resource_type, answer))
+        for resource, entry, answer in zip(resources, entries, answered, strict=False)
+    }
+    bodies = [with_references(body, assigned) for body in bodies]
     for resource, body, entry in zip(resources, bodies, answered, strict=False):
         outcome = entry.get("response") or {}
         result = WriteResult(
@@ -334,17 +342,30 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
         remote_id, version = _identity(resource.resource_type, result)
         version = version or _etag_version(outcome.get("etag"))
         created_before = resource.link is None or resource.link.remote_id is None
-        if (
-            created_before
-            and result.status == 200
-            and without_server_owned(result.resource or {}) != body
-        ):
-            # The EHR had it already (a push that was not recorded): update it in order.
-            server_copy = without_server_owned(result.resource or {})
-            await _record_state(ctx, resource, LinkState(remote_id, version, None, server_copy))
-            await _write_one(ctx, resource, outgoing(resource, linked_targets(ctx)).body)
-            continue
-        await _record_state(ctx, resource, LinkState(remote_id, version, resource.version_id, body))
+        server_copy = without_server_owned(result.resource or {})
+        if created_before and result.status == 200 and server_copy != body:
+            # The EHR had it, differently (a push that was not recorded): update it next.
+            confirmed.append((resource, LinkState(remote_id, version, None, server_copy)))
+            stale.append(resource)
+        else:
+            confirmed.append((resource, LinkState(remote_id, version, resource.version_id, body)))
+    # One transaction for the whole Bundle's links: the EHR applied it all or nothing.
+    async with ctx.database.transaction(hooks=False) as session:
+        for resource, state in confirmed:
+            await record_pushed(session, ctx.job.connection_id, resource, state)
+    ctx.report.written += [
+        f"{r.resource_type}/{state.remote_id}/_history/{state.remote_version_id}"
+        for r, state in confirmed
+        if r not in stale
+    ]
+    for resource in stale:
+        await _write_one(ctx, resource, outgoing(resource, linked_targets(ctx)).body)
+
+
+def _identity_of(resource_type: str, answer: JsonDict) -> tuple[str, str]:
+    outcome = answer.get("response") or {}
+    result = WriteResult(0, answer.get("resource"), None, None, outcome.get("location"))
+    return resource_type, _identity(resource_type, result)[0]
 
 
 def _etag_version(etag: str | None) -> str | None:

@@ -38,12 +38,17 @@ WRITE_SCOPES = (
 )
 
 
+TRANSACTION_SCOPE = "system/*.cruds"
+
+
 @pytest.fixture(scope="session")
 def writable_sekmet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SekmetServer]:
     binary = sekmet_binary()
     if binary is None:
         pytest.skip("the `sekmet` binary is missing: pip install sekmet-fhir (a test extra)")
-    server, process = start_sekmet(binary, tmp_path_factory.mktemp("sekmet-push"), WRITE_SCOPES)
+    # sekmet checks a transaction against a `system/*` scope, which a connection may ask for.
+    allowed = f"{WRITE_SCOPES} {TRANSACTION_SCOPE}"
+    server, process = start_sekmet(binary, tmp_path_factory.mktemp("sekmet-push"), allowed)
     yield server
     stop(process)
 
@@ -60,10 +65,15 @@ class Ehr:
         ]
 
 
-async def register_ehr(client: httpx.AsyncClient, database: Database, server: SekmetServer) -> Ehr:
+async def register_ehr(
+    client: httpx.AsyncClient,
+    database: Database,
+    server: SekmetServer,
+    scopes: str = WRITE_SCOPES,
+) -> Ehr:
     """A Backend Services connection to `server` with write scopes, and a client for it."""
     casebridge = Casebridge(client, database, server)
-    registered = await casebridge.register(RS384_CLIENT, "RS384", WRITE_SCOPES.split())
+    registered = await casebridge.register(RS384_CLIENT, "RS384", scopes.split())
     return Ehr(registered.id, await casebridge.fhir(registered.id))
 
 

@@ -94,6 +94,9 @@ async def test_a_transaction_bundle_of_conditional_creates_then_if_match_updates
         "ifMatch": 'W/"1"',
     }
     assert plan_update["resource"]["title"] == "Home with support"
+    # The merge base names the EHR's ids, never the first Bundle's urn:uuids.
+    condition_id = fake.of_type("Condition")[0]["id"]
+    assert plan_update["resource"]["addresses"] == [{"reference": f"Condition/{condition_id}"}]
     # Only what changed is sent again (the CarePlan), with its Provenance.
     assert [e["resource"]["resourceType"] for e in update_bundle["entry"]] == [
         "CarePlan",

@@ -17,10 +17,12 @@ from sqlalchemy import select
 
 from service.db.session import Database
 from service.links.models import ResourceLink
+from service.push import pusher
 from service.push.dispatcher import PushDispatcher
 from tests.api.case_factory import ok, patch_case
-from tests.push.conftest import Ehr
+from tests.push.conftest import TRANSACTION_SCOPE, Ehr, register_ehr
 from tests.push.linked_cases import linked_case
+from tests.smart.sekmet_server import SekmetServer
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +165,37 @@ async def test_a_true_conflict_parks_the_push_until_a_person_resolves_it(
     await dispatcher.run_until_idle()
     assert (await sync_status(client, case["id"]))["status"] == "synced"
     assert ok(await client.get("/api/push/conflicts")) == []
+
+
+async def test_with_a_system_scope_the_push_is_one_transaction(
+    client: httpx.AsyncClient,
+    database: Database,
+    writable_sekmet: SekmetServer,
+    dispatcher: PushDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def no_ordered_writes(*_args: object) -> None:
+        raise AssertionError("the push fell back to ordered writes")
+
+    monkeypatch.setattr(pusher, "push_ordered", no_ordered_writes)
+    ehr = await register_ehr(client, database, writable_sekmet, TRANSACTION_SCOPE)
+    try:
+        case, remote_patient = await linked_case(client, database, ehr.fhir, ehr.connection_id)
+        await dispatcher.run_until_idle()
+        status = await sync_status(client, case["id"])
+        assert status["status"] == "synced", status["last_error"]
+        plan = await care_plan(ehr, case["id"])
+        [condition] = [r async for r in ehr.fhir.search("Condition", [("subject", remote_patient)])]
+        assert plan["addresses"] == [{"reference": f"Condition/{condition['id']}"}]
+        [referral] = [
+            r async for r in ehr.fhir.search("ServiceRequest", [("subject", remote_patient)])
+        ]
+        assert referral["basedOn"][0]["reference"] == f"CarePlan/{plan['id']}"
+
+        ok(await patch_case(client, case, title="Home with support"))
+        await dispatcher.run_until_idle()
+        updated = await care_plan(ehr, case["id"])
+        assert updated["title"] == "Home with support"
+        assert int(updated["meta"]["versionId"]) == int(plan["meta"]["versionId"]) + 1
+    finally:
+        await ehr.fhir.aclose()
