@@ -10,9 +10,10 @@ If-Match updates, the ResourceLink ledger), so the repeat changes nothing twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
+import time
+from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
 
@@ -33,6 +34,7 @@ from service.security.encryption import SecretBox
 from service.smart.backend_services import BackendServicesTokens
 
 log = logging.getLogger(__name__)
+CONNECTION_RECHECK_SECONDS = 5.0
 
 
 class PushDispatcher:
@@ -53,7 +55,7 @@ class PushDispatcher:
             policy=self.policy, timeout_seconds=settings.ehr_timeout_seconds
         )
         # One pooled client per connection, remade when the connection row changes.
-        self._clients: dict[str, tuple[int, FhirClient, Capabilities]] = {}
+        self._clients: dict[str, _CachedClient] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -66,33 +68,51 @@ class PushDispatcher:
         self._stop.set()
         if self._task is not None:
             await self._task
-        for _, client, _ in self._clients.values():
-            await client.aclose()
+        for cached in self._clients.values():
+            await cached.client.aclose()
         self._clients.clear()
 
     async def run_forever(self) -> None:
+        """Keep up to `push_concurrency` pushes in flight: claim again as soon as one ends."""
+        running: set[asyncio.Task[None]] = set()
         while not self._stop.is_set():
-            try:
-                handled = await self.run_once()
-            except (DBAPIError, OSError):
-                # A claim that lost a race on SQLite ("database is locked"), a lost connection:
-                # nothing was claimed; try again after the poll interval.
-                log.exception("push claim failed")
-                handled = 0
-            if handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.settings.push_poll_seconds)
+            free = self.settings.push_concurrency - len(running)
+            claimed: list[Claim] = []
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except (DBAPIError, OSError):
+                    # A claim that lost a race on SQLite ("database is locked"), a lost
+                    # connection: nothing was claimed; try again after the poll interval.
+                    log.exception("push claim failed")
+            for claim in claimed:
+                task = asyncio.create_task(self._deliver(claim))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if claimed and len(claimed) == free:
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            elif not claimed:
+                waiting = {asyncio.ensure_future(self._stop.wait()), *running}
+                _, pending = await asyncio.wait(
+                    waiting,
+                    timeout=self.settings.push_poll_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for future in pending - running:
+                    future.cancel()
+        await asyncio.gather(*running)
 
     # ---- one round ---------------------------------------------------------------------------
 
     async def run_once(self) -> int:
         """Claim what is due (up to `push_concurrency` pairs) and push it; returns how many."""
-        async with self.database.transaction(hooks=False) as session:
-            claimed = await claims.claim_due(
-                session, self.settings.push_concurrency, self.settings.push_lease_seconds
-            )
+        claimed = await self._claim(self.settings.push_concurrency)
         await asyncio.gather(*(self._deliver(claim) for claim in claimed))
         return len(claimed)
+
+    async def _claim(self, limit: int) -> list[Claim]:
+        async with self.database.transaction(hooks=False) as session:
+            return await claims.claim_due(session, limit, self.settings.push_lease_seconds)
 
     async def run_until_idle(self, max_rounds: int = 100) -> None:
         """Push until nothing is due (tests, the CLI's --once)."""
@@ -150,16 +170,39 @@ class PushDispatcher:
         return ceiling * (0.5 + random.random() / 2)
 
     async def _client(self, connection_id: str) -> tuple[FhirClient, Capabilities]:
+        """The connection's pooled client. The row is re-read at most every few seconds, so a
+        changed connection (new key, base URL, rediscovered capabilities) is picked up soon
+        without a query per push."""
+        now = time.monotonic()
+        cached = self._clients.get(connection_id)
+        if cached is not None and now - cached.checked_at < CONNECTION_RECHECK_SECONDS:
+            return cached.client, cached.capabilities
         async with self.database.transaction(write=False) as session:
             connection = await load_connection(session, connection_id)
-        cached = self._clients.get(connection_id)
-        if cached is not None and cached[0] == connection.version:
-            return cached[1], cached[2]
+        if cached is not None and cached.version == connection.version:
+            cached.checked_at = now
+            return cached.client, cached.capabilities
         if cached is not None:
-            await cached[1].aclose()
-        capabilities = stored_capabilities(connection) or Capabilities()
-        client = fhir_client_for(
-            connection, settings=self.settings, box=self.box, tokens=self.tokens, policy=self.policy
+            await cached.client.aclose()
+        fresh = _CachedClient(
+            version=connection.version,
+            client=fhir_client_for(
+                connection,
+                settings=self.settings,
+                box=self.box,
+                tokens=self.tokens,
+                policy=self.policy,
+            ),
+            capabilities=stored_capabilities(connection) or Capabilities(),
+            checked_at=now,
         )
-        self._clients[connection_id] = (connection.version, client, capabilities)
-        return client, capabilities
+        self._clients[connection_id] = fresh
+        return fresh.client, fresh.capabilities
+
+
+@dataclass
+class _CachedClient:
+    version: int
+    client: FhirClient
+    capabilities: Capabilities
+    checked_at: float
