@@ -15,8 +15,6 @@ import random
 import time
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DBAPIError
-
 from service.connections.fhir_clients import fhir_client_for
 from service.connections.service import load_connection, stored_capabilities
 from service.db.session import Database
@@ -81,9 +79,10 @@ class PushDispatcher:
             if free > 0:
                 try:
                     claimed = await self._claim(free)
-                except (DBAPIError, OSError):
+                except Exception:
                     # A claim that lost a race on SQLite ("database is locked"), a lost
-                    # connection: nothing was claimed; try again after the poll interval.
+                    # connection: nothing was claimed (the transaction rolled back); the
+                    # dispatcher must outlive it and try again after the poll interval.
                     log.exception("push claim failed")
             for claim in claimed:
                 task = asyncio.create_task(self._deliver(claim))

@@ -36,7 +36,7 @@ async def get_sync_status(
     return [SyncStatusOut.model_validate(row) for row in await session.scalars(query.limit(500))]
 
 
-@router.post("/status/{case_id}/{connection_id}/replay", responses=problems(409))
+@router.post("/status/{case_id}/{connection_id}/replay", responses=problems(409, 413))
 async def replay_push(
     case_id: str, connection_id: str, session: SessionDep, _actor: ActorDep
 ) -> SyncStatusOut:
@@ -66,7 +66,7 @@ async def get_conflict(conflict_id: str, session: SessionDep, _actor: ActorDep) 
 
 @router.post(
     "/conflicts/{conflict_id}/resolve",
-    responses=problems(409, 412) | {502: {"description": "The EHR failed or misbehaved"}},
+    responses=problems(409, 412, 413) | {502: {"description": "The EHR failed or misbehaved"}},
 )
 async def resolve_conflict(
     conflict_id: str,
