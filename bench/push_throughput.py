@@ -226,7 +226,7 @@ async def push_all(database: Database, expected: int) -> float:
                 return time.perf_counter() - started
             if counts.get(SyncStatus.failed) or counts.get(SyncStatus.dead):
                 raise RuntimeError("some pushes failed: see push_syncs.last_error")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)
     finally:
         await dispatcher.close()
 

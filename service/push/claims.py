@@ -9,6 +9,7 @@ SQLite, the single writer serializes claims. An expired lease (a crashed worker)
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, or_, select, update
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.base import new_id, utcnow
 from service.push.dialect import is_postgres
+from service.push.job import LinkState, LocalResource, record_pushed
 from service.push.models import ConflictStatus, PushConflict, PushOutboxEntry, PushSync, SyncStatus
 
 CLAIMABLE = (SyncStatus.pending, SyncStatus.failed)
@@ -85,8 +87,12 @@ async def finish(
     *,
     synced_version: int | None,
     unsupported: dict[str, str],
+    links: Sequence[tuple[LocalResource, LinkState]] = (),
 ) -> SyncStatus | None:
-    """Mark the claimed outbox rows delivered and set the pair's status. None: lease lost."""
+    """Record the push's links, mark the claimed outbox rows delivered and set the pair's
+    status. None: the lease was lost (the links are recorded all the same: they are true)."""
+    for resource, state in links:
+        await record_pushed(session, claim.connection_id, resource, state)
     row = await _leased(session, claim)
     if row is None:
         return None

@@ -28,6 +28,7 @@ from service.push.claims import Claim
 from service.push.job import NothingToPush
 from service.push.models import SyncStatus
 from service.push.pusher import push_pair
+from service.push.writes import PushReport
 from service.security.encryption import SecretBox
 from service.smart.backend_services import BackendServicesTokens
 
@@ -126,7 +127,7 @@ class PushDispatcher:
                 self.database, client, capabilities, claim.case_id, claim.connection_id
             )
         except NothingToPush as exc:
-            await self._finish(claim, None, {})
+            await self._finish(claim, None, PushReport())
             log.info("push of case %s skipped: %s", claim.case_id, exc)
         except (EhrError, CaseBridgeError) as exc:
             await self._fail(claim, exc)
@@ -135,14 +136,16 @@ class PushDispatcher:
             await self._fail(claim, exc)
         else:
             synced = None if "CarePlan" in report.unsupported else care_plan_version
-            await self._finish(claim, synced, report.unsupported)
+            await self._finish(claim, synced, report)
 
-    async def _finish(
-        self, claim: Claim, synced_version: int | None, unsupported: dict[str, str]
-    ) -> None:
+    async def _finish(self, claim: Claim, synced_version: int | None, report: PushReport) -> None:
         async with self.database.transaction(hooks=False) as session:
             status = await claims.finish(
-                session, claim, synced_version=synced_version, unsupported=unsupported
+                session,
+                claim,
+                synced_version=synced_version,
+                unsupported=report.unsupported,
+                links=report.links,
             )
         if status is None:
             log.warning("push of case %s finished after its lease was lost", claim.case_id)

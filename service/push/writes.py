@@ -11,7 +11,11 @@
   stops a replay from duplicating. Updates carry `If-Match`; a 412/409 leads to a fetch and a
   three-way merge (`service.push.merge`).
 
-Every confirmed write is recorded (ResourceLink) in its own transaction at once.
+Every confirmed ordered write is recorded (ResourceLink) in its own transaction at once. The
+links of a transaction Bundle are recorded with the push's completion, in one DB transaction
+(`PushReport.links`): the EHR applied the Bundle all or nothing, and a replay of a Bundle whose
+links were lost finds every resource already there as sent (conditional creates answer 200, an
+If-Match that fails merges to no change), so it writes nothing twice.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class PushReport:
     conflicts: list[ConflictFound] = field(default_factory=list)
     merged_from_remote: dict[str, list[str]] = field(default_factory=dict)
     strategy: str = "ordered"
+    # Links of confirmed writes still to record (a transaction's), with the push's completion.
+    links: list[tuple[LocalResource, LinkState]] = field(default_factory=list)
 
 
 @dataclass
@@ -210,6 +216,12 @@ async def _update(
             return
         if merge.taken_from_theirs:
             ctx.report.merged_from_remote[resource.reference] = merge.taken_from_theirs
+        if without_server_owned(merge.merged) == without_server_owned(theirs):
+            # The EHR has exactly what we would write (a replay of a write whose link was
+            # lost, or the same edit made there): record it, write nothing.
+            state = LinkState(link.remote_id, version, resource.version_id, theirs)
+            await _record_state(ctx, resource, state)
+            return
         body, base = merge.merged, theirs
     raise EhrPreconditionFailed(
         f"{resource.resource_type}/{link.remote_id} kept changing on the EHR while merging",
@@ -349,15 +361,17 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
             stale.append(resource)
         else:
             confirmed.append((resource, LinkState(remote_id, version, resource.version_id, body)))
-    # One transaction for the whole Bundle's links: the EHR applied it all or nothing.
-    async with ctx.database.transaction(hooks=False) as session:
-        for resource, state in confirmed:
-            await record_pushed(session, ctx.job.connection_id, resource, state)
     ctx.report.written += [
         f"{r.resource_type}/{state.remote_id}/_history/{state.remote_version_id}"
         for r, state in confirmed
         if r not in stale
     ]
+    for resource, state in confirmed:
+        if resource in stale:
+            await _record_state(ctx, resource, state)
+        else:
+            resource.link = state
+            ctx.report.links.append((resource, state))
     for resource in stale:
         await _write_one(ctx, resource, outgoing(resource, linked_targets(ctx)).body)
 
