@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         900.0, description="Longest delay between retries of a failed push, in seconds."
     )
 
+    push_document_fallback: bool = Field(
+        False,
+        description="Where an EHR cannot write CarePlan but can write DocumentReference, push "
+        "the rendered plan as a DocumentReference (LOINC 18776-5) instead.",
+    )
+
     @model_validator(mode="after")
     def _require_secrets(self) -> Self:
         if self.encryption_key is None:

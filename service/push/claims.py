@@ -124,7 +124,7 @@ async def finish(
         row.status = SyncStatus.conflict
     elif newer:
         row.status = SyncStatus.pending
-    elif "CarePlan" in unsupported:
+    elif "CarePlan" in unsupported and synced_version is None:
         row.status = SyncStatus.unsupported
     else:
         row.status = SyncStatus.synced

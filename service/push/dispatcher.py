@@ -135,7 +135,8 @@ class PushDispatcher:
             log.exception("push of case %s failed", claim.case_id)
             await self._fail(claim, exc)
         else:
-            synced = None if "CarePlan" in report.unsupported else care_plan_version
+            plan_delivered = "CarePlan" not in report.unsupported or report.plan_sent_as_document
+            synced = care_plan_version if plan_delivered else None
             await self._finish(claim, synced, report)
 
     async def _finish(self, claim: Claim, synced_version: int | None, report: PushReport) -> None:

@@ -11,6 +11,7 @@ import orjson
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings.to_fhir.plan_document import plan_document, plan_document_id
 from service.cases.models import Case
 from service.fhir_store.models import ResourceVersion, StoredResource
 from service.links.models import LinkOrigin, PatientLink, ResourceLink
@@ -18,7 +19,8 @@ from service.links.repository import resource_link
 
 JsonDict = dict[str, Any]
 # Targets before the resources that reference them; the CarePlan references all of them.
-PUSH_ORDER = ("Condition", "Goal", "ServiceRequest", "CareTeam", "CarePlan")
+# A DocumentReference is the rendered plan, pushed instead of a CarePlan an EHR cannot write.
+PUSH_ORDER = ("Condition", "Goal", "ServiceRequest", "CareTeam", "CarePlan", "DocumentReference")
 
 
 @dataclass
@@ -61,6 +63,8 @@ class PushJob:
     manager: str | None
     resources: list[LocalResource]
     care_plan_version: int | None
+    # The CarePlan as a DocumentReference, for an EHR that cannot write CarePlan.
+    plan_document: LocalResource | None = None
 
 
 class NothingToPush(Exception):
@@ -90,15 +94,18 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
             )
         )
     )
+    care_plan_row = next((r for r in stored if r.resource_type == "CarePlan"), None)
+    document_key = (
+        ("DocumentReference", plan_document_id(care_plan_row.id)) if care_plan_row else None
+    )
+    keys = [(r.resource_type, r.id) for r in stored] + ([document_key] if document_key else [])
     links = (
         {
             (link.resource_type, link.local_id): link
             for link in await session.scalars(
                 select(ResourceLink).where(
                     ResourceLink.connection_id == connection_id,
-                    tuple_(ResourceLink.resource_type, ResourceLink.local_id).in_(
-                        [(r.resource_type, r.id) for r in stored]
-                    ),
+                    tuple_(ResourceLink.resource_type, ResourceLink.local_id).in_(keys),
                 )
             )
         }
@@ -140,6 +147,16 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
     ]
     resources.sort(key=lambda r: (PUSH_ORDER.index(r.resource_type), r.id))
     care_plan = next((r for r in resources if r.resource_type == "CarePlan"), None)
+    document = None
+    if care_plan is not None and document_key is not None:
+        document = LocalResource(
+            resource_type="DocumentReference",
+            id=document_key[1],
+            version_id=care_plan.version_id,
+            content=plan_document(care_plan.content),
+            link=_state(links.get(document_key)),
+            content_at_push=None,
+        )
     return PushJob(
         case_id=case_id,
         connection_id=connection_id,
@@ -148,6 +165,7 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
         manager=case.manager,
         resources=resources,
         care_plan_version=care_plan.version_id if care_plan else None,
+        plan_document=document,
     )
 
 

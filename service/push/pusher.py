@@ -40,7 +40,13 @@ async def push_pair(
                 )
             )
         )
-    ctx = PushContext(job, client, capabilities, database)
+    ctx = PushContext(
+        job,
+        client,
+        capabilities,
+        database,
+        document_fallback=database.settings.push_document_fallback,
+    )
     # A resource with an open conflict waits for its resolution; the others go on.
     resources = [r for r in to_push(ctx) if r.id not in parked]
     if resources:

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from mappings.bundles import full_url, identifier_query, own_identifier, with_references
+from mappings.to_fhir.plan_document import PLAN_DOCUMENT_SYSTEM
 from mappings.to_fhir.provenance import CaseChange, provenance_resource
 from service.db.base import new_id, utcnow
 from service.db.session import Database
@@ -65,6 +66,7 @@ class PushReport:
     conflicts: list[ConflictFound] = field(default_factory=list)
     merged_from_remote: dict[str, list[str]] = field(default_factory=dict)
     strategy: str = "ordered"
+    plan_sent_as_document: bool = False
     # Links of confirmed writes still to record (a transaction's), with the push's completion.
     links: list[tuple[LocalResource, LinkState]] = field(default_factory=list)
 
@@ -75,6 +77,7 @@ class PushContext:
     client: FhirClient
     capabilities: Capabilities
     database: Database
+    document_fallback: bool = False
     report: PushReport = field(default_factory=PushReport)
 
     @property
@@ -112,17 +115,37 @@ def outgoing(resource: LocalResource, targets: dict[str, str]) -> RemoteForm:
 
 
 def to_push(ctx: PushContext) -> list[LocalResource]:
-    """The resources that changed since their last push and that the EHR can write."""
+    """The resources that changed since their last push and that the EHR can write; with the
+    document fallback on, the rendered plan as a DocumentReference where CarePlan is not."""
     wanted = []
     for resource in ctx.job.resources:
-        if resource.up_to_date:
-            continue
         reason = unwritable_reason(ctx.capabilities, resource)
         if reason is not None:
             ctx.report.unsupported[resource.resource_type] = reason
             continue
-        wanted.append(resource)
+        if not resource.up_to_date:
+            wanted.append(resource)
+    document = ctx.job.plan_document
+    if (
+        "CarePlan" in ctx.report.unsupported
+        and ctx.document_fallback
+        and document is not None
+        and unwritable_reason(ctx.capabilities, document) is None
+    ):
+        ctx.report.unsupported["CarePlan"] += (
+            "; the rendered plan is sent as a DocumentReference instead"
+        )
+        ctx.report.plan_sent_as_document = True
+        if not document.up_to_date:
+            wanted.append(document)
     return wanted
+
+
+def identifier_of(resource: LocalResource) -> tuple[str, str]:
+    """The (system, value) a conditional create or a search by identifier uses."""
+    if resource.resource_type == "DocumentReference":
+        return PLAN_DOCUMENT_SYSTEM, str(resource.content["identifier"][0]["value"])
+    return own_identifier(resource.content)
 
 
 # ---- ordered -----------------------------------------------------------------------------------
@@ -163,7 +186,7 @@ async def _find_existing(
 ) -> LinkState | None:
     """Create the resource, unless the EHR has it already (an earlier, unrecorded push):
     then return its link, for an update. Returns None when the create did the write."""
-    system, value = own_identifier(resource.content)
+    system, value = identifier_of(resource)
     client, caps = ctx.client, ctx.capabilities
     if caps.supports_conditional_create(resource.resource_type):
         result = await client.create(body, if_none_exist=identifier_query(system, value))
@@ -302,7 +325,7 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
                 }
             )
         else:
-            system, value = own_identifier(resource.content)
+            system, value = identifier_of(resource)
             entries.append(
                 {
                     "fullUrl": targets[resource.reference],

@@ -26,6 +26,7 @@ def capabilities(
     conditional_create: bool = True,
     read_only: Iterable[str] = (),
     provenance: bool = True,
+    documents: bool = False,
 ) -> Capabilities:
     read_only = set(read_only)
     resources = {
@@ -40,6 +41,12 @@ def capabilities(
     }
     if provenance:
         resources["Provenance"] = ResourceCapability(interactions=["create", "read"])
+    if documents:
+        resources["DocumentReference"] = ResourceCapability(
+            interactions=["read", "create", "update", "search-type"],
+            search_params=["identifier"],
+            conditional_create=conditional_create,
+        )
     return Capabilities(
         fhir_version="4.0.1",
         resources=resources,
