@@ -32,6 +32,9 @@ from service.patients import routes as patients
 from service.plans.routes import goals_router, interventions_router
 from service.pull import routes as pulls
 from service.pull.runner import PullRunner
+from service.push import routes as push
+from service.push.dispatcher import PushDispatcher
+from service.push.outbox import enqueue_pushes
 from service.settings import Settings, get_settings
 from service.smart import jwks_routes, launch_routes
 
@@ -56,11 +59,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("upgrading the database schema (auto_migrate)")
         await upgrade_to_head(database.engine)
     database.before_commit.append(project_changes)
+    # After the projection: it reads which cases got new versions.
+    database.before_commit.append(enqueue_pushes)
     app.state.database = database
     app.state.audit_recorder = AuditRecorder(database)
     app.state.audit_recorder.start()
     app.state.pull_runner = PullRunner(database, UrlPolicy.from_settings(settings))
     await app.state.pull_runner.start()
+    app.state.push_dispatcher = None
+    if settings.push_dispatcher_enabled:
+        app.state.push_dispatcher = PushDispatcher(database)
+        app.state.push_dispatcher.start()
     app.state.oidc_verifier = (
         OidcVerifier(
             settings.oidc_issuer,
@@ -75,6 +84,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.pull_runner.close()
+        if app.state.push_dispatcher is not None:
+            await app.state.push_dispatcher.close()
         await app.state.audit_recorder.close()
         if app.state.oidc_verifier is not None:
             await app.state.oidc_verifier.aclose()
@@ -116,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fhir_auth.oauth_router,
         audit.router,
         pulls.router,
+        push.router,
         # Routers of further domains go here.
     ):
         app.include_router(router)

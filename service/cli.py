@@ -92,6 +92,16 @@ def create_key(name: str, role: Role = Role.case_manager) -> None:
         raise typer.Exit(1) from exc
 
 
+@app.command("push-worker")
+def push_worker(
+    once: Annotated[bool, typer.Option(help="Push what is due, then exit.")] = False,
+) -> None:
+    """Push committed case changes to linked EHRs (run beside the API for scale-out)."""
+    from service.push.worker import run_worker
+
+    asyncio.run(run_worker(get_settings(), once=once))
+
+
 @app.command("generate-encryption-key")
 def generate_encryption_key() -> None:
     """Print a fresh value for CASEBRIDGE_ENCRYPTION_KEY."""

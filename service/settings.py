@@ -113,6 +113,38 @@ class Settings(BaseSettings):
         "({public_base_url}/fhir).",
     )
 
+    push_dispatcher_enabled: bool = Field(
+        True,
+        description="Run the push dispatcher inside the API process. Turn off when standalone "
+        "`casebridge push-worker` processes do the pushing.",
+    )
+    push_concurrency: Annotated[int, Field(gt=0)] = Field(
+        4, description="(case, connection) pairs one dispatcher pushes at once."
+    )
+    push_poll_seconds: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="How often an idle dispatcher looks for due pushes, in seconds."
+    )
+    push_lease_seconds: Annotated[float, Field(gt=0)] = Field(
+        60.0,
+        description="How long a claimed push stays with its worker; a crashed worker's push "
+        "is taken over after this, in seconds.",
+    )
+    push_max_attempts: Annotated[int, Field(gt=0)] = Field(
+        8, description="Failed attempts after which a push is dead-lettered (replay to resend)."
+    )
+    push_retry_base_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="First retry delay of a failed push; doubles per attempt, in seconds."
+    )
+    push_retry_max_seconds: Annotated[float, Field(gt=0)] = Field(
+        900.0, description="Longest delay between retries of a failed push, in seconds."
+    )
+
+    push_document_fallback: bool = Field(
+        False,
+        description="Where an EHR cannot write CarePlan but can write DocumentReference, push "
+        "the rendered plan as a DocumentReference (LOINC 18776-5) instead.",
+    )
+
     @model_validator(mode="after")
     def _require_secrets(self) -> Self:
         if self.encryption_key is None:

@@ -41,3 +41,19 @@ def take_changes(session: AsyncSession) -> Changes:
     """What the transaction changed so far, cleared from the session."""
     taken: Changes = session.info.pop(_KEY, Changes())
     return taken
+
+
+# The cases whose FHIR resources got new versions in this transaction, with who changed them:
+# the projector notes them, the push outbox reads them (a no-op save notes nothing).
+_REPROJECTED_KEY = "casebridge.reprojected"
+
+
+def note_case_reprojected(session: AsyncSession, case_id: str, author: str | None) -> None:
+    reprojected: dict[str, str | None] = session.info.setdefault(_REPROJECTED_KEY, {})
+    reprojected[case_id] = author
+
+
+def take_reprojected_cases(session: AsyncSession) -> dict[str, str | None]:
+    """Case id -> author of every case re-projected so far, cleared from the session."""
+    taken: dict[str, str | None] = session.info.pop(_REPROJECTED_KEY, {})
+    return taken

@@ -13,6 +13,7 @@ from service.links import models as links
 from service.patients import models as patients
 from service.plans import models as plans
 from service.pull import models as pull
+from service.push import models as push
 from service.smart import models as smart
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "patients",
     "plans",
     "pull",
+    "push",
     "smart",
 ]

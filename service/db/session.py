@@ -58,12 +58,16 @@ class Database:
         self.before_commit: list[BeforeCommit] = []
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits on success, rolls back on any exception."""
+    async def transaction(
+        self, *, write: bool = True, hooks: bool = True
+    ) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits on success, rolls back on any exception.
+
+        `hooks=False` is for bookkeeping that changes no case (the push dispatcher's claims)."""
         lock = self._write_lock if write and self._write_lock is not None else nullcontext()
         async with lock, self.sessions() as session, session.begin():
             yield session
-            if write:
+            if write and hooks:
                 for hook in self.before_commit:
                     await hook(session)
 

@@ -19,7 +19,7 @@ from mappings.to_fhir.patient import patient_resource
 from mappings.to_fhir.provenance import CaseChange, provenance_resource
 from service.cases.models import Case
 from service.db.base import new_id, utcnow
-from service.db.changes import take_changes
+from service.db.changes import note_case_reprojected, take_changes
 from service.fhir_store.case_record import load_case_record, patient_record
 from service.fhir_store.models import StoredResource
 from service.fhir_store.writer import ResourceToStore, delete_resources, store_resources
@@ -91,3 +91,5 @@ async def project_changes(session: AsyncSession) -> None:
         ]
         await delete_resources(session, vanished)
         await _record_provenance(session, stored + vanished, author, case_id, record.patient.id)
+        if stored or vanished:
+            note_case_reprojected(session, case_id, author)

@@ -46,11 +46,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _settings_yaml(port: int, directory: Path) -> str:
+def _settings_yaml(port: int, directory: Path, allowed_scopes: str = ALLOWED_SCOPES) -> str:
     clients = "".join(
         f"    - client_id: {client}\n"
         f"      public_key_path: {directory / f'{client}.pem'}\n"
-        f'      scopes: "{ALLOWED_SCOPES}"\n'
+        f'      scopes: "{allowed_scopes}"\n'
         for client in (RS384_CLIENT, ES384_CLIENT)
     )
     return (
@@ -82,11 +82,13 @@ def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> 
     raise RuntimeError(f"sekmet did not answer {url} in time:\n{log.read_text()}")
 
 
-def start_sekmet(binary: str, directory: Path) -> tuple[SekmetServer, subprocess.Popen[bytes]]:
+def start_sekmet(
+    binary: str, directory: Path, allowed_scopes: str = ALLOWED_SCOPES
+) -> tuple[SekmetServer, subprocess.Popen[bytes]]:
     """Seed two patients, then serve; the caller stops the returned process."""
     port = _free_port()
     config = directory / "settings.yaml"
-    config.write_text(_settings_yaml(port, directory))
+    config.write_text(_settings_yaml(port, directory, allowed_scopes))
     subprocess.run(
         [binary, "seed", "--count", "2", "--no-admit", "-c", str(config)],
         cwd=directory,

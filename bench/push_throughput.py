@@ -1,0 +1,336 @@
+"""Push throughput against a loopback FHIR server (sekmet-fhir), and the ratio to that server's
+own raw write rate measured in the same run.
+
+    python -m bench.push_throughput [--cases 60] [--concurrency 4] [--database-url ...]
+
+Three sets of `--cases` planned cases are made through the API (one need, one goal, one
+referral each). Then, one after another:
+
+1. **raw (before)**: a bare httpx client sends each case of set 1 to sekmet the way a push does
+   (one transaction Bundle of conditional creates plus a Provenance; the same resource types,
+   the same JSON as stored), `--concurrency` at a time. Nothing else: no database, no outbox.
+2. **push**: the cases of set 2 belong to a patient linked to the connection, so their outbox
+   rows were written with them; a `PushDispatcher` (`--concurrency` pairs at once) delivers
+   them, timed from its start until every pair is `synced`.
+3. **raw (after)**: like 1 with set 3, so the server's growth does not favour one side.
+
+It prints pushes/s for each and `push / mean(raw)`; the target is at least 0.8x. sekmet runs
+without auth here (both sides alike), so token round trips are not measured. The machine is
+shared and noisy: compare the ratio from one run, not figures across runs. Nothing here passes
+or fails on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import func, select
+
+from bench.fhir_load import free_port, serve
+from mappings.bundles import full_url, identifier_query, own_identifier, with_references
+from mappings.to_fhir.provenance import CaseChange, provenance_resource
+from service.app import create_app
+from service.db.base import new_id, utcnow
+from service.db.schema import upgrade_to_head
+from service.db.session import Database, create_engine
+from service.ehr.discovery import Capabilities
+from service.fhir_store.models import StoredResource
+from service.links.repository import link_patient
+from service.push.dispatcher import PushDispatcher
+from service.push.job import PUSH_ORDER
+from service.push.models import PushSync, SyncStatus
+from service.settings import Settings
+
+API_KEY = "bench-" + os.urandom(8).hex()
+
+
+async def plan_case(api: httpx.AsyncClient, patient_id: str, n: int) -> str:
+    case = (
+        await api.post(
+            "/api/cases",
+            json={
+                "patient_id": patient_id,
+                "program": "nursing",
+                "manager": "cm.jones",
+                "title": f"Bench case {n}",
+            },
+        )
+    ).json()
+    base = f"/api/cases/{case['id']}"
+    await api.post(
+        f"{base}/assessments",
+        json={
+            "kind": "initial",
+            "needs": [
+                {
+                    "domain": "functional",
+                    "description": "Needs help bathing",
+                    "severity": "moderate",
+                }
+            ],
+        },
+    )
+    need = (await api.get(f"{base}/needs")).json()["items"][0]
+    goal = (
+        await api.post(
+            f"{base}/goals",
+            json={
+                "description": "Bathe independently",
+                "need_ids": [need["id"]],
+                "lifecycle_status": "active",
+            },
+        )
+    ).json()
+    await api.post(
+        f"{base}/interventions",
+        json={
+            "kind": "referral",
+            "type": "home_health",
+            "status": "active",
+            "performer": {"kind": "organization", "name": "Sunrise Home Health"},
+            "goal_ids": [goal["id"]],
+            "need_ids": [need["id"]],
+        },
+    )
+    return str(case["id"])
+
+
+async def make_cases(
+    api: httpx.AsyncClient,
+    database: Database,
+    ehr: httpx.AsyncClient,
+    count: int,
+    link_to: str | None,
+) -> list[tuple[str, str]]:
+    """(case id, remote patient id) of `count` new cases, each of a new remote patient."""
+    made = []
+    for n in range(count):
+        remote = (await ehr.post("Patient", json={"resourceType": "Patient"})).json()["id"]
+        patient = (
+            await api.post(
+                "/api/patients",
+                json={"given_name": "Bench", "family_name": f"P{n}", "identifiers": []},
+            )
+        ).json()
+        if link_to is not None:
+            async with database.transaction() as session:
+                await link_patient(session, link_to, patient["id"], remote)
+        made.append((await plan_case(api, patient["id"], n), remote))
+    return made
+
+
+async def raw_bundles(
+    database: Database, cases: Sequence[tuple[str, str]], caps: Capabilities
+) -> list[bytes]:
+    """Each case as the push sends it: conditional creates, urn:uuid references, Provenance."""
+    bundles = []
+    async with database.transaction(write=False) as session:
+        for case_id, remote_patient in cases:
+            rows = await session.scalars(
+                select(StoredResource).where(
+                    StoredResource.case_id == case_id,
+                    StoredResource.resource_type.in_(PUSH_ORDER),
+                )
+            )
+            resources = sorted(
+                (orjson.loads(r.content) for r in rows if caps.supports(r.resource_type, "create")),
+                key=lambda r: PUSH_ORDER.index(r["resourceType"]),
+            )
+            targets = {
+                f"{r['resourceType']}/{r['id']}": full_url(f"{r['resourceType']}/{r['id']}")
+                for r in resources
+            }
+            targets[resources[0]["subject"]["reference"]] = f"Patient/{remote_patient}"
+            entries: list[dict[str, Any]] = []
+            for resource in resources:
+                reference = f"{resource['resourceType']}/{resource['id']}"
+                body = {
+                    k: v
+                    for k, v in with_references(resource, targets).items()
+                    if k not in ("id", "meta")
+                }
+                system, value = own_identifier(resource)
+                entries.append(
+                    {
+                        "fullUrl": targets[reference],
+                        "resource": body,
+                        "request": {
+                            "method": "POST",
+                            "url": resource["resourceType"],
+                            "ifNoneExist": identifier_query(system, value),
+                        },
+                    }
+                )
+            provenance = provenance_resource(
+                CaseChange(
+                    id=new_id(),
+                    recorded_at=utcnow(),
+                    targets=[str(e["fullUrl"]) for e in entries],
+                    author="cm.jones",
+                )
+            )
+            del provenance["id"]
+            entries.append(
+                {"resource": provenance, "request": {"method": "POST", "url": "Provenance"}}
+            )
+            bundles.append(
+                orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+            )
+    return bundles
+
+
+async def send_raw(ehr: httpx.AsyncClient, bundles: list[bytes], concurrency: int) -> float:
+    """Seconds to send every Bundle, `concurrency` at a time."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def send(bundle: bytes) -> None:
+        async with gate:
+            response = await ehr.post(
+                "", content=bundle, headers={"Content-Type": "application/fhir+json"}
+            )
+            response.raise_for_status()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(send(b) for b in bundles))
+    return time.perf_counter() - started
+
+
+async def push_all(database: Database, expected: int) -> float:
+    """Seconds from starting a dispatcher until every pair is synced."""
+    dispatcher = PushDispatcher(database)
+    started = time.perf_counter()
+    dispatcher.start()
+    try:
+        while True:
+            async with database.transaction(write=False) as session:
+                counts = dict(
+                    (
+                        await session.execute(
+                            select(PushSync.status, func.count()).group_by(PushSync.status)
+                        )
+                    ).all()
+                )
+            if counts.get(SyncStatus.synced) == expected:
+                return time.perf_counter() - started
+            if counts.get(SyncStatus.failed) or counts.get(SyncStatus.dead):
+                raise RuntimeError("some pushes failed: see push_syncs.last_error")
+            await asyncio.sleep(0.02)
+    finally:
+        await dispatcher.close()
+
+
+async def run(args: argparse.Namespace, sekmet_base: str, database_url: str) -> None:
+    settings = Settings(
+        _env_file=None,
+        database_url=database_url,
+        encryption_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        bootstrap_api_key=API_KEY,
+        push_dispatcher_enabled=False,
+        push_concurrency=args.concurrency,
+        ehr_max_concurrency=args.concurrency,
+        allow_insecure_http=True,
+        allow_private_networks=True,
+    )
+    engine = create_engine(settings)
+    await upgrade_to_head(engine)
+    await engine.dispose()
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://bench",
+            headers={"X-API-Key": API_KEY},
+            timeout=60,
+        ) as api,
+        httpx.AsyncClient(
+            base_url=sekmet_base + "/",
+            timeout=60,
+            limits=httpx.Limits(max_connections=args.concurrency),
+        ) as ehr,
+    ):
+        database: Database = app.state.database
+        connection = (
+            await api.post(
+                "/api/admin/connections",
+                json={"name": "sekmet", "base_url": sekmet_base, "auth_mode": "none"},
+            )
+        ).json()
+        caps = Capabilities.model_validate(connection["capabilities"])
+        print(f"making 3 x {args.cases} cases ...", flush=True)
+        before = await make_cases(api, database, ehr, args.cases, None)
+        pushed = await make_cases(api, database, ehr, args.cases, connection["id"])
+        after = await make_cases(api, database, ehr, args.cases, None)
+        # Warm both sides up (first requests, connection pools) on cases not measured.
+        warm_up = await make_cases(api, database, ehr, 4, None)
+        await send_raw(ehr, await raw_bundles(database, warm_up, caps), args.concurrency)
+        raw_before = await send_raw(
+            ehr, await raw_bundles(database, before, caps), args.concurrency
+        )
+        push_seconds = await push_all(database, len(pushed))
+        raw_after = await send_raw(ehr, await raw_bundles(database, after, caps), args.concurrency)
+    rates = {
+        "raw before": args.cases / raw_before,
+        "push": args.cases / push_seconds,
+        "raw after": args.cases / raw_after,
+    }
+    for name, rate in rates.items():
+        print(f"{name:>10}: {rate:7.1f} pushes/s")
+    raw = (rates["raw before"] + rates["raw after"]) / 2
+    print(
+        f"push / raw: {rates['push'] / raw:.2f}x (target >= 0.8x), concurrency {args.concurrency}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=60)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--database-url", help="an empty database (default: temporary SQLite)")
+    args = parser.parse_args()
+    sekmet = Path(sys.executable).with_name("sekmet")
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        directory = Path(tmp)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}/fhir"
+        config = directory / "sekmet.yaml"
+        config.write_text(
+            f"base_url: {base}\nhost: 127.0.0.1\nport: {port}\n"
+            f"data_dir: {directory / 'sekmet'}\nlog_inbound: false\nsimulator:\n  enabled: false\n"
+        )
+        stack.enter_context(
+            serve(
+                [
+                    str(sekmet),
+                    "serve",
+                    "-c",
+                    str(config),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                base + "/metadata",
+                directory / "sekmet.log",
+                dict(os.environ),
+                cwd=directory,
+            )
+        )
+        database = args.database_url or f"sqlite+aiosqlite:///{directory / 'bench.db'}"
+        asyncio.run(run(args, base, database))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Push: durable, serialized, conflict-aware write-back of projected cases to linked EHRs."""

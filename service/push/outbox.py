@@ -1,0 +1,78 @@
+"""Writing the outbox: a `Database.before_commit` hook that runs after the projection.
+
+For every case whose resources got new versions in the transaction, and every EHR connection
+its patient is linked to, it adds an outbox row and marks the pair's sync row pending, in the
+same transaction as the change. A save that changed nothing projected writes nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.cases.models import Case
+from service.db.base import new_id, utcnow
+from service.db.changes import take_reprojected_cases
+from service.links.models import PatientLink
+from service.push.dialect import is_postgres
+from service.push.models import PushOutboxEntry, PushSync, SyncStatus
+
+# A new change wakes a pair that was done (or could not be written before); a pair in flight,
+# failed (retried on its schedule), parked by a conflict or dead-lettered keeps its state.
+WOKEN_BY_A_CHANGE = (SyncStatus.synced, SyncStatus.unsupported)
+
+
+async def enqueue_pushes(session: AsyncSession) -> None:
+    reprojected = take_reprojected_cases(session)
+    if not reprojected:
+        return
+    pairs = (
+        await session.execute(
+            select(Case.id, PatientLink.connection_id)
+            .join(PatientLink, PatientLink.patient_id == Case.patient_id)
+            .where(Case.id.in_(reprojected))
+        )
+    ).all()
+    if not pairs:
+        return
+    now = utcnow()
+    session.add_all(
+        PushOutboxEntry(
+            case_id=case_id,
+            connection_id=connection_id,
+            author=reprojected[case_id],
+            created_at=now,
+        )
+        for case_id, connection_id in pairs
+    )
+    for case_id, connection_id in pairs:
+        await _ensure_sync_row(session, case_id, connection_id)
+        await session.execute(
+            update(PushSync)
+            .where(
+                PushSync.case_id == case_id,
+                PushSync.connection_id == connection_id,
+                PushSync.status.in_(WOKEN_BY_A_CHANGE),
+            )
+            .values(status=SyncStatus.pending, next_attempt_at=now, last_error=None)
+        )
+    await session.flush()
+
+
+async def _ensure_sync_row(session: AsyncSession, case_id: str, connection_id: str) -> None:
+    """Insert the pair's sync row unless it exists; concurrent transactions never collide."""
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    await session.execute(
+        insert(PushSync)
+        .values(
+            id=new_id(),
+            case_id=case_id,
+            connection_id=connection_id,
+            status=SyncStatus.pending,
+            attempts=0,
+            next_attempt_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["case_id", "connection_id"])
+    )

@@ -1,0 +1,81 @@
+"""One push of a (case, connection) pair: load what to send, write it by the strategy the EHR
+allows, and park what could not be merged as conflicts."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from service.db.session import Database
+from service.ehr.client import FhirClient
+from service.ehr.discovery import Capabilities
+from service.push.job import load_job
+from service.push.models import ConflictStatus, PushConflict
+from service.push.writes import (
+    PushContext,
+    PushReport,
+    TransactionConflict,
+    post_provenance,
+    push_ordered,
+    push_transaction,
+    to_push,
+)
+
+
+async def push_pair(
+    database: Database,
+    client: FhirClient,
+    capabilities: Capabilities,
+    case_id: str,
+    connection_id: str,
+) -> tuple[PushReport, int | None]:
+    """Push the pair's latest projection; returns the report and the CarePlan version sent."""
+    async with database.transaction(write=False) as session:
+        job = await load_job(session, case_id, connection_id)
+        parked = set(
+            await session.scalars(
+                select(PushConflict.local_id).where(
+                    PushConflict.case_id == case_id,
+                    PushConflict.connection_id == connection_id,
+                    PushConflict.status == ConflictStatus.open,
+                )
+            )
+        )
+    ctx = PushContext(
+        job,
+        client,
+        capabilities,
+        database,
+        document_fallback=database.settings.push_document_fallback,
+    )
+    # A resource with an open conflict waits for its resolution; the others go on.
+    resources = [r for r in to_push(ctx) if r.id not in parked]
+    if resources:
+        if capabilities.supports_transaction:
+            try:
+                await push_transaction(ctx, resources)
+            except TransactionConflict:
+                await push_ordered(ctx, [r for r in resources if not r.up_to_date])
+                await post_provenance(ctx)
+        else:
+            await push_ordered(ctx, resources)
+            await post_provenance(ctx)
+    if ctx.report.conflicts:
+        async with database.transaction(hooks=False) as session:
+            for found in ctx.report.conflicts:
+                session.add(
+                    PushConflict(
+                        case_id=case_id,
+                        connection_id=connection_id,
+                        resource_type=found.resource.resource_type,
+                        local_id=found.resource.id,
+                        local_version_id=found.resource.version_id,
+                        remote_id=found.remote_id,
+                        remote_version_id=found.remote_version_id,
+                        elements=found.elements,
+                        base=found.base,
+                        local=found.local,
+                        remote=found.remote,
+                        status=ConflictStatus.open,
+                    )
+                )
+    return ctx.report, job.care_plan_version

@@ -1,0 +1,148 @@
+"""Rules of the push API: replaying a dead-lettered push and resolving a conflict.
+
+Resolving writes to the EHR at once (keep-local, edit) with `If-Match` on the remote version the
+person saw; if the EHR copy changed again meanwhile, the conflict is refreshed and the caller
+gets 412. Then the pair's delivery goes on: its sync row is pending again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.connections.fhir_clients import fhir_client_for
+from service.connections.service import load_connection
+from service.db.base import utcnow
+from service.db.session import Database
+from service.ehr.errors import EhrPreconditionFailed, EhrRejected
+from service.ehr.url_policy import UrlPolicy
+from service.errors import Conflict, NotFound, PreconditionFailed
+from service.links.repository import resource_link
+from service.push.models import (
+    ConflictResolution,
+    ConflictStatus,
+    PushConflict,
+    PushSync,
+    SyncStatus,
+)
+from service.push.remote_form import without_server_owned
+from service.push.schemas import ConflictResolutionIn
+from service.push.writes import ID_IN_LOCATION
+from service.security.encryption import SecretBox
+from service.smart.backend_services import BackendServicesTokens
+
+JsonDict = dict[str, Any]
+
+
+async def replay(session: AsyncSession, case_id: str, connection_id: str) -> PushSync:
+    """Send a pair again now: a dead-lettered or failed push gets a fresh set of attempts."""
+    sync = await session.scalar(
+        select(PushSync).where(PushSync.case_id == case_id, PushSync.connection_id == connection_id)
+    )
+    if sync is None:
+        raise NotFound(f"case {case_id} has never been queued for connection {connection_id}")
+    if sync.status is SyncStatus.in_flight:
+        raise Conflict("that push is in flight now")
+    if sync.status is SyncStatus.conflict:
+        raise Conflict("that push waits for a conflict to be resolved")
+    sync.status = SyncStatus.pending
+    sync.attempts = 0
+    sync.next_attempt_at = utcnow()
+    sync.last_error = None
+    await session.flush()
+    return sync
+
+
+async def load_conflict(session: AsyncSession, conflict_id: str) -> PushConflict:
+    conflict = await session.get(PushConflict, conflict_id)
+    if conflict is None:
+        raise NotFound(f"no push conflict {conflict_id}")
+    return conflict
+
+
+async def resolve(
+    database: Database,
+    conflict_id: str,
+    choice: ConflictResolutionIn,
+    actor: str,
+    *,
+    box: SecretBox,
+    tokens: BackendServicesTokens,
+    policy: UrlPolicy,
+) -> PushConflict:
+    async with database.transaction(write=False) as session:
+        conflict = await load_conflict(session, conflict_id)
+        if conflict.status is not ConflictStatus.open:
+            raise Conflict(f"push conflict {conflict_id} is resolved already")
+        connection = await load_connection(session, conflict.connection_id)
+    resolution = ConflictResolution(choice.resolution)
+    content: JsonDict
+    remote_version = conflict.remote_version_id
+    if resolution is ConflictResolution.take_remote:
+        content = conflict.remote
+    else:
+        content = (
+            conflict.local
+            if resolution is ConflictResolution.keep_local
+            else without_server_owned(choice.resource or {})
+        )
+        client = fhir_client_for(
+            connection, settings=database.settings, box=box, tokens=tokens, policy=policy
+        )
+        async with client:
+            try:
+                result = await client.update(
+                    {"resourceType": conflict.resource_type, "id": conflict.remote_id, **content},
+                    if_match=remote_version,
+                )
+            except EhrRejected as exc:
+                if not isinstance(exc, EhrPreconditionFailed) and exc.remote_status != 409:
+                    raise
+                remote = await client.read(conflict.resource_type, conflict.remote_id)
+                await _refresh(database, conflict_id, remote)
+                raise PreconditionFailed(
+                    "the EHR copy changed again since the conflict was recorded; it has been "
+                    "refreshed: review it and resolve again"
+                ) from exc
+        remote_version = result.version_id
+        if remote_version is None:
+            match = ID_IN_LOCATION.search(result.location or "")
+            remote_version = match.group(3) if match else None
+    async with database.transaction() as session:
+        conflict = await load_conflict(session, conflict_id)
+        link = await resource_link(
+            session, conflict.connection_id, conflict.resource_type, conflict.local_id
+        )
+        if link is None:
+            raise NotFound("the link of the conflicting resource is gone")
+        # The resolved content is the new merge base; the local version the conflict was about
+        # counts as pushed, so later local changes are rebased onto it.
+        link.remote_version_id = remote_version
+        link.pushed_content = orjson.dumps(content)
+        link.pushed_version_id = conflict.local_version_id
+        conflict.status = ConflictStatus.resolved
+        conflict.resolution = resolution
+        conflict.resolved_by = actor
+        conflict.resolved_at = utcnow()
+        await session.flush()
+        await session.execute(
+            update(PushSync)
+            .where(
+                PushSync.case_id == conflict.case_id,
+                PushSync.connection_id == conflict.connection_id,
+                PushSync.status == SyncStatus.conflict,
+            )
+            .values(status=SyncStatus.pending, next_attempt_at=utcnow(), attempts=0)
+        )
+    return conflict
+
+
+async def _refresh(database: Database, conflict_id: str, remote: JsonDict) -> None:
+    async with database.transaction() as session:
+        conflict = await load_conflict(session, conflict_id)
+        conflict.remote = without_server_owned(remote)
+        conflict.remote_version_id = (remote.get("meta") or {}).get("versionId")
+        await session.flush()
