@@ -69,6 +69,23 @@ async def claim_due(
     return claims
 
 
+async def renew(
+    session: AsyncSession, claim: Claim, lease_seconds: float, now: dt.datetime | None = None
+) -> bool:
+    """Extend a lease still held (a long push); False when another worker has taken it."""
+    moment = now or utcnow()
+    result = await session.execute(
+        update(PushSync)
+        .where(
+            PushSync.case_id == claim.case_id,
+            PushSync.connection_id == claim.connection_id,
+            PushSync.lease_token == claim.token,
+        )
+        .values(lease_expires_at=moment + dt.timedelta(seconds=lease_seconds))
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 async def _leased(session: AsyncSession, claim: Claim) -> PushSync | None:
     """The pair's sync row if the claim still holds its lease (else another worker took over)."""
     query = select(PushSync).where(

@@ -121,6 +121,28 @@ class PushDispatcher:
                 return
 
     async def _deliver(self, claim: Claim) -> None:
+        renewing = asyncio.create_task(self._keep_lease(claim))
+        try:
+            await self._push(claim)
+        finally:
+            renewing.cancel()
+
+    async def _keep_lease(self, claim: Claim) -> None:
+        """Renew the lease at a third of its length while the push runs, so a slow EHR does
+        not let another worker take the pair over mid-push."""
+        lease = self.settings.push_lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                async with self.database.transaction(hooks=False) as session:
+                    held = await claims.renew(session, claim, lease)
+            except Exception:
+                log.exception("renewing the lease of case %s failed", claim.case_id)
+                continue
+            if not held:
+                return
+
+    async def _push(self, claim: Claim) -> None:
         try:
             client, capabilities = await self._client(claim.connection_id)
             report, care_plan_version = await push_pair(

@@ -46,6 +46,8 @@ from service.push.remote_form import RemoteForm, remote_form, without_server_own
 JsonDict = dict[str, Any]
 ID_IN_LOCATION = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([^/?#]+))?")
 MAX_MERGE_ROUNDS = 3
+# "Method Not Allowed": the EHR cannot write this type at all.
+NOT_ALLOWED = frozenset({405})
 
 
 @dataclass
@@ -172,13 +174,19 @@ async def push_ordered(ctx: PushContext, resources: list[LocalResource]) -> None
 
 
 async def _write_one(ctx: PushContext, resource: LocalResource, body: JsonDict) -> None:
-    link = resource.link
-    if link is None or link.remote_id is None:
-        existing = await _find_existing(ctx, resource, body)
-        if existing is None:
-            return
-        link = existing
-    await _update(ctx, resource, body, link)
+    try:
+        link = resource.link
+        if link is None or link.remote_id is None:
+            existing = await _find_existing(ctx, resource, body)
+            if existing is None:
+                return
+            link = existing
+        await _update(ctx, resource, body, link)
+    except EhrRejected as exc:
+        if exc.remote_status not in NOT_ALLOWED:
+            raise
+        # The CapabilityStatement promised more than the EHR does: report, never retry.
+        ctx.report.unsupported[resource.resource_type] = f"not supported by this EHR: {exc}"
 
 
 async def _find_existing(
@@ -292,7 +300,8 @@ async def _record_state(ctx: PushContext, resource: LocalResource, state: LinkSt
 class TransactionConflict(Exception):
     """The EHR refused the transaction with 412/409 (some copy changed there), or with 403
     (its scopes allow writing each type but not a whole-system transaction, as sekmet does
-    without `system/*` scopes): push in ordered mode instead."""
+    without `system/*` scopes), or with 405 (some type in it cannot be written): push in
+    ordered mode instead, which finds out resource by resource."""
 
 
 async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> None:
@@ -349,7 +358,11 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
             headers={"Content-Type": "application/fhir+json"},
         )
     except EhrRejected as exc:
-        if isinstance(exc, EhrPreconditionFailed | EhrForbidden) or exc.remote_status == 409:
+        if (
+            isinstance(exc, EhrPreconditionFailed | EhrForbidden)
+            or exc.remote_status == 409
+            or exc.remote_status in NOT_ALLOWED
+        ):
             raise TransactionConflict(str(exc)) from exc
         raise
     answer = orjson.loads(response.content)

@@ -232,3 +232,31 @@ async def test_nothing_is_queued_for_an_unlinked_case_or_a_save_that_changes_not
 
     await open_case(client)  # a patient with no link
     assert await outbox_rows() == queued + 1
+
+
+async def test_a_405_at_write_time_is_reported_as_unsupported_not_retried(
+    client: httpx.AsyncClient, database: Database, dispatcher: PushDispatcher
+) -> None:
+    fake = FakeEhr()
+    # The CapabilityStatement says CarePlan can be created; the EHR refuses it anyway.
+    connection = await fake_connection(database, capabilities())
+    case = await case_of_linked_patient(client, database, connection, "p1")
+    with respx.mock(assert_all_called=True) as router:
+        refused = router.post(f"{BASE}/CarePlan").respond(
+            405,
+            json={
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {"severity": "error", "code": "not-supported", "diagnostics": "read-only"}
+                ],
+            },
+        )
+        fake.install(router)
+        await dispatcher.run_until_idle()
+
+    assert refused.call_count == 1
+    status = await status_of(client, case["id"])
+    assert (status["status"], status["attempts"]) == ("unsupported", 0)
+    assert "405" in status["unsupported"]["CarePlan"]
+    assert "read-only" in status["unsupported"]["CarePlan"]
+    assert len(fake.of_type("Condition")) == 1  # the rest was written
