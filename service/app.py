@@ -19,6 +19,7 @@ from service.auth import routes as admin_keys
 from service.auth.oidc import OidcVerifier
 from service.cases import routes as cases
 from service.checkins.routes import check_ins_router
+from service.commit_hooks import install_commit_hooks
 from service.connections import routes as connections
 from service.db.schema import is_current, upgrade_to_head
 from service.db.session import Database
@@ -26,7 +27,6 @@ from service.ehr.url_policy import UrlPolicy
 from service.fhir_api import metadata as fhir_metadata
 from service.fhir_api import routes as fhir_routes
 from service.fhir_auth import routes as fhir_auth
-from service.fhir_store.projector import project_changes
 from service.links import routes as patient_links
 from service.patients import routes as patients
 from service.plans.routes import goals_router, interventions_router
@@ -34,7 +34,6 @@ from service.pull import routes as pulls
 from service.pull.runner import PullRunner
 from service.push import routes as push
 from service.push.dispatcher import PushDispatcher
-from service.push.outbox import enqueue_pushes
 from service.settings import Settings, get_settings
 from service.smart import jwks_routes, launch_routes
 
@@ -58,9 +57,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         log.warning("upgrading the database schema (auto_migrate)")
         await upgrade_to_head(database.engine)
-    database.before_commit.append(project_changes)
-    # After the projection: it reads which cases got new versions.
-    database.before_commit.append(enqueue_pushes)
+    install_commit_hooks(database)
     app.state.database = database
     app.state.audit_recorder = AuditRecorder(database)
     app.state.audit_recorder.start()

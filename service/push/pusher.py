@@ -10,6 +10,7 @@ from service.ehr.client import FhirClient
 from service.ehr.discovery import Capabilities
 from service.push.job import load_job
 from service.push.models import ConflictStatus, PushConflict
+from service.push.remote_edits import apply_remote_edits
 from service.push.writes import (
     PushContext,
     PushReport,
@@ -59,6 +60,7 @@ async def push_pair(
         else:
             await push_ordered(ctx, resources)
             await post_provenance(ctx)
+    await apply_remote_edits(database, job, ctx.report)
     if ctx.report.conflicts:
         async with database.transaction(hooks=False) as session:
             for found in ctx.report.conflicts:

@@ -7,17 +7,15 @@ import asyncio
 import logging
 import signal
 
+from service.commit_hooks import install_commit_hooks
 from service.db.session import Database
-from service.fhir_store.projector import project_changes
 from service.push.dispatcher import PushDispatcher
-from service.push.outbox import enqueue_pushes
 from service.settings import Settings, get_settings
 
 
 async def run_worker(settings: Settings, *, once: bool = False) -> None:
-    database = Database(settings)
     # The same commit hooks as the API: anything this process changes is projected and queued.
-    database.before_commit.extend([project_changes, enqueue_pushes])
+    database = install_commit_hooks(Database(settings))
     dispatcher = PushDispatcher(database)
     try:
         if once:

@@ -67,6 +67,8 @@ class PushReport:
     unsupported: dict[str, str] = field(default_factory=dict)  # type -> reason
     conflicts: list[ConflictFound] = field(default_factory=list)
     merged_from_remote: dict[str, list[str]] = field(default_factory=dict)
+    # Local reference -> why the EHR's edits of it were not applied to the case.
+    remote_edits_kept_remote: dict[str, str] = field(default_factory=dict)
     strategy: str = "ordered"
     plan_sent_as_document: bool = False
     # Links of confirmed writes still to record (a transaction's), with the push's completion.
@@ -125,8 +127,11 @@ def to_push(ctx: PushContext) -> list[LocalResource]:
         if reason is not None:
             ctx.report.unsupported[resource.resource_type] = reason
             continue
-        if not resource.up_to_date:
-            wanted.append(resource)
+        if resource.up_to_date:
+            continue
+        if _already_there(ctx, resource):
+            continue
+        wanted.append(resource)
     document = ctx.job.plan_document
     if (
         "CarePlan" in ctx.report.unsupported
@@ -141,6 +146,20 @@ def to_push(ctx: PushContext) -> list[LocalResource]:
         if not document.up_to_date:
             wanted.append(document)
     return wanted
+
+
+def _already_there(ctx: PushContext, resource: LocalResource) -> bool:
+    """A new local version whose outgoing form is what the EHR already has (the EHR's own
+    edits, applied to the case after a merge) is recorded as pushed, and not written again."""
+    link = resource.link
+    if link is None or link.remote_id is None or link.pushed_content is None:
+        return False
+    form = outgoing(resource, linked_targets(ctx))
+    if without_server_owned(form.body) != without_server_owned(link.pushed_content):
+        return False
+    state = LinkState(link.remote_id, link.remote_version_id, resource.version_id, form.body)
+    ctx.report.links.append((resource, state))
+    return True
 
 
 def identifier_of(resource: LocalResource) -> tuple[str, str]:

@@ -12,10 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 
+from service.commit_hooks import install_commit_hooks
 from service.db.session import Database
+from service.fhir_store.models import StoredResource
 from service.links.models import ResourceLink
 from service.push import pusher
 from service.push.dispatcher import PushDispatcher
@@ -29,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def dispatcher(database: Database) -> AsyncIterator[PushDispatcher]:
-    pusher = PushDispatcher(database)
+    pusher = PushDispatcher(install_commit_hooks(database))
     yield pusher
     await pusher.close()
 
@@ -126,6 +129,19 @@ async def test_a_remote_edit_forces_a_412_and_is_merged(
     assert int(plan["meta"]["versionId"]) == int(remote["meta"]["versionId"]) + 2
     assert (await sync_status(client, case["id"]))["status"] == "synced"
     assert ok(await client.get("/api/push/conflicts")) == []
+    # The EHR's edit is the case's too: applied through the case, in its history, and not
+    # written back to the EHR again (the version above counts one update and one merge).
+    async with database.transaction(write=False) as session:
+        stored = await session.get(StoredResource, ("CarePlan", case["id"]))
+        provenances = await session.scalars(
+            select(StoredResource.content).where(
+                StoredResource.resource_type == "Provenance", StoredResource.case_id == case["id"]
+            )
+        )
+        authors = {a["who"].get("display") for p in provenances for a in orjson.loads(p)["agent"]}
+    assert stored is not None
+    assert orjson.loads(stored.content)["description"] == "Edited in the EHR"
+    assert f"client:ehr:{ehr.connection_id}" in authors  # the change names the EHR
 
     # The EHR's edit stays in the merge base: the next local change does not undo it.
     case = ok(await client.get(f"/api/cases/{case['id']}"))
