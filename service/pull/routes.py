@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 
-from service.api.problems import PROBLEM_RESPONSES, problems
+from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES
 from service.auth.deps import ActorDep
 from service.connections.service import load_connection
 from service.db.session import SessionDep
@@ -35,7 +35,7 @@ def _runner(request: Request) -> PullRunner:
 @router.post(
     "/api/connections/{connection_id}/pulls",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problems(409),
+    responses=CREATE_PROBLEMS,
 )
 async def start_pull(
     connection_id: str,
@@ -82,7 +82,7 @@ async def get_pull(pull_id: str, session: SessionDep, _actor: ActorDep) -> PullO
     return PullOut.model_validate(job)
 
 
-@router.post("/api/pulls/{pull_id}/cancel", responses=problems(409))
+@router.post("/api/pulls/{pull_id}/cancel", responses=CREATE_PROBLEMS)
 async def cancel_pull(
     pull_id: str,
     session: SessionDep,
@@ -115,7 +115,7 @@ async def get_pulled_records(
 @router.post(
     "/api/connections/{connection_id}/patients/{patient_id}/cases",
     status_code=status.HTTP_201_CREATED,
-    responses=problems(409),
+    responses=CREATE_PROBLEMS,
 )
 async def open_case_from_pulled_record(
     connection_id: str,
