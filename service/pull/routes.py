@@ -12,10 +12,12 @@ from service.db.session import SessionDep
 from service.errors import Conflict, NotFound
 from service.pull import repository
 from service.pull.case_opening import open_case_from_ehr
+from service.pull.identity import resolve_conflict
 from service.pull.models import PullJob, PullState
 from service.pull.runner import PullRunner
 from service.pull.schemas import (
     CaseFromEhrOut,
+    ConflictResolution,
     IdentityConflictOut,
     ImportedResourceOut,
     PullCreate,
@@ -72,6 +74,19 @@ async def get_identity_conflicts(
 ) -> list[IdentityConflictOut]:
     """EHR patients whose identifiers point to more than one local patient: nothing was merged."""
     return [IdentityConflictOut.model_validate(c) for c in await repository.open_conflicts(session)]
+
+
+@router.post("/api/pulls/identity-conflicts/{conflict_id}/resolve", responses=CREATE_PROBLEMS)
+async def resolve_identity_conflict(
+    conflict_id: str, body: ConflictResolution, session: SessionDep, actor: ActorDep
+) -> IdentityConflictOut:
+    """A person says which local patient the EHR patient is: it is linked to that one, and the
+    next pulls file its records there. Nothing is merged."""
+    conflict = await repository.get_conflict(session, conflict_id)
+    if conflict is None:
+        raise NotFound(f"identity conflict {conflict_id} not found")
+    await resolve_conflict(session, conflict, body.patient_id, actor.id)
+    return IdentityConflictOut.model_validate(conflict)
 
 
 @router.get("/api/pulls/{pull_id}")
