@@ -31,6 +31,7 @@ from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.errors import NotFound, RuleViolation
 from service.links.models import LinkOrigin, ResourceLink
+from service.links.repository import resource_link_by_remote
 from service.patients.repository import get_patient
 from service.pull import repository
 from service.pull.models import PulledRecord
@@ -66,6 +67,14 @@ async def open_case_from_ehr(
             "nothing was pulled for this patient from that connection: pull it first",
         )
     chosen, skipped = _case_resources(records)
+    for kind, remote in chosen:
+        existing = await resource_link_by_remote(session, connection_id, kind, remote)
+        if existing is not None:
+            # One local copy per remote resource: the links would otherwise be ambiguous.
+            raise RuleViolation(
+                "case.from_ehr.linked",
+                f"{kind}/{remote} of the EHR is already linked to {kind}/{existing.local_id}",
+            )
     # New local ids, and every reference between the chosen resources rewritten to them.
     local_ids = {key: new_id() for key in chosen}
     references = {

@@ -168,6 +168,11 @@ async def test_a_case_opens_at_intake_from_the_pulled_record(
     for (kind, _), link in links.items():
         assert (kind, link.local_id) in stored, (kind, link.local_id)
 
+    # The EHR's resources now have their local copies: a second case from them is refused.
+    again = await client.post(f"/api/connections/{connection_id}/patients/{patient_id}/cases")
+    assert again.status_code == 409
+    assert again.json()["rule"] == "case.from_ehr.linked"
+
 
 async def test_a_case_needs_a_pull_first(client: httpx.AsyncClient, connection_id: str) -> None:
     patient = (await client.post("/api/patients", json={"family_name": "Never Pulled"})).json()
