@@ -31,6 +31,7 @@ from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.errors import NotFound, RuleViolation
 from service.links.models import LinkOrigin, ResourceLink
+from service.links.repository import resource_link_by_remote
 from service.patients.repository import get_patient
 from service.pull import repository
 from service.pull.models import PulledRecord
@@ -66,6 +67,14 @@ async def open_case_from_ehr(
             "nothing was pulled for this patient from that connection: pull it first",
         )
     chosen, skipped = _case_resources(records)
+    for kind, remote in chosen:
+        existing = await resource_link_by_remote(session, connection_id, kind, remote)
+        if existing is not None:
+            # One local copy per remote resource: the links would otherwise be ambiguous.
+            raise RuleViolation(
+                "case.from_ehr.linked",
+                f"{kind}/{remote} of the EHR is already linked to {kind}/{existing.local_id}",
+            )
     # New local ids, and every reference between the chosen resources rewritten to them.
     local_ids = {key: new_id() for key in chosen}
     references = {
@@ -78,18 +87,27 @@ async def open_case_from_ehr(
             if record.remote_patient_id
         }
     )
-    resources: dict[tuple[str, str], dict[str, Any]] = {}
-    for key, resource in chosen.items():
-        rewritten = _rewrite(resource, references)
+
+    def local_copy(key: tuple[str, str]) -> dict[str, Any]:
+        rewritten: dict[str, Any] = _without_remote_references(
+            _rewrite(chosen[key], references), references
+        )
         rewritten["id"] = local_ids[key]
         rewritten.pop("meta", None)
         rewritten.pop("identifier", None)  # the EHR's identifiers name the EHR's copy
         rewritten["subject"] = {"reference": f"Patient/{patient_id}"}
-        problem = _rejection(rewritten)
-        if problem is not None:
+        return rewritten
+
+    # What the mappings reject is left out, and so are the references to it.
+    accepted: list[tuple[str, str]] = []
+    for key in chosen:
+        problem = _rejection(local_copy(key))
+        if problem is None:
+            accepted.append(key)
+        else:
             skipped.append((key[0], key[1], problem))
-            continue
-        resources[key] = rewritten
+            del references[f"{key[0]}/{key[1]}"]
+    resources = {key: local_copy(key) for key in accepted}
     plan_key = next((k for k in resources if k[0] == "CarePlan"), None)
     plan = resources.pop(plan_key) if plan_key else _new_plan(patient_id)
     team_key = next((k for k in resources if k[0] == "CareTeam"), None)
@@ -210,6 +228,30 @@ def _closed_condition(resource: dict[str, Any]) -> bool:
         coding.get("code") for coding in (resource.get("clinicalStatus") or {}).get("coding") or []
     }
     return bool(codes & CLOSED_CONDITION_STATUSES)
+
+
+CASE_TYPES = frozenset({"Condition", "Goal", "ServiceRequest", "CarePlan", "CareTeam"})
+
+
+def _without_remote_references(resource: dict[str, Any], references: dict[str, str]) -> Any:
+    """Drop the references to the EHR's case resources that were not imported (a completed
+    goal, another plan): left in, they would name ids that exist only on the EHR."""
+    local = set(references.values())
+    kept: dict[str, Any] = {}
+    for key, value in resource.items():
+        if isinstance(value, list):
+            value = [item for item in value if not _remote_case_reference(item, local)]
+            if not value:
+                continue
+        kept[key] = value
+    return kept
+
+
+def _remote_case_reference(item: object, local: set[str]) -> bool:
+    reference = item.get("reference") if isinstance(item, dict) else None
+    if not isinstance(reference, str) or reference in local:
+        return False
+    return reference.partition("/")[0] in CASE_TYPES
 
 
 def _rewrite(node: Any, references: dict[str, str]) -> Any:

@@ -10,14 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.from_fhir.patient import patient_record
-from service.db.base import new_id
+from service.db.base import new_id, utcnow
 from service.db.changes import note_patient_changed
 from service.ehr.client import JsonObject
+from service.errors import Conflict, RuleViolation
 from service.links.models import PatientLink
 from service.links.repository import link_patient
 from service.patients.models import Patient, PatientIdentifier
 from service.patients.repository import identifier_owner
 from service.pull import repository
+from service.pull.models import IdentityConflict
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,11 @@ async def match_patient(
         owner = await identifier_owner(session, system, value)
         if owner is not None:
             pointers.setdefault(owner, []).append(f"identifier {system}|{value}")
+    if len(pointers) > 1 and link is not None:
+        chosen = await repository.resolved_choice(session, connection_id, remote_id)
+        if chosen == link.patient_id:
+            # A person resolved this conflict by choosing the linked patient.
+            return Matched(link.patient_id, created=False)
     if len(pointers) > 1:
         reason = "; ".join(
             f"{', '.join(what)} -> patient {patient_id}"
@@ -89,3 +96,36 @@ def _new_local_patient(remote: JsonObject) -> Patient:
         gender=record.gender,
         identifiers=[PatientIdentifier(system=i.system, value=i.value) for i in record.identifiers],
     )
+
+
+async def resolve_conflict(
+    session: AsyncSession, conflict: IdentityConflict, patient_id: str, actor: str
+) -> None:
+    """A person's choice: link the remote patient to one of the candidates."""
+    if conflict.resolved_at is not None:
+        raise Conflict(f"identity conflict {conflict.id} is already resolved")
+    if patient_id not in conflict.candidate_patient_ids:
+        raise RuleViolation(
+            "pull.identity.candidate",
+            f"patient {patient_id} is not one of the candidates of this conflict",
+        )
+    existing = await session.scalar(
+        select(PatientLink).where(
+            PatientLink.connection_id == conflict.connection_id,
+            PatientLink.remote_id == conflict.remote_patient_id,
+        )
+    )
+    if existing is not None:
+        existing.patient_id = patient_id
+    else:
+        session.add(
+            PatientLink(
+                connection_id=conflict.connection_id,
+                patient_id=patient_id,
+                remote_id=conflict.remote_patient_id,
+            )
+        )
+    conflict.resolved_at = utcnow()
+    conflict.resolved_patient_id = patient_id
+    conflict.resolved_by = actor
+    await session.flush()

@@ -137,3 +137,9 @@ class IdentityConflict(Base):
     reason: Mapped[str] = mapped_column(sa.Text())
     detected_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[dt.datetime | None]
+    # The local patient a person chose: the remote patient is linked to it, and later pulls
+    # follow that link even though another local patient holds one of its identifiers.
+    resolved_patient_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("patients.id", ondelete="CASCADE")
+    )
+    resolved_by: Mapped[str | None] = mapped_column(sa.String(200))

@@ -222,6 +222,26 @@ async def add_conflict(
     return conflict
 
 
+async def resolved_choice(
+    session: AsyncSession, connection_id: str, remote_patient_id: str
+) -> str | None:
+    """The local patient a person chose for this remote patient, if a conflict was resolved."""
+    return await session.scalar(
+        select(IdentityConflict.resolved_patient_id)
+        .where(
+            IdentityConflict.connection_id == connection_id,
+            IdentityConflict.remote_patient_id == remote_patient_id,
+            IdentityConflict.resolved_patient_id.is_not(None),
+        )
+        .order_by(IdentityConflict.resolved_at.desc())
+        .limit(1)
+    )
+
+
+async def get_conflict(session: AsyncSession, conflict_id: str) -> IdentityConflict | None:
+    return await session.get(IdentityConflict, conflict_id)
+
+
 async def open_conflicts(session: AsyncSession) -> list[IdentityConflict]:
     rows = await session.scalars(
         select(IdentityConflict)

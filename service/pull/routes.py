@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 
-from service.api.problems import PROBLEM_RESPONSES, problems
+from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES
 from service.auth.deps import ActorDep
 from service.connections.service import load_connection
 from service.db.session import SessionDep
 from service.errors import Conflict, NotFound
 from service.pull import repository
 from service.pull.case_opening import open_case_from_ehr
+from service.pull.identity import resolve_conflict
 from service.pull.models import PullJob, PullState
 from service.pull.runner import PullRunner
 from service.pull.schemas import (
     CaseFromEhrOut,
+    ConflictResolution,
     IdentityConflictOut,
     ImportedResourceOut,
     PullCreate,
@@ -35,7 +37,7 @@ def _runner(request: Request) -> PullRunner:
 @router.post(
     "/api/connections/{connection_id}/pulls",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problems(409),
+    responses=CREATE_PROBLEMS,
 )
 async def start_pull(
     connection_id: str,
@@ -74,6 +76,19 @@ async def get_identity_conflicts(
     return [IdentityConflictOut.model_validate(c) for c in await repository.open_conflicts(session)]
 
 
+@router.post("/api/pulls/identity-conflicts/{conflict_id}/resolve", responses=CREATE_PROBLEMS)
+async def resolve_identity_conflict(
+    conflict_id: str, body: ConflictResolution, session: SessionDep, actor: ActorDep
+) -> IdentityConflictOut:
+    """A person says which local patient the EHR patient is: it is linked to that one, and the
+    next pulls file its records there. Nothing is merged."""
+    conflict = await repository.get_conflict(session, conflict_id)
+    if conflict is None:
+        raise NotFound(f"identity conflict {conflict_id} not found")
+    await resolve_conflict(session, conflict, body.patient_id, actor.id)
+    return IdentityConflictOut.model_validate(conflict)
+
+
 @router.get("/api/pulls/{pull_id}")
 async def get_pull(pull_id: str, session: SessionDep, _actor: ActorDep) -> PullOut:
     job = await repository.get_job(session, pull_id)
@@ -82,7 +97,7 @@ async def get_pull(pull_id: str, session: SessionDep, _actor: ActorDep) -> PullO
     return PullOut.model_validate(job)
 
 
-@router.post("/api/pulls/{pull_id}/cancel", responses=problems(409))
+@router.post("/api/pulls/{pull_id}/cancel", responses=CREATE_PROBLEMS)
 async def cancel_pull(
     pull_id: str,
     session: SessionDep,
@@ -115,7 +130,7 @@ async def get_pulled_records(
 @router.post(
     "/api/connections/{connection_id}/patients/{patient_id}/cases",
     status_code=status.HTTP_201_CREATED,
-    responses=problems(409),
+    responses=CREATE_PROBLEMS,
 )
 async def open_case_from_pulled_record(
     connection_id: str,

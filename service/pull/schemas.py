@@ -90,6 +90,10 @@ class PullOut(BaseModel):
         return data
 
 
+class ConflictResolution(RequestBody):
+    patient_id: str = Field(description="The candidate the remote patient is.")
+
+
 class IdentityConflictOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -99,6 +103,9 @@ class IdentityConflictOut(BaseModel):
     candidate_patient_ids: list[str]
     reason: str
     detected_at: dt.datetime
+    resolved_at: dt.datetime | None
+    resolved_patient_id: str | None
+    resolved_by: str | None
 
 
 class PulledRecordOut(BaseModel):

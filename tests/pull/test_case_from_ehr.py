@@ -61,7 +61,7 @@ RECORD = {
             "intent": "plan",
             "title": "Discharge plan",
             "subject": {"reference": "Patient/r1"},
-            "goal": [{"reference": "Goal/g1"}],
+            "goal": [{"reference": "Goal/g1"}, {"reference": "Goal/g2"}],
             "careTeam": [{"reference": "CareTeam/t1"}],
         }
     ),
@@ -157,8 +157,21 @@ async def test_a_case_opens_at_intake_from_the_pulled_record(
         ("Condition", "3", LinkOrigin.pulled),
     }
     assert links[("CarePlan", "cp1")].local_id == case_id
+    # The plan refers to its local goal only: no reference to the EHR's ids is left behind.
+    async with database.transaction(write=False) as session:
+        plan = await session.get(StoredResource, ("CarePlan", case_id))
+        assert plan is not None
+        content = plan.content.decode()
+    assert f"Goal/{links[('Goal', 'g1')].local_id}" in content
+    assert "g1" not in content.replace(links[("Goal", "g1")].local_id, "")
+    assert "Goal/g2" not in content
     for (kind, _), link in links.items():
         assert (kind, link.local_id) in stored, (kind, link.local_id)
+
+    # The EHR's resources now have their local copies: a second case from them is refused.
+    again = await client.post(f"/api/connections/{connection_id}/patients/{patient_id}/cases")
+    assert again.status_code == 409
+    assert again.json()["rule"] == "case.from_ehr.linked"
 
 
 async def test_a_case_needs_a_pull_first(client: httpx.AsyncClient, connection_id: str) -> None:

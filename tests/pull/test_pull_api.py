@@ -179,6 +179,46 @@ async def test_identifiers_of_two_local_patients_are_left_for_a_person(
         assert await session.scalar(select(func.count()).select_from(PulledRecord)) == 0
     assert len(await local_patients(database)) == 2  # nothing merged, nothing created
 
+    # A person says which patient it is: the next pull files the record there.
+    resolved = await client.post(
+        f"/api/pulls/identity-conflicts/{conflicts[0]['id']}/resolve",
+        json={"patient_id": ids[1]},
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["resolved_by"] == "apikey:bootstrap"
+    assert (await client.get("/api/pulls/identity-conflicts")).json() == []
+    again = await pull(app, client, connection_id)
+    assert again["state"] == "succeeded", again["failures"]
+    records = await client.get(f"/api/connections/{connection_id}/patients/{ids[1]}/records")
+    assert {r["resource_type"] for r in records.json()} == {"Patient", "Condition"}
+    assert len(await local_patients(database)) == 2
+    twice = await client.post(
+        f"/api/pulls/identity-conflicts/{conflicts[0]['id']}/resolve",
+        json={"patient_id": ids[0]},
+    )
+    assert twice.status_code == 409
+
+
+async def test_only_a_candidate_can_resolve_a_conflict(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    ehr: respx.MockRouter,
+    connection_id: str,
+) -> None:
+    for system, value in (("urn:oid:1.2.3.4", "MRN-1"), ("http://hl7.org/fhir/sid/us-ssn", "999")):
+        await client.post(
+            "/api/patients", json={"identifiers": [{"system": system, "value": value}]}
+        )
+    bystander = (await client.post("/api/patients", json={"family_name": "Else"})).json()["id"]
+    serve_record(ehr, remote_patient(MRN, "http://hl7.org/fhir/sid/us-ssn|999"))
+    await pull(app, client, connection_id)
+    [conflict] = (await client.get("/api/pulls/identity-conflicts")).json()
+    refused = await client.post(
+        f"/api/pulls/identity-conflicts/{conflict['id']}/resolve", json={"patient_id": bystander}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["rule"] == "pull.identity.candidate"
+
 
 async def test_a_repeat_pull_asks_for_changes_since_the_servers_clock(
     app: FastAPI,

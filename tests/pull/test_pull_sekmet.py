@@ -14,11 +14,14 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from service.app import create_app
 from service.db.session import Database
 from service.links.models import PatientLink
-from service.pull.models import PulledRecord
+from service.pull.models import PulledRecord, PullJob, PullState
 from service.pull.reader import RECORD_TYPES
 from service.pull.runner import PullRunner
+from service.settings import Settings
+from tests.conftest import BOOTSTRAP_KEY
 from tests.pull.conftest import Key, server_record
 from tests.pull.ehr_server import SeededEhr
 from tests.pull.fault_proxy import FaultPlan, FaultProxy
@@ -289,3 +292,62 @@ async def test_a_group_is_pulled_with_bulk_data_and_again_since_its_transaction_
     assert job["counts"] == {"Condition": 1}
     record = (await stored(database, connection_id))[first][("Condition", condition["id"])]
     assert orjson.loads(record.content)["note"] == [{"text": "changed after the export"}]
+
+
+async def test_a_pull_interrupted_by_a_restart_is_rerun_and_converges(
+    settings: Settings, database: Database, seeded_ehr: SeededEhr
+) -> None:
+    ids = seeded_ehr.patient_ids[:60]
+
+    def api(application: FastAPI) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application),
+            base_url="http://testserver",
+            headers={"X-API-Key": BOOTSTRAP_KEY},
+        )
+
+    first = create_app(settings)
+    async with first.router.lifespan_context(first), api(first) as client:
+        connection_id = await register(client, seeded_ehr.base_url, "sekmet restart")
+        started = await client.post(
+            f"/api/connections/{connection_id}/pulls",
+            json={"patients": [{"remote_id": remote_id} for remote_id in ids]},
+        )
+        job_url = started.headers["Location"]
+
+        async def some_patients_done() -> None:
+            while (await client.get(job_url)).json()["patients_done"] < 5:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(some_patients_done(), 120)
+    # The process stopped in the middle of the pull.
+    async with database.transaction(write=False) as session:
+        interrupted = await session.get(PullJob, job_url.rsplit("/", 1)[1])
+        assert interrupted is not None
+        assert interrupted.state is PullState.running
+        assert interrupted.patients_done < len(ids)
+
+    second = create_app(settings)
+    async with second.router.lifespan_context(second), api(second) as client:
+        await asyncio.wait_for(second.state.pull_runner.wait_idle(), 300)
+        job = (await client.get(job_url)).json()
+    assert job["state"] == "succeeded", job["failures"]
+    expected = await truth(seeded_ehr, ids)
+    local = await stored(database, connection_id)
+    for remote_id in ids:
+        assert set(local[remote_id]) == set(expected[remote_id])
+        for key, resource in expected[remote_id].items():
+            assert_same(local[remote_id][key], resource)
+    async with database.transaction(write=False) as session:
+        rows = await session.scalar(
+            select(func.count())
+            .select_from(PulledRecord)
+            .where(PulledRecord.connection_id == connection_id)
+        )
+        links = await session.scalar(
+            select(func.count())
+            .select_from(PatientLink)
+            .where(PatientLink.connection_id == connection_id)
+        )
+    assert rows == sum(len(record) for record in expected.values())
+    assert links == len(ids)

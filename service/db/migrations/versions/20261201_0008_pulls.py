@@ -2,7 +2,7 @@
 
 Revision ID: 0008_pulls
 Revises: 0007_ehr_links
-Create Date: 2026-12-01 16:06:05.997075
+Create Date: 2026-12-01 16:31:47.676928
 """
 
 from collections.abc import Sequence
@@ -38,7 +38,10 @@ def upgrade() -> None:
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('detected_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('resolved_patient_id', sa.String(length=36), nullable=True),
+    sa.Column('resolved_by', sa.String(length=200), nullable=True),
     sa.ForeignKeyConstraint(['connection_id'], ['ehr_connections.id'], name=op.f('fk_ehr_identity_conflicts_connection_id_ehr_connections'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['resolved_patient_id'], ['patients.id'], name=op.f('fk_ehr_identity_conflicts_resolved_patient_id_patients'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ehr_identity_conflicts'))
     )
     with op.batch_alter_table('ehr_identity_conflicts', schema=None) as batch_op:
