@@ -143,6 +143,14 @@ async def open_case_from_ehr(
                 remote_id=remote,
                 remote_version_id=versions.get((kind, remote)),
                 origin=LinkOrigin.pulled,
+                # In sync as imported: the local copy's first version (every imported resource
+                # is new here, so the commit projects it as version 1) stands for the EHR's
+                # JSON. A push then sends only what changes locally after the import, rebased
+                # onto the EHR's own JSON, instead of overwriting the EHR's resource with ours.
+                pushed_version_id=1,
+                pushed_content=orjson.dumps(
+                    {k: v for k, v in chosen[(kind, remote)].items() if k not in ("id", "meta")}
+                ),
             )
         )
         opened.imported.append((kind, remote, local))
