@@ -195,7 +195,7 @@ class FhirClient:
         if not RESOURCE_ID.fullmatch(resource_id):
             raise ValueError(f"not a FHIR resource id: {resource_id!r}")
         response = await self.send("GET", f"{type_name}/{resource_id}")
-        data = _json_object(response)
+        data = json_object(response)
         if data.get("resourceType") != type_name:
             raise EhrProtocolError(
                 f"asked for {type_name}, got {data.get('resourceType')!r}", url=str(response.url)
@@ -207,7 +207,7 @@ class FhirClient:
     async def fetch_json(self, url_or_path: str, *, accept: str = FHIR_JSON) -> JsonObject:
         """GET any JSON document under this EHR (discovery documents, `next` links)."""
         response = await self.send("GET", url_or_path, headers={"Accept": accept})
-        return _json_object(response)
+        return json_object(response)
 
     @overload
     def search(
@@ -248,7 +248,7 @@ class FhirClient:
         response = await self.send("GET", resource_type, params=_query(params))
         seen = {str(response.url)}
         while True:
-            page = _json_object(response)
+            page = json_object(response)
             if page.get("resourceType") != "Bundle":
                 raise EhrProtocolError(
                     f"search answered with {page.get('resourceType')!r}, not a Bundle",
@@ -433,7 +433,8 @@ def _query(params: SearchParams | None) -> QueryPairs:
     return pairs
 
 
-def _json_object(response: httpx.Response) -> JsonObject:
+def json_object(response: httpx.Response) -> JsonObject:
+    """The response body as a JSON object; EhrProtocolError when it is anything else."""
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
@@ -524,7 +525,7 @@ def _raise_for_status(response: httpx.Response) -> httpx.Response:
 
 
 def _write_result(response: httpx.Response) -> WriteResult:
-    resource = _json_object(response) if response.content.strip() else None
+    resource = json_object(response) if response.content.strip() else None
     etag = response.headers.get("ETag")
     location = response.headers.get("Location") or response.headers.get("Content-Location")
     return WriteResult(

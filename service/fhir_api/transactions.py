@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings.bundles import with_references
 from mappings.from_fhir import ResourceRejected, import_case
 from mappings.to_fhir.context import care_team_id
 from service.auth.deps import Actor
@@ -80,19 +81,6 @@ def _entries(bundle: Any) -> list[_Entry]:
     return entries
 
 
-def _rewrite(node: Any, references: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        return {
-            key: references.get(value, value)
-            if key == "reference" and isinstance(value, str)
-            else _rewrite(value, references)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_rewrite(item, references) for item in node]
-    return node
-
-
 async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
     """The id of the patient an `ifNoneExist=identifier=system|value` names, if we know it."""
     if entry.if_none_exist is None:
@@ -130,7 +118,7 @@ async def _store_case(
         entry.resource = {**entry.resource, "id": target.split("/")[1]}
         if entry.full_url:
             references[entry.full_url] = target
-    resources = [_rewrite(e.resource, references) for e in entries]
+    resources = [with_references(e.resource, references) for e in entries]
     patient_id = _patient_of(resources)
     for entry in entries:
         principal.require(entry.resource["resourceType"], Interaction.create, patient_id=patient_id)

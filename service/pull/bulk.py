@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
-from service.ehr.client import FhirClient, JsonObject, TokenProvider, parse_retry_after
+from service.ehr.client import FhirClient, JsonObject, TokenProvider, json_object, parse_retry_after
 from service.ehr.errors import EhrProtocolError, EhrTimeout
 from service.ehr.url_policy import UrlPolicy
 from service.pull.reader import format_instant, parse_instant
@@ -149,12 +149,7 @@ class BulkExport:
 
 
 def _manifest(response: httpx.Response) -> Manifest:
-    try:
-        data = orjson.loads(response.content)
-    except orjson.JSONDecodeError as exc:
-        raise EhrProtocolError(f"the manifest is not JSON: {exc}", url=str(response.url)) from exc
-    if not isinstance(data, dict):
-        raise EhrProtocolError("the manifest is not a JSON object", url=str(response.url))
+    data = json_object(response)
 
     def files(key: str) -> list[OutputFile]:
         return [

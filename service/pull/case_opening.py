@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings.bundles import with_references
 from mappings.from_fhir import (
     ResourceRejected,
     import_care_plan,
@@ -90,7 +91,7 @@ async def open_case_from_ehr(
 
     def local_copy(key: tuple[str, str]) -> dict[str, Any]:
         rewritten: dict[str, Any] = _without_remote_references(
-            _rewrite(chosen[key], references), references
+            with_references(chosen[key], references), references
         )
         rewritten["id"] = local_ids[key]
         rewritten.pop("meta", None)
@@ -260,16 +261,3 @@ def _remote_case_reference(item: object, local: set[str]) -> bool:
     if not isinstance(reference, str) or reference in local:
         return False
     return reference.partition("/")[0] in CASE_TYPES
-
-
-def _rewrite(node: Any, references: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        return {
-            key: references.get(value, value)
-            if key == "reference" and isinstance(value, str)
-            else _rewrite(value, references)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_rewrite(item, references) for item in node]
-    return node
