@@ -61,8 +61,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     app.state.audit_recorder = AuditRecorder(database)
     app.state.audit_recorder.start()
-    app.state.pull_runner = PullRunner(database, UrlPolicy.from_settings(settings))
-    await app.state.pull_runner.start()
+    app.state.pull_runner = None
+    if settings.pull_runner_enabled:
+        app.state.pull_runner = PullRunner(database, UrlPolicy.from_settings(settings))
+        await app.state.pull_runner.start()
     app.state.push_dispatcher = None
     if settings.push_dispatcher_enabled:
         app.state.push_dispatcher = PushDispatcher(database)
@@ -80,7 +82,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await app.state.pull_runner.close()
+        if app.state.pull_runner is not None:
+            await app.state.pull_runner.close()
         if app.state.push_dispatcher is not None:
             await app.state.push_dispatcher.close()
         await app.state.audit_recorder.close()

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
         ("social-history", "survey", "functional-status"),
         description="Observation categories a pull reads (empty: every Observation).",
     )
+    pull_runner_enabled: bool = Field(
+        True,
+        description="Run the pull runner in this process. Keep it on in one replica per "
+        "database: a starting runner re-queues every job left running.",
+    )
     pull_poll_seconds: Annotated[float, Field(gt=0)] = Field(
         5.0, description="How often the pull runner looks for queued pull jobs."
     )

@@ -29,9 +29,19 @@ from service.pull.schemas import (
 router = APIRouter(tags=["pulls"], responses=PROBLEM_RESPONSES)
 
 
-def _runner(request: Request) -> PullRunner:
-    runner: PullRunner = request.app.state.pull_runner
-    return runner
+def _wake_runner(request: Request) -> None:
+    """Start the job now if this process runs pulls; otherwise the runner of the replica that
+    does finds it at its next poll."""
+    runner: PullRunner | None = request.app.state.pull_runner
+    if runner is not None:
+        runner.wake()
+
+
+def _stop_job(request: Request, pull_id: str) -> None:
+    """Stop the job's task if it runs here; a runner elsewhere sees `cancel_requested`."""
+    runner: PullRunner | None = request.app.state.pull_runner
+    if runner is not None:
+        runner.stop_job(pull_id)
 
 
 @router.post(
@@ -63,7 +73,7 @@ async def start_pull(
     session.add(job)
     await session.flush()
     # Background tasks run after the commit, so the runner finds the job.
-    background.add_task(_runner(request).wake)
+    background.add_task(_wake_runner, request)
     response.headers["Location"] = f"/api/pulls/{job.id}"
     return PullOut.model_validate(job)
 
@@ -114,7 +124,7 @@ async def cancel_pull(
     if job.state is PullState.queued:
         job.state = PullState.cancelled
     await session.flush()
-    background.add_task(_runner(request).stop_job, pull_id)
+    background.add_task(_stop_job, request, pull_id)
     return PullOut.model_validate(job)
 
 

@@ -329,3 +329,20 @@ async def test_a_job_interrupted_by_a_restart_runs_again(
             body = (await http.get(f"/api/pulls/{job_id}")).json()
     assert body["state"] == "succeeded", body
     assert body["counts"]["Condition"] == 1
+
+
+async def test_a_replica_without_a_runner_still_queues_and_cancels_pulls(
+    app: FastAPI, client: httpx.AsyncClient, connection_id: str
+) -> None:
+    runner = app.state.pull_runner
+    await runner.close()
+    app.state.pull_runner = None  # as with CASEBRIDGE_PULL_RUNNER_ENABLED=false
+    started = await client.post(
+        f"/api/connections/{connection_id}/pulls", json={"patients": [{"remote_id": "r1"}]}
+    )
+    assert started.status_code == 202, started.text
+    pull_id = started.json()["id"]
+    assert (await client.get(f"/api/pulls/{pull_id}")).json()["state"] == "queued"
+    cancelled = await client.post(f"/api/pulls/{pull_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert (await client.get(f"/api/pulls/{pull_id}")).json()["state"] == "cancelled"
