@@ -207,6 +207,41 @@ async def send_raw(ehr: httpx.AsyncClient, bundles: list[bytes], concurrency: in
     return time.perf_counter() - started
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pid_running(marker: str) -> int:
+    """The pid of the process whose command line holds `marker` (the sekmet config path)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise RuntimeError(f"no process runs with {marker}")
+
+
+class CpuMeter:
+    """CPU seconds used by this process and by the EHR server during one phase: where the time
+    of a push goes on a machine whose cores the two share."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.ours = self.server = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._ours, self._server = time.process_time(), process_cpu_seconds(self.server_pid)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.ours = time.process_time() - self._ours
+        self.server = process_cpu_seconds(self.server_pid) - self._server
+
+
 async def push_all(database: Database, expected: int) -> float:
     """Seconds from starting a dispatcher until every pair is synced."""
     dispatcher = PushDispatcher(database)
@@ -231,7 +266,9 @@ async def push_all(database: Database, expected: int) -> float:
         await dispatcher.close()
 
 
-async def run(args: argparse.Namespace, sekmet_base: str, database_url: str) -> None:
+async def run(
+    args: argparse.Namespace, sekmet_base: str, database_url: str, sekmet_pid: int
+) -> None:
     settings = Settings(
         _env_file=None,
         database_url=database_url,
@@ -276,10 +313,11 @@ async def run(args: argparse.Namespace, sekmet_base: str, database_url: str) -> 
         # Warm both sides up (first requests, connection pools) on cases not measured.
         warm_up = await make_cases(api, database, ehr, 4, None)
         await send_raw(ehr, await raw_bundles(database, warm_up, caps), args.concurrency)
-        raw_before = await send_raw(
-            ehr, await raw_bundles(database, before, caps), args.concurrency
-        )
-        push_seconds = await push_all(database, len(pushed))
+        bundles = await raw_bundles(database, before, caps)
+        with CpuMeter(sekmet_pid) as raw_cpu:
+            raw_before = await send_raw(ehr, bundles, args.concurrency)
+        with CpuMeter(sekmet_pid) as push_cpu:
+            push_seconds = await push_all(database, len(pushed))
         raw_after = await send_raw(ehr, await raw_bundles(database, after, caps), args.concurrency)
     rates = {
         "raw before": args.cases / raw_before,
@@ -292,6 +330,11 @@ async def run(args: argparse.Namespace, sekmet_base: str, database_url: str) -> 
     print(
         f"push / raw: {rates['push'] / raw:.2f}x (target >= 0.8x), concurrency {args.concurrency}"
     )
+    for name, meter in (("raw before", raw_cpu), ("push", push_cpu)):
+        print(
+            f"{name:>10}: CPU ms per push: this process {1000 * meter.ours / args.cases:6.1f},"
+            f" sekmet {1000 * meter.server / args.cases:6.1f}"
+        )
 
 
 def main() -> None:
@@ -329,7 +372,7 @@ def main() -> None:
             )
         )
         database = args.database_url or f"sqlite+aiosqlite:///{directory / 'bench.db'}"
-        asyncio.run(run(args, base, database))
+        asyncio.run(run(args, base, database, pid_running(str(config))))
 
 
 if __name__ == "__main__":
