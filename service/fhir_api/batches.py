@@ -12,7 +12,7 @@ from __future__ import annotations
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import orjson
@@ -108,6 +108,9 @@ def _local_path(url: str, base_url: str) -> str | None:
     url = url.lstrip("/")
     parts = urlsplit(url)
     if parts.scheme or parts.netloc or not parts.path:
+        return None
+    # No dot segments, however encoded: "Goal/../../api/…" would leave /fhir.
+    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
         return None
     if not (parts.path[0].isupper() or parts.path == "metadata"):
         return None

@@ -126,6 +126,8 @@ async def test_each_entry_is_audited(
         ({"request": {"method": "PATCH", "url": "Goal/x"}}, "Bundle.entry[0].request.method"),
         ({"request": {"method": "GET", "url": "https://elsewhere.example/Goal/1"}}, None),
         ({"request": {"method": "POST", "url": ""}, "resource": {}}, None),
+        ({"request": {"method": "GET", "url": "Patient/../../api/cases"}}, None),
+        ({"request": {"method": "GET", "url": "Patient/%2e%2e/%2E%2E/api/cases"}}, None),
         ({"request": {"method": "POST", "url": "Goal"}}, "Bundle.entry[0].resource"),
         ({"fullUrl": "x"}, "Bundle.entry[0].request"),
     ],
