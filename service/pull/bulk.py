@@ -25,7 +25,7 @@ import orjson
 
 from service.ehr.client import FhirClient, JsonObject, TokenProvider, json_object, parse_retry_after
 from service.ehr.errors import EhrProtocolError, EhrTimeout
-from service.ehr.url_policy import UrlPolicy
+from service.ehr.url_policy import UrlPolicy, same_origin
 from service.pull.reader import format_instant, parse_instant
 
 DEFAULT_POLL_SECONDS = 2.0
@@ -92,7 +92,14 @@ class BulkExport:
                 f"the $export kick-off answered {response.status_code} without a status URL",
                 url=str(response.url),
             )
-        return str(response.url.join(location))
+        status_url = str(response.url.join(location))
+        if not same_origin(status_url, self._client.base_url):
+            # Polling sends our access token: only to the FHIR server that issued the export.
+            raise EhrProtocolError(
+                "the $export status URL is on another origin than the FHIR server",
+                url=status_url,
+            )
+        return status_url
 
     async def wait(
         self, status_url: str, progress: Progress, *, deadline_seconds: float = 3600.0
@@ -118,6 +125,12 @@ class BulkExport:
         url = await self._policy.check(file.url)
         headers = {"Accept": "application/fhir+ndjson"}
         if requires_access_token and self._tokens is not None:
+            if not same_origin(file.url, self._client.base_url):
+                # The token is the FHIR server's: never hand it to another host.
+                raise EhrProtocolError(
+                    "the output file wants the access token but is on another origin",
+                    url=file.url,
+                )
             headers["Authorization"] = f"Bearer {await self._tokens.access_token()}"
         async with (
             httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as http,

@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from service.ehr.client import FhirClient
-from service.ehr.errors import EhrTimeout
+from service.ehr.errors import EhrProtocolError, EhrTimeout
 from service.pull.bulk import BadLine, BulkExport, OutputFile
 from tests.ehr.fakes import BASE, RecordedSleeps, public_dns_policy
 
@@ -111,9 +111,12 @@ async def test_ndjson_is_read_line_by_line_and_bad_lines_are_reported(
         b'{"resourceType":"Condition","id":"c1"}\n'
         b'{"resourceType":"Patient","id":"p2"}'  # no final newline
     )
-    route = ehr.get(f"{FILES}/Patient.ndjson").respond(200, content=body)
+    # A file that needs the token is on the FHIR server's origin; one that does not may be
+    # anywhere the URL policy allows.
+    where = f"{BASE}/exports/42" if requires_token else FILES
+    route = ehr.get(f"{where}/Patient.ndjson").respond(200, content=body)
     bad: list[BadLine] = []
-    file = OutputFile("Patient", f"{FILES}/Patient.ndjson", None)
+    file = OutputFile("Patient", f"{where}/Patient.ndjson", None)
     ids = [r["id"] async for r in export.resources(file, requires_token, bad)]
     assert ids == ["p1", "p2"]
     assert [b.line_number for b in bad] == [3, 4]
@@ -121,3 +124,18 @@ async def test_ndjson_is_read_line_by_line_and_bad_lines_are_reported(
     assert bad[1].reason == "a 'Condition' in a Patient file"
     sent = route.calls.last.request.headers
     assert (sent.get("Authorization") == "Bearer tok") is requires_token
+
+
+async def test_the_access_token_never_leaves_the_fhir_servers_origin(
+    ehr: respx.MockRouter, export: BulkExport
+) -> None:
+    ehr.get(f"{BASE}/Group/g1/$export").respond(
+        202, headers={"Content-Location": "https://collector.example.net/status/1"}
+    )
+    with pytest.raises(EhrProtocolError, match="another origin"):
+        await export.kick_off("g1", ["Patient"], None)
+    foreign = OutputFile("Patient", f"{FILES}/Patient.ndjson", None)
+    with pytest.raises(EhrProtocolError, match="another origin"):
+        [r async for r in export.resources(foreign, True, [])]
+    # respx would have recorded any request to the foreign hosts (none is mocked).
+    assert [call.request.url.host for call in ehr.calls] == ["ehr.example.com"]
