@@ -57,3 +57,18 @@ def take_reprojected_cases(session: AsyncSession) -> dict[str, str | None]:
     """Case id -> author of every case re-projected so far, cleared from the session."""
     taken: dict[str, str | None] = session.info.pop(_REPROJECTED_KEY, {})
     return taken
+
+
+# Patients newly linked to an EHR connection (or re-linked) in this transaction: their cases
+# are pushed to it, though nothing in them changed.
+_LINKED_KEY = "casebridge.linked-patients"
+
+
+def note_patient_linked(session: AsyncSession, patient_id: str) -> None:
+    linked: set[str] = session.info.setdefault(_LINKED_KEY, set())
+    linked.add(patient_id)
+
+
+def take_linked_patients(session: AsyncSession) -> set[str]:
+    taken: set[str] = session.info.pop(_LINKED_KEY, set())
+    return taken

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db.changes import note_patient_linked
 from service.links.models import PatientLink, ResourceLink
 
 
@@ -26,6 +27,7 @@ async def link_patient(
     link = PatientLink(connection_id=connection_id, patient_id=patient_id, remote_id=remote_id)
     session.add(link)
     await session.flush()
+    note_patient_linked(session, patient_id)  # its cases go to that EHR from now on
     return link
 
 

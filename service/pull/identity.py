@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.from_fhir.patient import patient_record
 from service.db.base import new_id, utcnow
-from service.db.changes import note_patient_changed
+from service.db.changes import note_patient_changed, note_patient_linked
 from service.ehr.client import JsonObject
 from service.errors import Conflict, RuleViolation
 from service.links.models import PatientLink
@@ -125,6 +125,7 @@ async def resolve_conflict(
                 remote_id=conflict.remote_patient_id,
             )
         )
+    note_patient_linked(session, patient_id)
     conflict.resolved_at = utcnow()
     conflict.resolved_patient_id = patient_id
     conflict.resolved_by = actor

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.cases.models import Case
 from service.db.base import new_id, utcnow
-from service.db.changes import take_reprojected_cases
+from service.db.changes import take_linked_patients, take_reprojected_cases
 from service.links.models import PatientLink
 from service.push.dialect import is_postgres
 from service.push.models import PushOutboxEntry, PushSync, SyncStatus
@@ -25,6 +25,10 @@ WOKEN_BY_A_CHANGE = (SyncStatus.synced, SyncStatus.unsupported)
 
 async def enqueue_pushes(session: AsyncSession) -> None:
     reprojected = take_reprojected_cases(session)
+    if linked := take_linked_patients(session):
+        # A newly linked patient's cases go to the EHR as they are.
+        for case_id in await session.scalars(select(Case.id).where(Case.patient_id.in_(linked))):
+            reprojected.setdefault(case_id, None)
     if not reprojected:
         return
     pairs = (
@@ -48,6 +52,14 @@ async def enqueue_pushes(session: AsyncSession) -> None:
     )
     for case_id, connection_id in pairs:
         await _ensure_sync_row(session, case_id, connection_id)
+        # Lock the pair's row (PostgreSQL) before reading its status: a worker finishing the
+        # pair at this moment then waits for this commit and sees the new outbox row, instead
+        # of marking the pair synced past it (an UPDATE that filters the row out locks nothing).
+        await session.execute(
+            select(PushSync.id)
+            .where(PushSync.case_id == case_id, PushSync.connection_id == connection_id)
+            .with_for_update()
+        )
         await session.execute(
             update(PushSync)
             .where(

@@ -260,3 +260,25 @@ async def test_a_405_at_write_time_is_reported_as_unsupported_not_retried(
     assert "405" in status["unsupported"]["CarePlan"]
     assert "read-only" in status["unsupported"]["CarePlan"]
     assert len(fake.of_type("Condition")) == 1  # the rest was written
+
+
+async def test_linking_a_patient_queues_the_cases_it_already_has(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    connection = await fake_connection(database, capabilities())
+    case = await open_case(client)  # its patient is not linked yet: nothing to push
+    async with database.transaction(write=False) as session:
+        assert list(await session.scalars(select(PushOutboxEntry))) == []
+    ok(
+        await client.post(
+            f"/api/patients/{case['patient_id']}/ehr-links",
+            json={"connection_id": connection, "remote_id": "p-linked"},
+        ),
+        201,
+    )
+    async with database.transaction(write=False) as session:
+        rows = list(await session.scalars(select(PushOutboxEntry)))
+        sync = await session.scalar(select(PushSync).where(PushSync.case_id == case["id"]))
+    assert [(r.case_id, r.connection_id) for r in rows] == [(case["id"], connection)]
+    assert sync is not None
+    assert sync.status == "pending"
