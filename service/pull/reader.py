@@ -290,3 +290,29 @@ async def read_by_reference(
 
     await asyncio.gather(*(read_one(remote_id) for remote_id in remote_ids))
     return read
+
+
+# Where each record type names its patient (FHIR R4).
+PATIENT_ELEMENT: dict[str, str] = {"AllergyIntolerance": "patient"}
+
+
+def keep_the_patients_own(reads: Sequence[TypeRead], remote_patient_id: str) -> None:
+    """Move out of each read the resources about another patient, as invalid: an EHR that
+    ignores the patient parameter, or a plan that references another patient's goal, must not
+    file that patient's data under this one."""
+    own = f"Patient/{remote_patient_id}"
+    for read in reads:
+        element = PATIENT_ELEMENT.get(read.resource_type, "subject")
+        for remote_id, resource in list(read.resources.items()):
+            reference = (resource.get(element) or {}).get("reference")
+            if isinstance(reference, str) and not (
+                reference == own or reference.endswith("/" + own)
+            ):
+                del read.resources[remote_id]
+                read.invalid.append(
+                    Failure(
+                        read.resource_type,
+                        f"about {reference}, not the patient pulled ({own}): left out",
+                        remote_id,
+                    )
+                )

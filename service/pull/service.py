@@ -21,6 +21,7 @@ from service.pull.reader import (
     Failure,
     PullTarget,
     TypeRead,
+    keep_the_patients_own,
     read_by_reference,
     read_record_types,
     read_remote_patient,
@@ -72,6 +73,7 @@ async def pull_patient_record(
         client, remote_id, capabilities, cursors, observation_categories, types
     )
     reads = await _read_unsearchable_by_reference(client, reads, stored_plans)
+    keep_the_patients_own(reads, remote_id)
     async with database.transaction() as session:
         match = await match_patient(session, connection_id, remote, actor)
         if isinstance(match, Ambiguous):

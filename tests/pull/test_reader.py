@@ -13,7 +13,13 @@ import respx
 
 from service.ehr.client import FhirClient, RetryPolicy
 from service.ehr.discovery import Capabilities, ResourceCapability
-from service.pull.reader import read_by_reference, read_type, search_params
+from service.pull.reader import (
+    TypeRead,
+    keep_the_patients_own,
+    read_by_reference,
+    read_type,
+    search_params,
+)
 from tests.ehr.fakes import BASE, RecordedSleeps, public_dns_policy
 
 SERVER_TIME = "2026-11-30T10:00:00.123Z"
@@ -172,3 +178,32 @@ async def test_resources_without_a_search_are_read_by_reference(
     read = await read_by_reference(client, "Goal", ["g1", "g2"])
     assert list(read.resources) == ["g1"]
     assert [(f.remote_id, f.reason) for f in read.invalid] == [("g2", "GET answered 404")]
+
+
+def test_resources_about_another_patient_are_left_out_and_reported() -> None:
+    read = TypeRead("Condition")
+    read.resources = {
+        "mine": {"resourceType": "Condition", "id": "mine", "subject": {"reference": "Patient/r1"}},
+        "abs": {
+            "resourceType": "Condition",
+            "id": "abs",
+            "subject": {"reference": "https://ehr.example.com/fhir/Patient/r1"},
+        },
+        "theirs": {
+            "resourceType": "Condition",
+            "id": "theirs",
+            "subject": {"reference": "Patient/r2"},
+        },
+    }
+    allergies = TypeRead("AllergyIntolerance")
+    allergies.resources = {
+        "a1": {
+            "resourceType": "AllergyIntolerance",
+            "id": "a1",
+            "patient": {"reference": "Patient/r9"},
+        }
+    }
+    keep_the_patients_own([read, allergies], "r1")
+    assert sorted(read.resources) == ["abs", "mine"]
+    assert [(f.remote_id, "Patient/r2" in f.reason) for f in read.invalid] == [("theirs", True)]
+    assert allergies.resources == {}
