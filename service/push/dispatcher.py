@@ -180,7 +180,11 @@ class PushDispatcher:
                 session,
                 claim,
                 f"{type(exc).__name__}: {exc}",
-                retry_in=retry_after if retry_after is not None else self.retry_delay(claim),
+                # An EHR's Retry-After is honoured up to our own longest delay, so a huge value
+                # cannot park the pair for good.
+                retry_in=min(retry_after, self.settings.push_retry_max_seconds)
+                if retry_after is not None
+                else self.retry_delay(claim),
                 max_attempts=self.settings.push_max_attempts,
             )
         if status is SyncStatus.dead:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
+from service.api.concurrency import etag
 from service.db.session import Database
 from service.errors import CaseBridgeError
 from service.fhir_api.updates import UPDATABLE, update_resource
@@ -73,12 +74,13 @@ async def apply_remote_edits(database: Database, job: PushJob, report: PushRepor
     if not report.merged_from_remote:
         return
     to_local = await _to_local(database, job)
+    versions = {r.reference: r.version_id for r in job.resources}
     principal = FhirPrincipal(
         f"ehr:{job.connection_id}", parse_scopes("system/*.cruds", strict=True)
     )
     for reference, elements in report.merged_from_remote.items():
         resource_type, local_id = reference.split("/", 1)
-        if resource_type not in UPDATABLE:
+        if resource_type not in UPDATABLE or reference not in versions:
             report.remote_edits_kept_remote[reference] = (
                 f"the EHR's edits of {', '.join(elements)} stay on the EHR: a {resource_type} "
                 "changes through the case"
@@ -103,8 +105,15 @@ async def apply_remote_edits(database: Database, job: PushJob, report: PushRepor
                         local[element] = _localized(merged[element], to_local)
                     else:
                         local.pop(element, None)
+                # If-Match: the version the merge was made against. A user's edit since then
+                # wins (412): the EHR's value stays in the merge base for the next push.
                 await update_resource(
-                    session, principal, resource_type, local_id, orjson.dumps(local), None
+                    session,
+                    principal,
+                    resource_type,
+                    local_id,
+                    orjson.dumps(local),
+                    etag(versions[reference]),
                 )
         except (CaseBridgeError, UnmappedReference) as exc:
             report.remote_edits_kept_remote[reference] = f"{', '.join(elements)}: {exc}"

@@ -19,7 +19,7 @@ from service.db.base import utcnow
 from service.db.session import Database
 from service.ehr.errors import EhrPreconditionFailed, EhrRejected
 from service.ehr.url_policy import UrlPolicy
-from service.errors import Conflict, NotFound, PreconditionFailed
+from service.errors import Conflict, NotFound, PreconditionFailed, UnprocessableEntity
 from service.links.repository import resource_link
 from service.push.models import (
     ConflictResolution,
@@ -63,6 +63,21 @@ async def load_conflict(session: AsyncSession, conflict_id: str) -> PushConflict
     return conflict
 
 
+def _edited(conflict: PushConflict, resource: JsonDict) -> JsonDict:
+    """A person's edit of the conflicting resource: the same type, about the same patient."""
+    if resource.get("resourceType", conflict.resource_type) != conflict.resource_type:
+        raise UnprocessableEntity(
+            f"the edit must be a {conflict.resource_type}", extra={"pointer": "/resource"}
+        )
+    for element in ("subject", "patient"):
+        if element in conflict.remote and resource.get(element) != conflict.remote[element]:
+            raise UnprocessableEntity(
+                f"the edit may not change {element}: it stays the EHR's patient",
+                extra={"pointer": f"/resource/{element}"},
+            )
+    return without_server_owned({k: v for k, v in resource.items() if k != "resourceType"})
+
+
 async def resolve(
     database: Database,
     conflict_id: str,
@@ -87,7 +102,7 @@ async def resolve(
         content = (
             conflict.local
             if resolution is ConflictResolution.keep_local
-            else without_server_owned(choice.resource or {})
+            else _edited(conflict, choice.resource or {})
         )
         client = fhir_client_for(
             connection, settings=database.settings, box=box, tokens=tokens, policy=policy

@@ -282,8 +282,10 @@ async def _update(
 def _identity(resource_type: str, result: WriteResult) -> tuple[str, str | None]:
     remote_id = (result.resource or {}).get("id")
     version = result.version_id
-    match = ID_IN_LOCATION.search(result.location or "")
-    if match and match.group(1) == resource_type:
+    # The last `Type/id` of the resource's type: a base such as …/api/FHIR/R4/ has others.
+    matches = [m for m in ID_IN_LOCATION.finditer(result.location or "") if m[1] == resource_type]
+    match = matches[-1] if matches else None
+    if match:
         remote_id = remote_id or match.group(2)
         version = version or match.group(3)
     if not isinstance(remote_id, str):

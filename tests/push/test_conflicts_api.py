@@ -124,3 +124,19 @@ async def test_edit_needs_a_resource_and_unknown_conflicts_are_404(
     )
     assert unknown.status_code == 404
     assert unknown.headers["Content-Type"] == "application/problem+json"
+
+
+async def test_an_edit_keeps_the_type_and_the_patient(
+    client: httpx.AsyncClient, database: Database, fake: FakeEhr, dispatcher: PushDispatcher
+) -> None:
+    _, conflict = await conflicted(client, database, fake, dispatcher)
+    url = f"/api/push/conflicts/{conflict['id']}/resolve"
+    writes_before = len(fake.writes())
+    other_type = conflict["remote"] | {"resourceType": "Goal"}
+    other_patient = conflict["remote"] | {"subject": {"reference": "Patient/someone-else"}}
+    for edit in (other_type, other_patient):
+        refused = await client.post(url, json={"resolution": "edit", "resource": edit})
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["Content-Type"] == "application/problem+json"
+    assert len(fake.writes()) == writes_before
+    assert ok(await client.get(f"/api/push/conflicts/{conflict['id']}"))["status"] == "open"

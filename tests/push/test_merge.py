@@ -3,8 +3,10 @@ remote form of a stored resource."""
 
 from __future__ import annotations
 
+from service.ehr.client import WriteResult
 from service.push.merge import rebase_local_changes, three_way_merge
 from service.push.remote_form import remote_form
+from service.push.writes import _identity
 
 BASE = {"resourceType": "CarePlan", "status": "active", "title": "A", "note": [{"text": "n"}]}
 
@@ -72,3 +74,14 @@ def test_remote_form_maps_known_references_and_drops_unknown_ones() -> None:
         "careTeam": [{"display": "Team"}],
     }
     assert form.unresolved == {"Condition/n2", "Goal/g1", "CareTeam/t1"}
+
+
+def test_the_remote_id_is_the_last_of_the_types_in_a_location() -> None:
+    result = WriteResult(
+        201,
+        None,
+        None,
+        None,
+        "https://ehr.example.org/api/FHIR/R4/Goal/abc-1/_history/3",
+    )
+    assert _identity("Goal", result) == ("abc-1", "3")
