@@ -52,7 +52,11 @@ async def upsert_record_rows(
     connection_id: str,
     rows: Sequence[tuple[str | None, str | None, JsonObject]],
 ) -> int:
-    """Store resources of any patients: (local patient id, remote patient id, resource)."""
+    """Store resources of any patients: (local patient id, remote patient id, resource).
+
+    A resource given twice (an NDJSON file may repeat one) is stored once, as last given:
+    PostgreSQL refuses an upsert that touches the same row twice."""
+    rows = list({(r[2]["resourceType"], r[2]["id"]): r for r in rows}.values())
     if not rows:
         return 0
     now = utcnow()

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import orjson
 import respx
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -18,6 +19,7 @@ from service.links.models import PatientLink
 from service.patients.models import Patient
 from service.pull.models import PulledRecord, PullJob, PullState
 from service.pull.reader import RECORD_TYPES
+from service.pull.repository import upsert_record_rows
 from service.pull.runner import PullRunner
 from service.settings import Settings
 from tests.conftest import BOOTSTRAP_KEY
@@ -346,3 +348,18 @@ async def test_a_replica_without_a_runner_still_queues_and_cancels_pulls(
     cancelled = await client.post(f"/api/pulls/{pull_id}/cancel")
     assert cancelled.status_code == 200, cancelled.text
     assert (await client.get(f"/api/pulls/{pull_id}")).json()["state"] == "cancelled"
+
+
+async def test_a_resource_repeated_in_one_batch_is_stored_once(
+    database: Database, connection_id: str
+) -> None:
+    first = CONDITION | {"code": {"text": "first"}}
+    second = CONDITION | {"code": {"text": "second"}}
+    async with database.transaction() as session:
+        stored = await upsert_record_rows(
+            session, connection_id, [(None, "r1", first), (None, "r1", second)]
+        )
+    async with database.transaction(write=False) as session:
+        rows = list(await session.scalars(select(PulledRecord)))
+    assert stored == 1
+    assert [orjson.loads(r.content)["code"]["text"] for r in rows] == ["second"]
