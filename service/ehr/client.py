@@ -16,6 +16,7 @@ never creates a duplicate.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import random
 import re
@@ -246,6 +247,26 @@ class FhirClient:
         if not RESOURCE_TYPE.fullmatch(resource_type):
             raise ValueError(f"not a FHIR resource type: {resource_type!r}")
         response = await self.send("GET", resource_type, params=_query(params))
+        async for page, _ in self._pages(response):
+            yield page
+
+    async def everything_pages(
+        self, patient_id: str, params: SearchParams | None = None
+    ) -> AsyncIterator[tuple[JsonObject, dt.datetime | None]]:
+        """Each Bundle of `Patient/{id}/$everything`, paged like a search, with a lower bound of
+        the server's clock when it ran the request: its `Date` header (whole seconds, stamped
+        after the work) less the time the exchange took. For servers that leave the Bundle's
+        `meta.lastUpdated` out; None without a usable Date."""
+        if not RESOURCE_ID.fullmatch(patient_id):
+            raise ValueError(f"not a FHIR id: {patient_id!r}")
+        path = f"Patient/{patient_id}/$everything"
+        response = await self.send("GET", path, params=_query(params))
+        async for page, answered in self._pages(response):
+            yield page, _served_at(answered)
+
+    async def _pages(
+        self, response: httpx.Response
+    ) -> AsyncIterator[tuple[JsonObject, httpx.Response]]:
         seen = {str(response.url)}
         while True:
             page = json_object(response)
@@ -254,7 +275,7 @@ class FhirClient:
                     f"search answered with {page.get('resourceType')!r}, not a Bundle",
                     url=str(response.url),
                 )
-            yield page
+            yield page, response
             next_url = _next_link(page)
             if next_url is None:
                 return
@@ -431,6 +452,16 @@ def _query(params: SearchParams | None) -> QueryPairs:
         return pairs
     pairs.extend(params)
     return pairs
+
+
+def _served_at(response: httpx.Response) -> dt.datetime | None:
+    try:
+        stamped = email.utils.parsedate_to_datetime(response.headers["Date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if stamped.tzinfo is None:
+        return None
+    return stamped - response.elapsed
 
 
 def json_object(response: httpx.Response) -> JsonObject:

@@ -51,6 +51,8 @@ class ResourceCapability(BaseModel):
     conditional_create: bool = False
     conditional_update: bool = False
     versioning: str | None = None
+    # Operation names without the `$`, e.g. "everything" on Patient.
+    operations: list[str] = Field(default_factory=list)
 
 
 class Capabilities(BaseModel):
@@ -71,6 +73,11 @@ class Capabilities(BaseModel):
     def supports_search_param(self, resource_type: str, name: str) -> bool:
         resource = self.resources.get(resource_type)
         return resource is not None and name in resource.search_params
+
+    def supports_operation(self, resource_type: str, name: str) -> bool:
+        """e.g. `supports_operation("Patient", "everything")`."""
+        resource = self.resources.get(resource_type)
+        return resource is not None and name.lstrip("$") in resource.operations
 
     def supports_conditional_create(self, resource_type: str) -> bool:
         resource = self.resources.get(resource_type)
@@ -228,6 +235,11 @@ def _capabilities_from(statement: JsonObject, smart: SmartEndpoints | None) -> C
                 # conditionalUpdate is a boolean in R4; some servers send a string anyway.
                 conditional_update=resource.get("conditionalUpdate") in (True, "true"),
                 versioning=resource.get("versioning"),
+                operations=[
+                    str(item["name"]).lstrip("$")
+                    for item in resource.get("operation") or []
+                    if isinstance(item, dict) and item.get("name")
+                ],
             )
     return Capabilities(
         fhir_version=statement.get("fhirVersion"),

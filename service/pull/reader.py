@@ -1,6 +1,13 @@
 """Read one patient's record from an EHR: the Patient, then each type of the record by a
 `patient=` search, following `next` links. Pure reading: nothing here touches the database.
 
+A first pull of a patient from an EHR that offers `Patient/$everything` reads the whole
+record in one paged operation instead (`read_everything`); later pulls are incremental, type by
+type with `_lastUpdated`, which `$everything` cannot be relied on for (its `_since` is optional
+and some servers leave `meta.lastUpdated` out). `_include`/`_revinclude` are not used: they add
+nothing to a full read by `$everything`, and their included resources do not follow
+`_lastUpdated`, so they cannot be incremental.
+
 Each type is read on its own, so that a type the EHR refuses (403, 404, a search it does not
 offer) or a page it garbles is reported with its reason while the other types go on. A
 resource that is not valid FHIR is reported and skipped; the rest of its page is kept.
@@ -316,3 +323,64 @@ def keep_the_patients_own(reads: Sequence[TypeRead], remote_patient_id: str) -> 
                         remote_id,
                     )
                 )
+
+
+def _in_categories(resource: JsonObject, categories: Sequence[str]) -> bool:
+    if not categories:
+        return True
+    codes = {
+        coding.get("code")
+        for concept in resource.get("category") or []
+        if isinstance(concept, dict)
+        for coding in concept.get("coding") or []
+        if isinstance(coding, dict)
+    }
+    return bool(codes & set(categories))
+
+
+def _server_time(page: JsonObject, served_at: dt.datetime | None) -> dt.datetime | None:
+    """The Bundle's own stamp, else the client's lower bound of the server's clock."""
+    return parse_instant((page.get("meta") or {}).get("lastUpdated")) or served_at
+
+
+async def read_everything(
+    client: FhirClient,
+    remote_patient_id: str,
+    capabilities: Capabilities,
+    observation_categories: Sequence[str],
+    types: Sequence[str] = RECORD_TYPES,
+) -> list[TypeRead] | None:
+    """The record by `Patient/{id}/$everything`, split by type; None if the EHR failed it (the
+    caller then searches type by type). Types the EHR offers no patient search on are left to
+    the by-reference reads, as in a type-by-type pull (a server may leave them out of the
+    patient's compartment)."""
+    reads: dict[str, TypeRead] = {}
+    wanted: list[str] = []
+    for resource_type in types:
+        params = search_params(resource_type, remote_patient_id, capabilities, None, ())
+        if isinstance(params, str):
+            reads[resource_type] = TypeRead(resource_type, failure=params, not_searchable=True)
+        else:
+            reads[resource_type] = TypeRead(resource_type)
+            wanted.append(resource_type)
+    server_time: dt.datetime | None = None
+    first = True
+    try:
+        async for page, served_at in client.everything_pages(
+            remote_patient_id, [("_type", ",".join(wanted))]
+        ):
+            if first:
+                server_time, first = _server_time(page, served_at), False
+            for entry in page.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                kind = resource.get("resourceType") if isinstance(resource, dict) else None
+                if kind not in wanted or not isinstance(resource, dict):
+                    continue  # the Patient itself, other types, other patients named
+                if kind == "Observation" and not _in_categories(resource, observation_categories):
+                    continue
+                _keep(reads[kind], kind, resource)
+    except EhrError:
+        return None
+    for resource_type in wanted:
+        reads[resource_type].server_time = server_time
+    return list(reads.values())

@@ -23,17 +23,18 @@ import logging
 import time
 
 from service.connections.fhir_clients import backend_services_grant, fhir_client_for
-from service.connections.models import AuthMode
+from service.connections.models import AuthMode, Connection
 from service.connections.service import load_connection, stored_capabilities
 from service.db.base import utcnow
 from service.db.session import Database
 from service.ehr.url_policy import UrlPolicy
 from service.errors import CaseBridgeError
+from service.fhir_auth.scopes import Interaction, parse_scopes
 from service.pull import repository
 from service.pull.bulk import BulkExport
 from service.pull.bulk_pull import pull_group
 from service.pull.models import PullJob, PullState
-from service.pull.reader import Failure, PullTarget
+from service.pull.reader import RECORD_TYPES, Failure, PullTarget
 from service.pull.service import pull_patient_record
 from service.security.encryption import SecretBox
 from service.smart.backend_services import BackendServicesTokens
@@ -42,6 +43,18 @@ log = logging.getLogger(__name__)
 
 MAX_RECORDED_FAILURES = 500
 REFRESH_ACTOR = "schedule:refresh"
+
+
+def scopes_cover_the_record(connection: Connection) -> bool:
+    """Whether the connection's scopes let it read every type of the record (an open sandbox,
+    with no authorization, does)."""
+    if connection.auth_mode is AuthMode.none:
+        return True
+    scopes = parse_scopes(" ".join(connection.scopes), strict=False)
+    return all(
+        any(s.allows(t, Interaction.read) and s.allows(t, Interaction.search) for s in scopes)
+        for t in ("Patient", *RECORD_TYPES)
+    )
 
 
 class PullRunner:
@@ -200,6 +213,7 @@ class PullRunner:
                     actor=f"pull:{job_id}",
                     capabilities=capabilities,
                     observation_categories=self.settings.pull_observation_categories,
+                    may_use_everything=scopes_cover_the_record(connection),
                 )
             await self._record(job_id, target.label(), result.counts, result.failures, 1)
 

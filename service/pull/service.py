@@ -23,6 +23,7 @@ from service.pull.reader import (
     TypeRead,
     keep_the_patients_own,
     read_by_reference,
+    read_everything,
     read_record_types,
     read_remote_patient,
     referenced_ids,
@@ -55,7 +56,11 @@ async def pull_patient_record(
     capabilities: Capabilities | None,
     observation_categories: Sequence[str] = (),
     types: Sequence[str] = RECORD_TYPES,
+    may_use_everything: bool = True,
 ) -> PatientPullResult:
+    """`may_use_everything=False` when the granted scopes do not cover every type: servers
+    leave out of `$everything` what a token may not read, silently, where a type's search is
+    refused with a reason that the pull reports."""
     result = PatientPullResult(target)
     try:
         remote = await read_remote_patient(client, target)
@@ -69,9 +74,17 @@ async def pull_patient_record(
         stored_plans = await repository.stored_resources(
             session, connection_id, remote_id, "CarePlan"
         )
-    reads = await read_record_types(
-        client, remote_id, capabilities, cursors, observation_categories, types
-    )
+    reads = None
+    first_pull = may_use_everything and not cursors
+    if first_pull and capabilities and capabilities.supports_operation("Patient", "everything"):
+        # The whole record in one paged operation.
+        reads = await read_everything(
+            client, remote_id, capabilities, observation_categories, types
+        )
+    if reads is None:
+        reads = await read_record_types(
+            client, remote_id, capabilities, cursors, observation_categories, types
+        )
     reads = await _read_unsearchable_by_reference(client, reads, stored_plans)
     keep_the_patients_own(reads, remote_id)
     async with database.transaction() as session:
