@@ -4,7 +4,7 @@ worker killed mid-push leaves every confirmed write recorded."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -65,6 +65,9 @@ class PushJob:
     care_plan_version: int | None
     # The CarePlan as a DocumentReference, for an EHR that cannot write CarePlan.
     plan_document: LocalResource | None = None
+    # Resources this push created on the EHR that the case has since withdrawn (a deleted
+    # local version): (resource type, local id, remote id).
+    withdrawn: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class NothingToPush(Exception):
@@ -157,6 +160,25 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
             link=_state(links.get(document_key)),
             content_at_push=None,
         )
+    withdrawn = [
+        (link.resource_type, link.local_id, link.remote_id)
+        for link in await session.scalars(
+            select(ResourceLink)
+            .join(
+                StoredResource,
+                (StoredResource.resource_type == ResourceLink.resource_type)
+                & (StoredResource.id == ResourceLink.local_id),
+            )
+            .where(
+                ResourceLink.connection_id == connection_id,
+                ResourceLink.origin == LinkOrigin.pushed,
+                ResourceLink.remote_id.is_not(None),
+                StoredResource.case_id == case_id,
+                StoredResource.deleted.is_(True),
+            )
+        )
+        if link.remote_id is not None
+    ]
     return PushJob(
         case_id=case_id,
         connection_id=connection_id,
@@ -166,6 +188,7 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
         resources=resources,
         care_plan_version=care_plan.version_id if care_plan else None,
         plan_document=document,
+        withdrawn=withdrawn,
     )
 
 

@@ -15,6 +15,7 @@ from service.push.writes import (
     PushContext,
     PushReport,
     TransactionConflict,
+    delete_withdrawn,
     post_provenance,
     push_ordered,
     push_transaction,
@@ -60,6 +61,7 @@ async def push_pair(
         else:
             await push_ordered(ctx, resources)
             await post_provenance(ctx)
+    await delete_withdrawn(ctx)
     await apply_remote_edits(database, job, ctx.report)
     if ctx.report.conflicts:
         async with database.transaction(hooks=False) as session:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from sqlalchemy import delete
 
 from mappings.bundles import full_url, identifier_query, own_identifier, with_references
 from mappings.to_fhir.plan_document import PLAN_DOCUMENT_SYSTEM
@@ -39,6 +40,7 @@ from service.ehr.errors import (
     EhrProtocolError,
     EhrRejected,
 )
+from service.links.models import ResourceLink
 from service.push.job import LinkState, LocalResource, PushJob, record_pushed
 from service.push.merge import rebase_local_changes, three_way_merge
 from service.push.remote_form import RemoteForm, remote_form, without_server_owned
@@ -462,3 +464,32 @@ async def post_provenance(ctx: PushContext) -> None:
     if not ctx.report.written or not ctx.capabilities.supports("Provenance", "create"):
         return
     await ctx.client.create(provenance_body(ctx, list(ctx.report.written)))
+
+
+# ---- withdrawals ------------------------------------------------------------------------------
+
+
+async def delete_withdrawn(ctx: PushContext) -> None:
+    """Delete on the EHR what this service created there and the case has withdrawn; the link
+    goes with it. Only our own creations: a resource that came from the EHR stays there."""
+    for resource_type, local_id, remote_id in ctx.job.withdrawn:
+        if not ctx.capabilities.supports(resource_type, "delete"):
+            ctx.report.unsupported[f"{resource_type} (delete)"] = (
+                f"not supported by this EHR: {resource_type}/{remote_id} was withdrawn from the "
+                "case but its CapabilityStatement lists no 'delete' interaction"
+            )
+            continue
+        try:
+            await ctx.client.send("DELETE", f"{resource_type}/{remote_id}")
+        except EhrRejected as exc:
+            if exc.remote_status not in (404, 410):  # already gone is what we wanted
+                raise
+        async with ctx.database.transaction(hooks=False) as session:
+            await session.execute(
+                delete(ResourceLink).where(
+                    ResourceLink.connection_id == ctx.job.connection_id,
+                    ResourceLink.resource_type == resource_type,
+                    ResourceLink.local_id == local_id,
+                )
+            )
+        ctx.report.written.append(f"{resource_type}/{remote_id} (deleted)")

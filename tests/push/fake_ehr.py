@@ -32,7 +32,7 @@ def capabilities(
     resources = {
         name: ResourceCapability(
             interactions=["read", "search-type"]
-            + ([] if name in read_only else ["create", "update"]),
+            + ([] if name in read_only else ["create", "update", "delete"]),
             search_params=["identifier", "patient"],
             conditional_create=conditional_create,
             versioning="versioned-update",
@@ -150,6 +150,9 @@ class FakeEhr:
             if if_match is not None and if_match != f'W/"{version}"':
                 return 412, _outcome(f"version conflict: current is {version}")
             return (200 if current else 201), self._save(dict(body), version + 1)
+        if method == "DELETE" and len(parts) == 2:
+            gone = self.store.pop((parts[0], parts[1]), None)
+            return (204, None) if gone else (404, _outcome("not found"))
         return 400, _outcome("not supported by the fake")
 
     def _transaction(self, bundle: dict[str, Any]) -> httpx.Response:

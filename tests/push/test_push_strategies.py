@@ -12,11 +12,15 @@ import httpx
 import orjson
 import pytest
 import respx
+from fastapi import FastAPI
 from sqlalchemy import select, update
 
 from mappings.canonical import IDENTIFIER_SYSTEM
 from service.db.base import utcnow
 from service.db.session import Database
+from service.fhir_auth.principal import FhirPrincipal, authenticate_fhir
+from service.fhir_auth.scopes import parse_scopes
+from service.links.models import ResourceLink
 from service.push.dispatcher import PushDispatcher
 from service.push.models import PushOutboxEntry, PushSync
 from tests.api.case_factory import ok, open_case, patch_case
@@ -285,3 +289,44 @@ async def test_linking_a_patient_queues_the_cases_it_already_has(
     assert [(r.case_id, r.connection_id) for r in rows] == [(case["id"], connection)]
     assert sync is not None
     assert sync.status == "pending"
+
+
+async def test_a_withdrawn_goal_is_deleted_on_the_ehr_that_got_it_from_us(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    database: Database,
+    fake: FakeEhr,
+    dispatcher: PushDispatcher,
+) -> None:
+    connection = await fake_connection(database, capabilities())
+    case = await case_of_linked_patient(client, database, connection, "p1")
+    proposed = ok(
+        await client.post(
+            f"/api/cases/{case['id']}/goals",
+            json={"description": "Try the day centre", "lifecycle_status": "proposed"},
+        ),
+        201,
+    )
+    await dispatcher.run_until_idle()
+    [remote_goal] = [g for g in fake.of_type("Goal") if g["description"]["text"].startswith("Try")]
+
+    app.dependency_overrides[authenticate_fhir] = lambda: FhirPrincipal(
+        "planner", parse_scopes("system/*.cruds", strict=True)
+    )
+    try:
+        assert (await client.delete(f"/fhir/Goal/{proposed['id']}")).status_code == 204
+    finally:
+        app.dependency_overrides.pop(authenticate_fhir, None)
+    await dispatcher.run_until_idle()
+
+    deletes = [r for r in fake.requests if r.method == "DELETE"]
+    assert [r.url.path for r in deletes] == [f"/fhir/Goal/{remote_goal['id']}"]
+    assert remote_goal["id"] not in {g["id"] for g in fake.of_type("Goal")}
+    async with database.transaction(write=False) as session:
+        links = await session.scalars(
+            select(ResourceLink.local_id).where(ResourceLink.resource_type == "Goal")
+        )
+        assert proposed["id"] not in set(links)
+    assert (await status_of(client, case["id"]))["status"] == "synced"
+    await dispatcher.run_until_idle()  # nothing left to delete: no second DELETE
+    assert len([r for r in fake.requests if r.method == "DELETE"]) == 1
