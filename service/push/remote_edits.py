@@ -6,8 +6,9 @@ them too. Each such element of a CarePlan, Goal or ServiceRequest is mapped back
 references and applied through the same path as a `/fhir` update from an external app (the
 domain rules hold, the case history names the EHR, the case is re-projected). What cannot be
 applied (an edit of a Condition or CareTeam, a reference to an EHR resource the case does not
-have, an edit the case rules refuse) stays on the EHR and in the merge base, so later pushes
-never undo it; the push reports it.
+have, an edit the case rules refuse, a local edit made meanwhile) stays on the EHR and in the
+merge base, and the push reports it. A person's resolution of a conflict (take-remote, or an
+edit) reaches the case the same way.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from service.fhir_auth.principal import FhirPrincipal
 from service.fhir_auth.scopes import parse_scopes
 from service.fhir_store.models import StoredResource
 from service.links.models import ResourceLink
+from service.links.repository import resource_link
 from service.push.job import PushJob
 from service.push.writes import PushReport
 
+JsonDict = dict[str, Any]
 log = logging.getLogger(__name__)
 
 
@@ -51,13 +54,21 @@ def _localized(value: Any, to_local: dict[str, str]) -> Any:
     return copied
 
 
-async def _to_local(database: Database, job: PushJob) -> dict[str, str]:
-    to_local = {f"Patient/{job.remote_patient_id}": f"Patient/{job.local_patient_id}"}
+async def references_to_local(
+    database: Database,
+    connection_id: str,
+    patients: tuple[str, str],
+    local_ids: list[str],
+) -> dict[str, str]:
+    """`Type/<remote id>` -> `Type/<local id>` for the linked resources among `local_ids`, and
+    the EHR's patient (`patients` = (local id, remote id))."""
+    local_patient, remote_patient = patients
+    to_local = {f"Patient/{remote_patient}": f"Patient/{local_patient}"}
     async with database.transaction(write=False) as session:
         links = await session.scalars(
             select(ResourceLink).where(
-                ResourceLink.connection_id == job.connection_id,
-                ResourceLink.local_id.in_([r.id for r in job.resources]),
+                ResourceLink.connection_id == connection_id,
+                ResourceLink.local_id.in_(local_ids),
                 ResourceLink.remote_id.is_not(None),
             )
         )
@@ -68,56 +79,83 @@ async def _to_local(database: Database, job: PushJob) -> dict[str, str]:
     return to_local
 
 
+async def apply_to_case(
+    database: Database,
+    connection_id: str,
+    reference: str,
+    version_id: int,
+    elements: list[str],
+    remote: JsonDict,
+    to_local: dict[str, str],
+) -> str | None:
+    """Apply `elements` of `remote` (the EHR's form) to the local resource at `version_id`
+    (If-Match: a newer local edit wins); why not, or None when applied."""
+    resource_type, local_id = reference.split("/", 1)
+    if resource_type not in UPDATABLE:
+        return f"a {resource_type} changes through the case, not from the EHR"
+    principal = FhirPrincipal(f"ehr:{connection_id}", parse_scopes("system/*.cruds", strict=True))
+    try:
+        async with database.transaction() as session:
+            stored = await session.get(StoredResource, (resource_type, local_id))
+            if stored is None or stored.deleted:
+                return "the case no longer has it"
+            local = orjson.loads(stored.content)
+            for element in elements:
+                if element in ("resourceType", "id", "meta"):
+                    continue  # the local resource's own, whatever the EHR's form holds
+                if element in remote:
+                    local[element] = _localized(remote[element], to_local)
+                else:
+                    local.pop(element, None)
+            await update_resource(
+                session, principal, resource_type, local_id, orjson.dumps(local), etag(version_id)
+            )
+    except (CaseBridgeError, UnmappedReference) as exc:
+        return str(exc)
+    return None
+
+
 async def apply_remote_edits(database: Database, job: PushJob, report: PushReport) -> None:
     """Apply `report.merged_from_remote` to the case; note in `report.remote_edits_kept_remote`
     what could not be."""
     if not report.merged_from_remote:
         return
-    to_local = await _to_local(database, job)
-    versions = {r.reference: r.version_id for r in job.resources}
-    principal = FhirPrincipal(
-        f"ehr:{job.connection_id}", parse_scopes("system/*.cruds", strict=True)
+    to_local = await references_to_local(
+        database,
+        job.connection_id,
+        (job.local_patient_id, job.remote_patient_id),
+        [r.id for r in job.resources],
     )
+    versions = {r.reference: r.version_id for r in job.resources}
     for reference, elements in report.merged_from_remote.items():
-        resource_type, local_id = reference.split("/", 1)
-        if resource_type not in UPDATABLE or reference not in versions:
-            report.remote_edits_kept_remote[reference] = (
-                f"the EHR's edits of {', '.join(elements)} stay on the EHR: a {resource_type} "
-                "changes through the case"
+        base = await _merged_base(database, job.connection_id, reference)
+        reason = (
+            "the push left no merged copy"
+            if base is None or reference not in versions
+            else await apply_to_case(
+                database,
+                job.connection_id,
+                reference,
+                versions[reference],
+                elements,
+                base,
+                to_local,
             )
-            continue
-        try:
-            async with database.transaction() as session:
-                stored = await session.get(StoredResource, (resource_type, local_id))
-                link = await session.scalar(
-                    select(ResourceLink).where(
-                        ResourceLink.connection_id == job.connection_id,
-                        ResourceLink.resource_type == resource_type,
-                        ResourceLink.local_id == local_id,
-                    )
-                )
-                if stored is None or stored.deleted or link is None or not link.pushed_content:
-                    continue
-                merged = orjson.loads(link.pushed_content)
-                local = orjson.loads(stored.content)
-                for element in elements:
-                    if element in merged:
-                        local[element] = _localized(merged[element], to_local)
-                    else:
-                        local.pop(element, None)
-                # If-Match: the version the merge was made against. A user's edit since then
-                # wins (412): the EHR's value stays in the merge base for the next push.
-                await update_resource(
-                    session,
-                    principal,
-                    resource_type,
-                    local_id,
-                    orjson.dumps(local),
-                    etag(versions[reference]),
-                )
-        except (CaseBridgeError, UnmappedReference) as exc:
-            report.remote_edits_kept_remote[reference] = f"{', '.join(elements)}: {exc}"
+        )
+        if reason is not None:
+            report.remote_edits_kept_remote[reference] = f"{', '.join(elements)}: {reason}"
     for reference, reason in report.remote_edits_kept_remote.items():
         log.warning(
             "an EHR edit of %s was not applied to case %s: %s", reference, job.case_id, reason
         )
+
+
+async def _merged_base(database: Database, connection_id: str, reference: str) -> JsonDict | None:
+    """What the push wrote for the resource (the merge's result, in the EHR's form)."""
+    resource_type, local_id = reference.split("/", 1)
+    async with database.transaction(write=False) as session:
+        link = await resource_link(session, connection_id, resource_type, local_id)
+    if link is None or not link.pushed_content:
+        return None
+    content: JsonDict = orjson.loads(link.pushed_content)
+    return content

@@ -7,12 +7,14 @@ gets 412. Then the pair's delivery goes on: its sync row is pending again.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.cases.models import Case
 from service.connections.fhir_clients import fhir_client_for
 from service.connections.service import load_connection
 from service.db.base import utcnow
@@ -20,6 +22,8 @@ from service.db.session import Database
 from service.ehr.errors import EhrPreconditionFailed, EhrRejected
 from service.ehr.url_policy import UrlPolicy
 from service.errors import Conflict, NotFound, PreconditionFailed, UnprocessableEntity
+from service.fhir_store.models import StoredResource
+from service.links.models import PatientLink
 from service.links.repository import resource_link
 from service.push.models import (
     ConflictResolution,
@@ -28,11 +32,14 @@ from service.push.models import (
     PushSync,
     SyncStatus,
 )
-from service.push.remote_form import without_server_owned
+from service.push.remote_edits import apply_to_case, references_to_local
+from service.push.remote_form import SERVER_OWNED, without_server_owned
 from service.push.schemas import ConflictResolutionIn
-from service.push.writes import ID_IN_LOCATION
+from service.push.writes import location_identity
 from service.security.encryption import SecretBox
 from service.smart.backend_services import BackendServicesTokens
+
+log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
 
@@ -122,10 +129,9 @@ async def resolve(
                     "the EHR copy changed again since the conflict was recorded; it has been "
                     "refreshed: review it and resolve again"
                 ) from exc
-        remote_version = result.version_id
-        if remote_version is None:
-            match = ID_IN_LOCATION.search(result.location or "")
-            remote_version = match.group(3) if match else None
+        remote_version = (
+            result.version_id or location_identity(result.location, conflict.resource_type)[1]
+        )
     async with database.transaction() as session:
         conflict = await load_conflict(session, conflict_id)
         link = await resource_link(
@@ -152,7 +158,51 @@ async def resolve(
             )
             .values(status=SyncStatus.pending, next_attempt_at=utcnow(), attempts=0)
         )
+    if resolution is not ConflictResolution.keep_local:
+        await _apply_resolution(database, conflict, content)
     return conflict
+
+
+async def _apply_resolution(database: Database, conflict: PushConflict, content: JsonDict) -> None:
+    """The resolved content is the case's too: the elements where it differs from the local
+    version the conflict was about go to the case, like the EHR's merged edits."""
+    elements = sorted(
+        key
+        for key in set(content) | set(conflict.local)
+        if key not in SERVER_OWNED and content.get(key) != conflict.local.get(key)
+    )
+    if not elements:
+        return
+    async with database.transaction(write=False) as session:
+        case = await session.get(Case, conflict.case_id)
+        remote_patient = await session.scalar(
+            select(PatientLink.remote_id).where(
+                PatientLink.connection_id == conflict.connection_id,
+                PatientLink.patient_id == (case.patient_id if case else None),
+            )
+        )
+        local_ids = list(
+            await session.scalars(
+                select(StoredResource.id).where(StoredResource.case_id == conflict.case_id)
+            )
+        )
+    if case is None or remote_patient is None:
+        return
+    to_local = await references_to_local(
+        database, conflict.connection_id, (case.patient_id, remote_patient), local_ids
+    )
+    reference = f"{conflict.resource_type}/{conflict.local_id}"
+    reason = await apply_to_case(
+        database,
+        conflict.connection_id,
+        reference,
+        conflict.local_version_id,
+        elements,
+        content,
+        to_local,
+    )
+    if reason is not None:
+        log.warning("the resolution of %s was not applied to the case: %s", reference, reason)
 
 
 async def _refresh(database: Database, conflict_id: str, remote: JsonDict) -> None:

@@ -281,15 +281,19 @@ async def _update(
     )
 
 
+def location_identity(location: str | None, resource_type: str) -> tuple[str | None, str | None]:
+    """(id, version) from a Location: the last `Type/id` of the resource's type (a base such
+    as …/api/FHIR/R4/ holds others)."""
+    matches = [m for m in ID_IN_LOCATION.finditer(location or "") if m[1] == resource_type]
+    return (matches[-1][2], matches[-1][3]) if matches else (None, None)
+
+
 def _identity(resource_type: str, result: WriteResult) -> tuple[str, str | None]:
     remote_id = (result.resource or {}).get("id")
     version = result.version_id
-    # The last `Type/id` of the resource's type: a base such as …/api/FHIR/R4/ has others.
-    matches = [m for m in ID_IN_LOCATION.finditer(result.location or "") if m[1] == resource_type]
-    match = matches[-1] if matches else None
-    if match:
-        remote_id = remote_id or match.group(2)
-        version = version or match.group(3)
+    located_id, located_version = location_identity(result.location, resource_type)
+    remote_id = remote_id or located_id
+    version = version or located_version
     if not isinstance(remote_id, str):
         raise EhrProtocolError(f"the EHR did not say which {resource_type} it wrote")
     return remote_id, version

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import respx
 
@@ -69,9 +70,15 @@ async def test_take_remote_keeps_the_ehr_copy(
     await dispatcher.run_until_idle()
 
     assert await sync_status(client, case["id"]) == "synced"
-    assert len(fake.writes()) == writes_before  # the taken copy is not overwritten
-    assert fake.of_type("CarePlan")[0]["title"] == "From the EHR"
+    assert fake.of_type("CarePlan")[0]["title"] == "From the EHR"  # not overwritten
     assert ok(await client.get("/api/push/conflicts")) == []
+    # The case takes the EHR's title too.
+    assert ok(await client.get(f"/api/cases/{case['id']}"))["title"] == "From the EHR"
+    # Taking it regenerates the plan's narrative (it names the title): that alone is written.
+    [plan_write] = [w for w in fake.writes()[writes_before:] if "/CarePlan/" in w.url.path]
+    sent = orjson.loads(plan_write.content)
+    assert sent["title"] == "From the EHR"
+    assert "From the EHR" in sent["text"]["div"]
 
 
 async def test_edit_writes_the_agreed_version_with_if_match(
@@ -90,6 +97,7 @@ async def test_edit_writes_the_agreed_version_with_if_match(
     put = fake.writes("PUT")[-1]
     assert put.headers["If-Match"] == f'W/"{conflict["remote_version_id"]}"'
     assert fake.of_type("CarePlan")[0]["title"] == "Agreed title"
+    assert ok(await client.get(f"/api/cases/{case['id']}"))["title"] == "Agreed title"
     await dispatcher.run_until_idle()
     assert await sync_status(client, case["id"]) == "synced"
 
