@@ -145,7 +145,10 @@ class FhirClient:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds),
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=4),
+            # Keep every connection alive: a pull or push at full concurrency reuses them all.
+            limits=httpx.Limits(
+                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            ),
             follow_redirects=False,
             headers={"Accept": FHIR_JSON},
         )
