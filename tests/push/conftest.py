@@ -9,12 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 
 from mappings.canonical import IDENTIFIER_SYSTEM
 from service.db.session import Database
 from service.ehr.client import FhirClient
+from service.push.dispatcher import PushDispatcher
 from service.settings import Settings
 from tests.conftest import settings_for
+from tests.push.fake_ehr import FakeEhr
 from tests.smart.sekmet_server import RS384_CLIENT, SekmetServer, sekmet_binary, start_sekmet, stop
 from tests.smart.test_sekmet_integration import Casebridge
 
@@ -84,3 +87,18 @@ async def ehr(
     registered = await register_ehr(client, database, writable_sekmet)
     yield registered
     await registered.fhir.aclose()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeEhr]:
+    ehr = FakeEhr()
+    with respx.mock(assert_all_called=False) as router:
+        ehr.install(router)
+        yield ehr
+
+
+@pytest.fixture
+async def dispatcher(database: Database) -> AsyncIterator[PushDispatcher]:
+    pusher = PushDispatcher(database)
+    yield pusher
+    await pusher.close()

@@ -4,34 +4,16 @@ copy that changed again answers 412 (problem+json) with the conflict refreshed."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
-import respx
 
 from service.db.session import Database
 from service.push.dispatcher import PushDispatcher
 from tests.api.case_factory import ok, patch_case
 from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
 from tests.push.linked_cases import case_of_linked_patient
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeEhr]:
-    ehr = FakeEhr()
-    with respx.mock(assert_all_called=False) as router:
-        ehr.install(router)
-        yield ehr
-
-
-@pytest.fixture
-async def dispatcher(database: Database) -> AsyncIterator[PushDispatcher]:
-    pusher = PushDispatcher(database)
-    yield pusher
-    await pusher.close()
 
 
 async def conflicted(

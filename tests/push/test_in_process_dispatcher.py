@@ -4,11 +4,9 @@ EHR with no worker started by hand."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import pytest
-import respx
 
 from service.db.session import Database
 from service.settings import Settings
@@ -26,14 +24,6 @@ def settings(database_url: str) -> Settings:
         allow_private_networks=True,
         push_poll_seconds=0.05,
     )
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeEhr]:
-    ehr = FakeEhr()
-    with respx.mock(assert_all_called=False) as router:
-        ehr.install(router)
-        yield ehr
 
 
 async def test_the_app_pushes_in_process_by_default(

@@ -4,12 +4,10 @@ documents gets the rendered plan as a DocumentReference, when the fallback is co
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import respx
 
 from mappings.fhir import resource_model
 from mappings.to_fhir.plan_document import PLAN_DOCUMENT_SYSTEM
@@ -33,21 +31,6 @@ def settings(database_url: str) -> Settings:
         allow_private_networks=True,
         push_document_fallback=True,
     )
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeEhr]:
-    ehr = FakeEhr()
-    with respx.mock(assert_all_called=False) as router:
-        ehr.install(router)
-        yield ehr
-
-
-@pytest.fixture
-async def dispatcher(database: Database) -> AsyncIterator[PushDispatcher]:
-    pusher = PushDispatcher(database)
-    yield pusher
-    await pusher.close()
 
 
 def rendered(document: dict[str, Any]) -> str:

@@ -5,12 +5,10 @@ how failures are retried, dead-lettered and replayed."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 import respx
 from fastapi import FastAPI
 from sqlalchemy import select, update
@@ -26,21 +24,6 @@ from service.push.models import PushOutboxEntry, PushSync
 from tests.api.case_factory import ok, open_case, patch_case
 from tests.push.fake_ehr import BASE, FakeEhr, capabilities, fake_connection
 from tests.push.linked_cases import case_of_linked_patient
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeEhr]:
-    ehr = FakeEhr()
-    with respx.mock(assert_all_called=False) as router:
-        ehr.install(router)
-        yield ehr
-
-
-@pytest.fixture
-async def dispatcher(database: Database) -> AsyncIterator[PushDispatcher]:
-    pusher = PushDispatcher(database)
-    yield pusher
-    await pusher.close()
 
 
 async def status_of(client: httpx.AsyncClient, case_id: str) -> dict[str, Any]:
