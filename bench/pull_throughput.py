@@ -48,7 +48,7 @@ from service.settings import Settings
 from tests.pull.ehr_records import PULLED_CATEGORIES
 from tests.pull.ehr_server import SeededEhr, start_seeded_sekmet, stop
 from tests.pull.fault_proxy import FaultPlan, FaultProxy
-from tests.smart.sekmet_server import _free_port, sekmet_binary
+from tests.smart.sekmet_server import free_port, sekmet_binary
 
 LOOPBACK = UrlPolicy(allow_insecure_http=True, allow_private_networks=True)
 
@@ -219,7 +219,7 @@ def serve_bulk(port: int, lines: int) -> None:
 
 async def bulk_peak(directory: Path, lines: int) -> tuple[float, float, int]:
     """(peak MiB, seconds, resources stored) of one Bulk pull of a file of `lines` lines."""
-    port = _free_port()
+    port = free_port()
     process = multiprocessing.get_context("spawn").Process(
         target=serve_bulk, args=(port, lines), daemon=True
     )

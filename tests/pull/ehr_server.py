@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from tests.pull.ehr_records import record_transaction
-from tests.smart.sekmet_server import _free_port, _wait_until_ready, stop
+from tests.smart.sekmet_server import open_settings, seed_and_serve, stop
 
 __all__ = ["SeededEhr", "start_seeded_sekmet", "stop"]
 
@@ -22,17 +22,6 @@ __all__ = ["SeededEhr", "start_seeded_sekmet", "stop"]
 class SeededEhr:
     base_url: str
     patient_ids: list[str]
-
-
-def _settings_yaml(port: int, directory: Path) -> str:
-    return (
-        f"base_url: http://127.0.0.1:{port}/fhir\n"
-        "host: 127.0.0.1\n"
-        f"port: {port}\n"
-        f"data_dir: {directory / 'data'}\n"
-        "log_inbound: false\n"
-        "simulator:\n  enabled: false\n"
-    )
 
 
 async def _add_records(base_url: str, patient_ids: list[str]) -> None:
@@ -65,27 +54,8 @@ async def _patient_ids(base_url: str) -> list[str]:
 def start_seeded_sekmet(
     binary: str, directory: Path, patients: int
 ) -> tuple[SeededEhr, subprocess.Popen[bytes]]:
-    port = _free_port()
-    config = directory / "settings.yaml"
-    config.write_text(_settings_yaml(port, directory))
-    subprocess.run(
-        [binary, "seed", "--count", str(patients), "--no-admit", "-c", str(config)],
-        cwd=directory,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    log = directory / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [binary, "serve", "-c", str(config), "--host", "127.0.0.1", "--port", str(port)],
-            cwd=directory,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}/fhir"
+    base_url, process = seed_and_serve(binary, directory, open_settings, patients)
     try:
-        _wait_until_ready(process, f"{base_url}/metadata", log)
         patient_ids = asyncio.run(_patient_ids(base_url))
         asyncio.run(_add_records(base_url, patient_ids))
     except BaseException:

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.smart.sekmet_server import _free_port
+from tests.smart.sekmet_server import free_port
 
 
 @dataclass
@@ -48,7 +48,7 @@ class FaultProxy:
     def __init__(self, upstream: str, plan: FaultPlan) -> None:
         self.upstream = upstream.rstrip("/")
         self.plan = plan
-        self.port = _free_port()
+        self.port = free_port()
         upstream_path = httpx.URL(self.upstream).path
         self.base_url = f"http://127.0.0.1:{self.port}{upstream_path}"
         self._lock = threading.Lock()

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class SekmetServer:
         return self.directory / f"{client_id}.pem"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -68,7 +69,7 @@ def _settings_yaml(port: int, directory: Path, allowed_scopes: str = ALLOWED_SCO
     )
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -82,19 +83,32 @@ def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> 
     raise RuntimeError(f"sekmet did not answer {url} in time:\n{log.read_text()}")
 
 
-def start_sekmet(
-    binary: str, directory: Path, allowed_scopes: str = ALLOWED_SCOPES
-) -> tuple[SekmetServer, subprocess.Popen[bytes]]:
-    """Seed two patients, then serve; the caller stops the returned process."""
-    port = _free_port()
+def open_settings(port: int, directory: Path) -> str:
+    """sekmet's settings for a server with no authorization at all."""
+    return (
+        f"base_url: http://127.0.0.1:{port}/fhir\n"
+        "host: 127.0.0.1\n"
+        f"port: {port}\n"
+        f"data_dir: {directory / 'data'}\n"
+        "log_inbound: false\n"
+        "simulator:\n  enabled: false\n"
+    )
+
+
+def seed_and_serve(
+    binary: str, directory: Path, settings: Callable[[int, Path], str], patients: int
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Write `settings(port, directory)`, seed `patients`, serve on 127.0.0.1 and wait until it
+    answers; returns the FHIR base URL and the process, which the caller stops."""
+    port = free_port()
     config = directory / "settings.yaml"
-    config.write_text(_settings_yaml(port, directory, allowed_scopes))
+    config.write_text(settings(port, directory))
     subprocess.run(
-        [binary, "seed", "--count", "2", "--no-admit", "-c", str(config)],
+        [binary, "seed", "--count", str(patients), "--no-admit", "-c", str(config)],
         cwd=directory,
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=300,
     )
     log = directory / "serve.log"
     with log.open("wb") as output:
@@ -104,16 +118,28 @@ def start_sekmet(
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    server = SekmetServer(
-        base_url=f"http://127.0.0.1:{port}/fhir",
-        token_url=f"http://127.0.0.1:{port}/auth/token",
-        directory=directory,
-    )
+    base_url = f"http://127.0.0.1:{port}/fhir"
     try:
-        _wait_until_ready(process, f"{server.base_url}/metadata", log)
+        wait_until_ready(process, f"{base_url}/metadata", log)
     except BaseException:
         stop(process)
         raise
+    return base_url, process
+
+
+def start_sekmet(
+    binary: str, directory: Path, allowed_scopes: str = ALLOWED_SCOPES
+) -> tuple[SekmetServer, subprocess.Popen[bytes]]:
+    """Seed two patients, then serve with SMART Backend Services; the caller stops the
+    returned process."""
+    base_url, process = seed_and_serve(
+        binary, directory, lambda port, d: _settings_yaml(port, d, allowed_scopes), 2
+    )
+    server = SekmetServer(
+        base_url=base_url,
+        token_url=base_url.removesuffix("/fhir") + "/auth/token",
+        directory=directory,
+    )
     return server, process
 
 
