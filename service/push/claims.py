@@ -4,6 +4,10 @@ A claim leases due `PushSync` rows (one per pair, so a pair is never pushed twic
 ties the pair's undelivered outbox rows to the lease token. On PostgreSQL the claim locks with
 `FOR UPDATE SKIP LOCKED`, so concurrent workers take different pairs without waiting; on
 SQLite, the single writer serializes claims. An expired lease (a crashed worker) is due again.
+
+Claims and finishes run once per push, on the hot path: their statements are built once, here,
+as plain Core statements with bound parameters (building and caching a statement per call cost
+more than running it), and a claim or a finish is a fixed handful of them whatever it holds.
 """
 
 from __future__ import annotations
@@ -11,16 +15,23 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import Integer, Table, and_, bindparam, case, exists, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.base import new_id, utcnow
 from service.push.dialect import is_postgres
-from service.push.job import LinkState, LocalResource, record_pushed
+from service.push.job import LinkState, LocalResource, record_links
 from service.push.models import ConflictStatus, PushConflict, PushOutboxEntry, PushSync, SyncStatus
 
 CLAIMABLE = (SyncStatus.pending, SyncStatus.failed)
+
+_syncs = cast(Table, PushSync.__table__)
+_outboxes = cast(Table, PushOutboxEntry.__table__)
+_sync, _outbox = _syncs.c, _outboxes.c
+_conflict = PushConflict.__table__.c
+_status = _sync.status.type
 
 
 @dataclass(frozen=True)
@@ -31,71 +42,138 @@ class Claim:
     attempt: int
 
 
+# ---- claim -------------------------------------------------------------------------------------
+
+_DUE = (
+    select(_sync.id, _sync.case_id, _sync.connection_id, _sync.attempts)
+    .where(
+        or_(
+            and_(_sync.status.in_(CLAIMABLE), _sync.next_attempt_at <= bindparam("now")),
+            and_(_sync.status == SyncStatus.in_flight, _sync.lease_expires_at < bindparam("now")),
+        )
+    )
+    .order_by(_sync.next_attempt_at)
+    .limit(bindparam("limit", type_=Integer))
+)
+_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True)
+_LEASE = (
+    update(_syncs)
+    .where(_sync.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=SyncStatus.in_flight,
+        lease_token=bindparam("token"),
+        lease_expires_at=bindparam("expires"),
+        attempts=_sync.attempts + 1,
+    )
+)
+# Every undelivered outbox row of the pairs just leased joins the push (coalesced).
+_TIE_OUTBOX = (
+    update(_outboxes)
+    .where(
+        _outbox.delivered_at.is_(None),
+        exists().where(
+            _sync.case_id == _outbox.case_id,
+            _sync.connection_id == _outbox.connection_id,
+            _sync.lease_token == bindparam("token"),
+        ),
+    )
+    .values(claim_token=bindparam("token"))
+)
+
+
 async def claim_due(
     session: AsyncSession, worker_limit: int, lease_seconds: float, now: dt.datetime | None = None
 ) -> list[Claim]:
+    """Lease up to `worker_limit` due pairs. The pairs of one claim share its lease token;
+    every later query names the pair as well."""
     moment = now or utcnow()
-    query = (
-        select(PushSync)
-        .where(
-            or_(
-                and_(PushSync.status.in_(CLAIMABLE), PushSync.next_attempt_at <= moment),
-                and_(PushSync.status == SyncStatus.in_flight, PushSync.lease_expires_at < moment),
-            )
-        )
-        .order_by(PushSync.next_attempt_at)
-        .limit(worker_limit)
+    due = _DUE_SKIP_LOCKED if is_postgres(session) else _DUE
+    rows = (await session.execute(due, {"now": moment, "limit": worker_limit})).all()
+    if not rows:
+        return []
+    token = new_id()
+    expires = moment + dt.timedelta(seconds=lease_seconds)
+    await session.execute(
+        _LEASE, {"ids": [row.id for row in rows], "token": token, "expires": expires}
     )
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    claims = []
-    for row in await session.scalars(query):
-        token = new_id()
-        row.status = SyncStatus.in_flight
-        row.lease_token = token
-        row.lease_expires_at = moment + dt.timedelta(seconds=lease_seconds)
-        row.attempts += 1
-        await session.execute(
-            update(PushOutboxEntry)
-            .where(
-                PushOutboxEntry.case_id == row.case_id,
-                PushOutboxEntry.connection_id == row.connection_id,
-                PushOutboxEntry.delivered_at.is_(None),
-            )
-            .values(claim_token=token)
-        )
-        claims.append(Claim(row.case_id, row.connection_id, token, row.attempts))
-    await session.flush()
-    return claims
+    await session.execute(_TIE_OUTBOX, {"token": token})
+    return [Claim(row.case_id, row.connection_id, token, row.attempts + 1) for row in rows]
+
+
+# ---- while it runs -----------------------------------------------------------------------------
+
+_OF_THE_CLAIM = and_(
+    _sync.case_id == bindparam("the_case"),
+    _sync.connection_id == bindparam("the_connection"),
+    _sync.lease_token == bindparam("token"),
+)
+_RENEW = update(_syncs).where(_OF_THE_CLAIM).values(lease_expires_at=bindparam("expires"))
+
+
+def _params(claim: Claim) -> dict[str, Any]:
+    return {"the_case": claim.case_id, "the_connection": claim.connection_id, "token": claim.token}
 
 
 async def renew(
     session: AsyncSession, claim: Claim, lease_seconds: float, now: dt.datetime | None = None
 ) -> bool:
     """Extend a lease still held (a long push); False when another worker has taken it."""
-    moment = now or utcnow()
-    result = await session.execute(
-        update(PushSync)
-        .where(
-            PushSync.case_id == claim.case_id,
-            PushSync.connection_id == claim.connection_id,
-            PushSync.lease_token == claim.token,
-        )
-        .values(lease_expires_at=moment + dt.timedelta(seconds=lease_seconds))
-    )
+    expires = (now or utcnow()) + dt.timedelta(seconds=lease_seconds)
+    result = await session.execute(_RENEW, {**_params(claim), "expires": expires})
     return bool(getattr(result, "rowcount", 0))
 
 
-async def _leased(session: AsyncSession, claim: Claim) -> PushSync | None:
-    """The pair's sync row if the claim still holds its lease (else another worker took over)."""
-    query = select(PushSync).where(
-        PushSync.case_id == claim.case_id,
-        PushSync.connection_id == claim.connection_id,
-        PushSync.lease_token == claim.token,
+# ---- finish ------------------------------------------------------------------------------------
+
+_HELD = select(_sync.id).where(_OF_THE_CLAIM)
+# On PostgreSQL the row stays locked from here on: an outbox row committed meanwhile (its
+# writer locks the same row first) is then seen by the statements that follow, never missed.
+_HELD_LOCKED = _HELD.with_for_update()
+_DELIVERED = (
+    update(_outboxes)
+    .where(
+        _outbox.claim_token == bindparam("token"),
+        _outbox.case_id == bindparam("the_case"),
+        _outbox.connection_id == bindparam("the_connection"),
+        _outbox.delivered_at.is_(None),
     )
-    if is_postgres(session):
-        query = query.with_for_update()
-    return await session.scalar(query)
+    .values(delivered_at=bindparam("now"))
+)
+_PARKED = exists().where(
+    _conflict.case_id == bindparam("the_case"),
+    _conflict.connection_id == bindparam("the_connection"),
+    _conflict.status == ConflictStatus.open,
+)
+_NEWER = exists().where(
+    _outbox.case_id == bindparam("the_case"),
+    _outbox.connection_id == bindparam("the_connection"),
+    _outbox.delivered_at.is_(None),
+)
+_VERSION = bindparam("version", type_=Integer)
+# A parked pair, or a push that delivered no plan, keeps the version it last synced.
+_KEEPS_VERSION = or_(_PARKED, _VERSION.is_(None))
+_SETTLE = (
+    update(_syncs)
+    .where(_OF_THE_CLAIM)
+    .values(
+        status=case(
+            (_PARKED, literal(SyncStatus.conflict, _status)),
+            (_NEWER, literal(SyncStatus.pending, _status)),
+            else_=bindparam("done", type_=_status),
+        ),
+        synced_version=case(
+            (or_(_PARKED, _VERSION.is_(None)), _sync.synced_version), else_=_VERSION
+        ),
+        synced_at=case((or_(_PARKED, _VERSION.is_(None)), _sync.synced_at), else_=bindparam("now")),
+        unsupported=bindparam("unsupported_types", type_=_sync.unsupported.type),
+        attempts=0,
+        next_attempt_at=bindparam("now"),
+        lease_token=None,
+        lease_expires_at=None,
+        last_error=None,
+    )
+    .returning(_sync.status)
+)
 
 
 async def finish(
@@ -108,54 +186,32 @@ async def finish(
 ) -> SyncStatus | None:
     """Record the push's links, mark the claimed outbox rows delivered and set the pair's
     status. None: the lease was lost (the links are recorded all the same: they are true)."""
-    for resource, state in links:
-        await record_pushed(session, claim.connection_id, resource, state)
-    row = await _leased(session, claim)
-    if row is None:
+    await record_links(session, claim.connection_id, links)
+    params = _params(claim)
+    held = _HELD_LOCKED if is_postgres(session) else _HELD
+    if await session.scalar(held, params) is None:
         return None
     now = utcnow()
-    await session.execute(
-        update(PushOutboxEntry)
-        .where(PushOutboxEntry.claim_token == claim.token, PushOutboxEntry.delivered_at.is_(None))
-        .values(delivered_at=now)
+    await session.execute(_DELIVERED, {**params, "now": now})
+    done = (
+        SyncStatus.unsupported
+        if "CarePlan" in unsupported and synced_version is None
+        else SyncStatus.synced
     )
-    newer = await session.scalar(
-        select(
-            exists().where(
-                PushOutboxEntry.case_id == claim.case_id,
-                PushOutboxEntry.connection_id == claim.connection_id,
-                PushOutboxEntry.delivered_at.is_(None),
-            )
-        )
+    status: SyncStatus | None = await session.scalar(
+        _SETTLE,
+        {
+            **params,
+            "now": now,
+            "done": done,
+            "version": synced_version,
+            "unsupported_types": dict(unsupported),
+        },
     )
-    parked = await session.scalar(
-        select(
-            exists().where(
-                PushConflict.case_id == claim.case_id,
-                PushConflict.connection_id == claim.connection_id,
-                PushConflict.status == ConflictStatus.open,
-            )
-        )
-    )
-    if parked:
-        row.status = SyncStatus.conflict
-    elif newer:
-        row.status = SyncStatus.pending
-    elif "CarePlan" in unsupported and synced_version is None:
-        row.status = SyncStatus.unsupported
-    else:
-        row.status = SyncStatus.synced
-    if synced_version is not None and not parked:
-        row.synced_version = synced_version
-        row.synced_at = now
-    row.unsupported = dict(unsupported)
-    row.attempts = 0
-    row.next_attempt_at = now
-    row.lease_token = None
-    row.lease_expires_at = None
-    row.last_error = None
-    await session.flush()
-    return row.status
+    return status
+
+
+# ---- fail --------------------------------------------------------------------------------------
 
 
 async def fail(
@@ -166,7 +222,14 @@ async def fail(
     retry_in: float,
     max_attempts: int,
 ) -> SyncStatus | None:
-    row = await _leased(session, claim)
+    query = select(PushSync).where(
+        PushSync.case_id == claim.case_id,
+        PushSync.connection_id == claim.connection_id,
+        PushSync.lease_token == claim.token,
+    )
+    if is_postgres(session):
+        query = query.with_for_update()
+    row = await session.scalar(query)
     if row is None:
         return None
     row.last_error = error[:2000]

@@ -55,6 +55,8 @@ class PushDispatcher:
         )
         # One pooled client per connection, remade when the connection row changes.
         self._clients: dict[str, _CachedClient] = {}
+        # Pushes that start together must share the new client, not each make one.
+        self._clients_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -202,10 +204,17 @@ class PushDispatcher:
         """The connection's pooled client. The row is re-read at most every few seconds, so a
         changed connection (new key, base URL, rediscovered capabilities) is picked up soon
         without a query per push."""
+        cached = self._clients.get(connection_id)
+        if cached is not None and time.monotonic() - cached.checked_at < CONNECTION_RECHECK_SECONDS:
+            return cached.client, cached.capabilities
+        async with self._clients_lock:
+            return await self._fresh_client(connection_id)
+
+    async def _fresh_client(self, connection_id: str) -> tuple[FhirClient, Capabilities]:
         now = time.monotonic()
         cached = self._clients.get(connection_id)
         if cached is not None and now - cached.checked_at < CONNECTION_RECHECK_SECONDS:
-            return cached.client, cached.capabilities
+            return cached.client, cached.capabilities  # made while this push waited
         async with self.database.transaction(write=False) as session:
             connection = await load_connection(session, connection_id)
         if cached is not None and cached.version == connection.version:

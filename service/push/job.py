@@ -4,18 +4,21 @@ worker killed mid-push leaves every confirmed write recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import select, tuple_
+from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.to_fhir.plan_document import plan_document, plan_document_id
 from service.cases.models import Case
+from service.db.base import new_id, utcnow
 from service.fhir_store.models import ResourceVersion, StoredResource
 from service.links.models import LinkOrigin, PatientLink, ResourceLink
-from service.links.repository import resource_link
+from service.push.dialect import is_postgres
 
 JsonDict = dict[str, Any]
 # Targets before the resources that reference them; the CarePlan references all of them.
@@ -74,80 +77,118 @@ class NothingToPush(Exception):
     """The pair no longer exists as a pushable thing (case or patient link gone)."""
 
 
-async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> PushJob:
-    case = await session.get(Case, case_id)
-    if case is None:
-        raise NothingToPush(f"case {case_id} no longer exists")
-    remote_patient = await session.scalar(
-        select(PatientLink.remote_id)
-        .where(
-            PatientLink.patient_id == case.patient_id, PatientLink.connection_id == connection_id
-        )
-        .order_by(PatientLink.created_at)
-        .limit(1)
+_cases = cast(Table, Case.__table__).c
+_patient_links_table = cast(Table, PatientLink.__table__)
+_stored_table = cast(Table, StoredResource.__table__)
+_versions_table = cast(Table, ResourceVersion.__table__)
+_links_table = cast(Table, ResourceLink.__table__)
+_patient_links, _stored = _patient_links_table.c, _stored_table.c
+_versions, _links = _versions_table.c, _links_table.c
+
+# A push's reads are built once (they run once per push, on the hot path), as plain Core.
+_CASE_AND_REMOTE_PATIENT = (
+    select(_cases.patient_id, _cases.manager, _patient_links.remote_id)
+    .outerjoin(
+        _patient_links_table,
+        and_(
+            _patient_links.patient_id == _cases.patient_id,
+            _patient_links.connection_id == bindparam("connection"),
+        ),
     )
+    .where(_cases.id == bindparam("case"))
+    .order_by(_patient_links.created_at)
+    .limit(1)
+)
+_CURRENT = select(_stored.resource_type, _stored.id, _stored.version_id, _stored.content).where(
+    _stored.case_id == bindparam("case"),
+    _stored.deleted.is_(False),
+    _stored.resource_type.in_(PUSH_ORDER),
+)
+# Each link with the local content it last pushed (the version it names): the rebase's base.
+_LINKS_AND_CONTENT_AT_PUSH = (
+    select(
+        _links.resource_type,
+        _links.local_id,
+        _links.remote_id,
+        _links.remote_version_id,
+        _links.pushed_version_id,
+        _links.pushed_content,
+        _versions.content,
+    )
+    .outerjoin(
+        _versions_table,
+        and_(
+            _versions.resource_type == _links.resource_type,
+            _versions.id == _links.local_id,
+            _versions.version_id == _links.pushed_version_id,
+        ),
+    )
+    .where(
+        _links.connection_id == bindparam("connection"),
+        _links.local_id.in_(bindparam("local_ids", expanding=True)),
+    )
+)
+_WITHDRAWN = (
+    select(_links.resource_type, _links.local_id, _links.remote_id)
+    .join(
+        _stored_table,
+        and_(_stored.resource_type == _links.resource_type, _stored.id == _links.local_id),
+    )
+    .where(
+        _links.connection_id == bindparam("connection"),
+        _links.origin == LinkOrigin.pushed,
+        _links.remote_id.is_not(None),
+        _stored.case_id == bindparam("case"),
+        _stored.deleted.is_(True),
+    )
+)
+
+
+async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> PushJob:
+    ids = {"case": case_id, "connection": connection_id}
+    head = (await session.execute(_CASE_AND_REMOTE_PATIENT, ids)).first()
+    if head is None:
+        raise NothingToPush(f"case {case_id} no longer exists")
+    patient_id, manager, remote_patient = head
     if remote_patient is None:
         raise NothingToPush(f"the patient of case {case_id} is not linked to the connection")
-    stored = list(
-        await session.scalars(
-            select(StoredResource).where(
-                StoredResource.case_id == case_id,
-                StoredResource.deleted.is_(False),
-                StoredResource.resource_type.in_(PUSH_ORDER),
-            )
-        )
-    )
+    stored = (await session.execute(_CURRENT, ids)).all()
     care_plan_row = next((r for r in stored if r.resource_type == "CarePlan"), None)
     document_key = (
         ("DocumentReference", plan_document_id(care_plan_row.id)) if care_plan_row else None
     )
-    keys = [(r.resource_type, r.id) for r in stored] + ([document_key] if document_key else [])
-    links = (
-        {
-            (link.resource_type, link.local_id): link
-            for link in await session.scalars(
-                select(ResourceLink).where(
-                    ResourceLink.connection_id == connection_id,
-                    tuple_(ResourceLink.resource_type, ResourceLink.local_id).in_(keys),
-                )
-            )
-        }
-        if stored
-        else {}
-    )
-    then_keys = [
-        (t, i, link.pushed_version_id)
-        for (t, i), link in links.items()
-        if link.pushed_version_id is not None
-    ]
-    then = {
-        (v.resource_type, v.id): orjson.loads(v.content)
-        for v in (
-            await session.scalars(
-                select(ResourceVersion).where(
-                    tuple_(
-                        ResourceVersion.resource_type,
-                        ResourceVersion.id,
-                        ResourceVersion.version_id,
-                    ).in_(then_keys)
-                )
-            )
-            if then_keys
-            else []
+    keys = {(r.resource_type, r.id) for r in stored} | ({document_key} if document_key else set())
+    links: dict[tuple[str, str], tuple[LinkState, JsonDict | None]] = {}
+    if stored:
+        found = await session.execute(
+            _LINKS_AND_CONTENT_AT_PUSH, {**ids, "local_ids": sorted({i for _, i in keys})}
         )
-        if v.content
-    }
-    resources = [
-        LocalResource(
-            resource_type=row.resource_type,
-            id=row.id,
-            version_id=row.version_id,
-            content=orjson.loads(row.content),
-            link=_state(links.get((row.resource_type, row.id))),
-            content_at_push=then.get((row.resource_type, row.id)),
+        for found_link in found:
+            if (found_link.resource_type, found_link.local_id) in keys:
+                links[(found_link.resource_type, found_link.local_id)] = (
+                    LinkState(
+                        remote_id=found_link.remote_id,
+                        remote_version_id=found_link.remote_version_id,
+                        pushed_version_id=found_link.pushed_version_id,
+                        pushed_content=orjson.loads(found_link.pushed_content)
+                        if found_link.pushed_content
+                        else None,
+                    ),
+                    orjson.loads(found_link.content) if found_link.content else None,
+                )
+    resources = []
+    for row in stored:
+        link, content_at_push = links.get((row.resource_type, row.id), (None, None))
+        resources.append(
+            LocalResource(
+                resource_type=row.resource_type,
+                id=row.id,
+                version_id=row.version_id,
+                content=orjson.loads(row.content),
+                link=link,
+                content_at_push=content_at_push,
+            )
         )
-        for row in stored
-    ]
     resources.sort(key=lambda r: (PUSH_ORDER.index(r.resource_type), r.id))
     care_plan = next((r for r in resources if r.resource_type == "CarePlan"), None)
     document = None
@@ -157,49 +198,24 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
             id=document_key[1],
             version_id=care_plan.version_id,
             content=plan_document(care_plan.content),
-            link=_state(links.get(document_key)),
+            link=links.get(document_key, (None, None))[0],
             content_at_push=None,
         )
     withdrawn = [
-        (link.resource_type, link.local_id, link.remote_id)
-        for link in await session.scalars(
-            select(ResourceLink)
-            .join(
-                StoredResource,
-                (StoredResource.resource_type == ResourceLink.resource_type)
-                & (StoredResource.id == ResourceLink.local_id),
-            )
-            .where(
-                ResourceLink.connection_id == connection_id,
-                ResourceLink.origin == LinkOrigin.pushed,
-                ResourceLink.remote_id.is_not(None),
-                StoredResource.case_id == case_id,
-                StoredResource.deleted.is_(True),
-            )
-        )
-        if link.remote_id is not None
+        (row.resource_type, row.local_id, row.remote_id)
+        for row in await session.execute(_WITHDRAWN, ids)
+        if row.remote_id is not None
     ]
     return PushJob(
         case_id=case_id,
         connection_id=connection_id,
-        local_patient_id=case.patient_id,
+        local_patient_id=patient_id,
         remote_patient_id=remote_patient,
-        manager=case.manager,
+        manager=manager,
         resources=resources,
         care_plan_version=care_plan.version_id if care_plan else None,
         plan_document=document,
         withdrawn=withdrawn,
-    )
-
-
-def _state(link: ResourceLink | None) -> LinkState | None:
-    if link is None:
-        return None
-    return LinkState(
-        remote_id=link.remote_id,
-        remote_version_id=link.remote_version_id,
-        pushed_version_id=link.pushed_version_id,
-        pushed_content=orjson.loads(link.pushed_content) if link.pushed_content else None,
     )
 
 
@@ -210,20 +226,63 @@ async def record_pushed(
     state: LinkState,
 ) -> None:
     """Store the ResourceLink of a confirmed write (insert or update)."""
-    link = await resource_link(session, connection_id, resource.resource_type, resource.id)
-    if link is None:
-        link = ResourceLink(
-            connection_id=connection_id,
-            resource_type=resource.resource_type,
-            local_id=resource.id,
-            origin=LinkOrigin.pushed,
-        )
-        session.add(link)
-    link.remote_id = state.remote_id
-    link.remote_version_id = state.remote_version_id
-    link.pushed_version_id = state.pushed_version_id
-    link.pushed_content = (
-        orjson.dumps(state.pushed_content) if state.pushed_content is not None else None
+    await record_links(session, connection_id, [(resource, state)])
+
+
+def _upsert_links(insert: Any) -> Any:
+    """An upsert of one ResourceLink per parameter set (`insert`: the dialect's own)."""
+    upsert = insert(_links_table).values(
+        {name: bindparam(f"v_{name}") for name in (*_LINK_KEY, "id", "origin", *_LINK_STATE)}
     )
-    resource.link = state
-    await session.flush()
+    return upsert.on_conflict_do_update(
+        index_elements=list(_LINK_KEY),
+        set_={name: upsert.excluded[name] for name in _LINK_STATE},
+    )
+
+
+_LINK_KEY = ("connection_id", "resource_type", "local_id")
+_LINK_STATE = (
+    "remote_id",
+    "remote_version_id",
+    "pushed_version_id",
+    "pushed_content",
+    "updated_at",
+)
+_UPSERT_LINKS = {
+    "postgresql": _upsert_links(postgresql.insert),
+    "sqlite": _upsert_links(sqlite.insert),
+}
+
+
+async def record_links(
+    session: AsyncSession,
+    connection_id: str,
+    links: Sequence[tuple[LocalResource, LinkState]],
+) -> None:
+    """Store the ResourceLinks of confirmed writes in one upsert. A link made by a pull keeps
+    its origin: only what the write changed is updated."""
+    latest = {(r.resource_type, r.id): (r, state) for r, state in links}
+    if not latest:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "v_id": new_id(),
+            "v_connection_id": connection_id,
+            "v_resource_type": resource.resource_type,
+            "v_local_id": resource.id,
+            "v_origin": LinkOrigin.pushed,
+            "v_remote_id": state.remote_id,
+            "v_remote_version_id": state.remote_version_id,
+            "v_pushed_version_id": state.pushed_version_id,
+            "v_pushed_content": orjson.dumps(state.pushed_content)
+            if state.pushed_content is not None
+            else None,
+            "v_updated_at": now,
+        }
+        for resource, state in latest.values()
+    ]
+    dialect = "postgresql" if is_postgres(session) else "sqlite"
+    await session.execute(_UPSERT_LINKS[dialect], rows)
+    for resource, state in latest.values():
+        resource.link = state
