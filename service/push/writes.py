@@ -29,8 +29,6 @@ from sqlalchemy import delete
 
 from mappings.bundles import full_url, identifier_query, own_identifier, with_references
 from mappings.to_fhir.plan_document import PLAN_DOCUMENT_SYSTEM
-from mappings.to_fhir.provenance import CaseChange, provenance_resource
-from service.db.base import new_id, utcnow
 from service.db.session import Database
 from service.ehr.client import FhirClient, WriteResult, as_etag
 from service.ehr.discovery import Capabilities
@@ -41,6 +39,7 @@ from service.ehr.errors import (
     EhrRejected,
 )
 from service.links.models import ResourceLink
+from service.push import provenance
 from service.push.job import LinkState, LocalResource, PushJob, record_pushed
 from service.push.merge import rebase_local_changes, three_way_merge
 from service.push.remote_form import RemoteForm, remote_form, without_server_owned
@@ -66,6 +65,8 @@ class ConflictFound:
 @dataclass
 class PushReport:
     written: list[str] = field(default_factory=list)  # Type/remote id/_history/version
+    # (type, local id, local version) of each confirmed write: what names its Provenance.
+    written_local: list[provenance.LocalKey] = field(default_factory=list)
     unsupported: dict[str, str] = field(default_factory=dict)  # type -> reason
     conflicts: list[ConflictFound] = field(default_factory=list)
     merged_from_remote: dict[str, list[str]] = field(default_factory=dict)
@@ -220,7 +221,8 @@ async def _find_existing(
     if caps.supports_conditional_create(resource.resource_type):
         result = await client.create(body, if_none_exist=identifier_query(system, value))
         existing = without_server_owned(result.resource or {})
-        if result.status == 201 or existing == body:
+        # Server-owned elements aside: `meta` is both ours (profile) and the server's.
+        if result.status == 201 or existing == without_server_owned(body):
             # Created, or already there exactly as we would write it (a replay): no update.
             await _record(ctx, resource, result, body)
             return None
@@ -319,6 +321,7 @@ async def _record_state(ctx: PushContext, resource: LocalResource, state: LinkSt
     ctx.report.written.append(
         f"{resource.resource_type}/{state.remote_id}/_history/{state.remote_version_id}"
     )
+    ctx.report.written_local.append((resource.resource_type, resource.id, resource.version_id))
 
 
 # ---- transaction ------------------------------------------------------------------------------
@@ -373,9 +376,16 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
                     },
                 }
             )
-    if ctx.capabilities.supports("Provenance", "create"):
-        provenance = provenance_body(ctx, [str(entry["fullUrl"]) for entry in entries])
-        entries.append({"resource": provenance, "request": {"method": "POST", "url": "Provenance"}})
+    # Its id names the local versions sent: a replay of this Bundle overwrites, not adds, it.
+    provenance_entry = provenance.transaction_entry(
+        ctx.client,
+        ctx.job,
+        ctx.capabilities,
+        [str(entry["fullUrl"]) for entry in entries],
+        [(r.resource_type, r.id, r.version_id) for r in resources],
+    )
+    if provenance_entry is not None:
+        entries.append(provenance_entry)
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     try:
         response = await ctx.client.send(
@@ -418,7 +428,7 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
         version = version or _etag_version(outcome.get("etag"))
         created_before = resource.link is None or resource.link.remote_id is None
         server_copy = without_server_owned(result.resource or {})
-        if created_before and result.status == 200 and server_copy != body:
+        if created_before and result.status == 200 and server_copy != without_server_owned(body):
             # The EHR had it, differently (a push that was not recorded): update it next.
             confirmed.append((resource, LinkState(remote_id, version, None, server_copy)))
             stale.append(resource)
@@ -450,24 +460,15 @@ def _etag_version(etag: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def provenance_body(ctx: PushContext, targets: list[str]) -> JsonDict:
-    """Provenance of this push: author = the case manager, transmitter = CaseBridge."""
-    change = CaseChange(
-        id=new_id(),
-        recorded_at=utcnow(),
-        targets=targets,
-        activity="UPDATE",
-        author=ctx.job.manager,
-    )
-    resource = provenance_resource(change)
-    del resource["id"]
-    return resource
-
-
 async def post_provenance(ctx: PushContext) -> None:
-    if not ctx.report.written or not ctx.capabilities.supports("Provenance", "create"):
+    """The Provenance of an ordered push, once something was confirmed on the EHR. A replay
+    confirms (conditional create answering 200, a merge to no change) what the lost push wrote,
+    so its `written_local` names the same versions and the Provenance is the same one."""
+    if not ctx.report.written:
         return
-    await ctx.client.create(provenance_body(ctx, list(ctx.report.written)))
+    await provenance.send(
+        ctx.client, ctx.job, ctx.capabilities, list(ctx.report.written), ctx.report.written_local
+    )
 
 
 # ---- withdrawals ------------------------------------------------------------------------------

@@ -40,7 +40,10 @@ def capabilities(
         for name in PUSHED_TYPES
     }
     if provenance:
-        resources["Provenance"] = ResourceCapability(interactions=["create", "read"])
+        # Created by update at an id of ours (`updateCreate`), so a replay writes no second one.
+        resources["Provenance"] = ResourceCapability(
+            interactions=["create", "read", "update"], update_create=True
+        )
     if documents:
         resources["DocumentReference"] = ResourceCapability(
             interactions=["read", "create", "update", "search-type"],
