@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from service.connections.models import Connection
 from service.db.session import Database
 from service.ehr.client import FhirClient
 from service.ehr.discovery import Capabilities
@@ -33,6 +34,9 @@ async def push_pair(
     """Push the pair's latest projection; returns the report and the CarePlan version sent."""
     async with database.transaction(write=False) as session:
         job = await load_job(session, case_id, connection_id)
+        own_fallback = await session.scalar(
+            select(Connection.document_fallback).where(Connection.id == connection_id)
+        )
         parked = set(
             await session.scalars(
                 select(PushConflict.local_id).where(
@@ -47,7 +51,10 @@ async def push_pair(
         client,
         capabilities,
         database,
-        document_fallback=database.settings.push_document_fallback,
+        # The connection's own setting, else the global default.
+        document_fallback=(
+            database.settings.push_document_fallback if own_fallback is None else own_fallback
+        ),
     )
     # A resource with an open conflict waits for its resolution; the others go on.
     resources = [r for r in to_push(ctx) if r.id not in parked]

@@ -57,10 +57,10 @@ def capabilities(
     )
 
 
-async def fake_connection(database: Database, caps: Capabilities) -> str:
+async def fake_connection(database: Database, caps: Capabilities, name: str = "") -> str:
     async with database.transaction() as session:
         connection = Connection(
-            name="fake ehr",
+            name=f"fake ehr {name}".strip(),
             base_url=BASE,
             auth_mode=AuthMode.none,
             client_id=None,
