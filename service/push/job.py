@@ -29,6 +29,8 @@ class LinkState:
     remote_version_id: str | None
     pushed_version_id: int | None
     pushed_content: JsonDict | None
+    # Elements of pushed_content that are EHR edits the case lacks (ResourceLink.remote_edits).
+    remote_edits: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -200,6 +202,7 @@ def _state(link: ResourceLink | None) -> LinkState | None:
         remote_version_id=link.remote_version_id,
         pushed_version_id=link.pushed_version_id,
         pushed_content=orjson.loads(link.pushed_content) if link.pushed_content else None,
+        remote_edits=frozenset(link.remote_edits or ()),
     )
 
 
@@ -225,5 +228,7 @@ async def record_pushed(
     link.pushed_content = (
         orjson.dumps(state.pushed_content) if state.pushed_content is not None else None
     )
+    # Which elements are EHR edits changes only through service.push.remote_edits.
+    state.remote_edits = frozenset(link.remote_edits or ())
     resource.link = state
     await session.flush()

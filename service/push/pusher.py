@@ -55,6 +55,7 @@ async def push_pair(
         document_fallback=(
             database.settings.push_document_fallback if own_fallback is None else own_fallback
         ),
+        parked=frozenset(parked),
     )
     # A resource with an open conflict waits for its resolution; the others go on.
     resources = [r for r in to_push(ctx) if r.id not in parked]

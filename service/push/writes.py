@@ -86,6 +86,8 @@ class PushContext:
     database: Database
     document_fallback: bool = False
     report: PushReport = field(default_factory=PushReport)
+    # Local ids of resources with an open conflict: they wait for its resolution.
+    parked: frozenset[str] = frozenset()
 
     @property
     def patient_targets(self) -> dict[str, str]:
@@ -121,16 +123,61 @@ def outgoing(resource: LocalResource, targets: dict[str, str]) -> RemoteForm:
     return RemoteForm(rebase_local_changes(link.pushed_content, then, now.body), now.unresolved)
 
 
+def rebase_conflict(resource: LocalResource, targets: dict[str, str]) -> ConflictFound | None:
+    """A local change to an element whose pushed value is an EHR edit the case never took.
+
+    Rebasing onto `pushed_content` would silently overwrite that edit, so it is a conflict,
+    like one a 412 finds. Only elements recorded as EHR edits (`LinkState.remote_edits`, noted
+    when a merged edit could not be applied to the case) count: elsewhere `pushed_content` and
+    the local content at the last push may differ without anyone having edited anything. A case
+    opened from pulled data starts with `pushed_content` = the EHR's own JSON and the local
+    version 1 = its mapping, which is lossy (no case-status extension on the EHR, its plan
+    status kept as the EHR has it, our identifiers and categories added, ...): a local change
+    to such an element is the case's to make, and the rebase sends it."""
+    link = resource.link
+    if (
+        link is None
+        or link.remote_id is None
+        or link.pushed_content is None
+        or resource.content_at_push is None
+        or not link.remote_edits
+    ):
+        return None
+    then = remote_form(resource.content_at_push, targets).body
+    now = remote_form(resource.content, targets).body
+    merge = three_way_merge(then, now, link.pushed_content)
+    elements = [e for e in merge.conflicts if e in link.remote_edits]
+    if not elements:
+        return None
+    # `local` is the rebased body (the local values on the conflicting elements, the EHR's
+    # other edits kept), as for a 412 conflict: keep-local writes it without undoing those.
+    return ConflictFound(
+        resource,
+        link.remote_id,
+        link.remote_version_id,
+        elements,
+        then,
+        merge.merged,
+        dict(link.pushed_content),
+    )
+
+
 def to_push(ctx: PushContext) -> list[LocalResource]:
     """The resources that changed since their last push and that the EHR can write; with the
-    document fallback on, the rendered plan as a DocumentReference where CarePlan is not."""
+    document fallback on, the rendered plan as a DocumentReference where CarePlan is not; a
+    local change over an EHR edit the case lacks is parked as a conflict instead."""
     wanted = []
+    targets = linked_targets(ctx)
     for resource in ctx.job.resources:
         reason = unwritable_reason(ctx.capabilities, resource)
         if reason is not None:
             ctx.report.unsupported[resource.resource_type] = reason
             continue
         if resource.up_to_date:
+            continue
+        conflict = None if resource.id in ctx.parked else rebase_conflict(resource, targets)
+        if conflict is not None:
+            ctx.report.conflicts.append(conflict)  # parked; not written
             continue
         if _already_there(ctx, resource):
             continue
