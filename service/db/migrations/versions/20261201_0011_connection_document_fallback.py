@@ -1,6 +1,6 @@
 """connection document fallback
 
-Revision ID: 0011_connection_document_fallback
+Revision ID: 0011_connection_doc_fallback
 Revises: 0010_merge
 Create Date: 2026-12-01 19:40:18.610379
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0011_connection_document_fallback'
+revision: str = '0011_connection_doc_fallback'
 down_revision: str | None = '0010_merge'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """link remote edits
 
 Revision ID: 0012_link_remote_edits
-Revises: 0011_connection_document_fallback
+Revises: 0011_connection_doc_fallback
 Create Date: 2026-12-01 19:42:32.832815
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = '0012_link_remote_edits'
-down_revision: str | None = '0011_connection_document_fallback'
+down_revision: str | None = '0011_connection_doc_fallback'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
