@@ -30,6 +30,9 @@ class Connection(VersionedRow, Base):
     # `service.ehr.discovery.Capabilities` as JSON; None until discovery has succeeded once.
     capabilities: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON())
     discovered_at: Mapped[dt.datetime | None]
+    # Push the rendered plan as a DocumentReference where this EHR cannot write CarePlan;
+    # None follows `Settings.push_document_fallback`.
+    document_fallback: Mapped[bool | None]
 
     keys: Mapped[list[ConnectionKey]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="ConnectionKey.created_at"

@@ -53,6 +53,7 @@ def _out(connection: Connection, settings: Settings, response: Response) -> Conn
         signing_alg=connection.signing_alg,
         capabilities=service.stored_capabilities(connection),
         discovered_at=connection.discovered_at,
+        document_fallback=connection.document_fallback,
         keys=[KeyOut.model_validate(key) for key in connection.keys],
         jwks_url=connection_jwks_url(settings, connection.id),
     )

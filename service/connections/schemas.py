@@ -15,6 +15,10 @@ from service.smart.keys import SigningAlgorithm
 BaseUrl = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Scope = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
+DOCUMENT_FALLBACK = (
+    "Where this EHR cannot write CarePlan but can write DocumentReference, push the rendered "
+    "plan as a DocumentReference instead; null follows CASEBRIDGE_PUSH_DOCUMENT_FALLBACK."
+)
 
 
 class ConnectionCreate(RequestBody):
@@ -28,6 +32,7 @@ class ConnectionCreate(RequestBody):
     signing_alg: SigningAlgorithm = Field(
         "RS384", description="Algorithm of the key pair that signs our client assertions."
     )
+    document_fallback: bool | None = Field(None, description=DOCUMENT_FALLBACK)
 
     @model_validator(mode="after")
     def _client_id_unless_open(self) -> Self:
@@ -43,6 +48,8 @@ class ConnectionUpdate(RequestBody):
     base_url: BaseUrl | None = None
     client_id: ClientId | None = None
     scopes: list[Scope] | None = Field(None, max_length=100)
+    # Unlike the fields above, an explicit null is a change: back to the global default.
+    document_fallback: bool | None = Field(None, description=DOCUMENT_FALLBACK)
 
 
 class KeyRotation(RequestBody):
@@ -71,6 +78,7 @@ class ConnectionOut(StoredRecord):
     signing_alg: str
     capabilities: Capabilities | None
     discovered_at: dt.datetime | None
+    document_fallback: bool | None = Field(description=DOCUMENT_FALLBACK)
     keys: list[KeyOut]
     jwks_url: str = Field(description="Register this URL with the EHR (Epic, Oracle Health).")
 

@@ -85,6 +85,7 @@ async def create_connection(
         signing_alg=data.signing_alg,
         capabilities=capabilities.model_dump(mode="json"),
         discovered_at=now,
+        document_fallback=data.document_fallback,
         keys=[_new_key(data.signing_alg, box)],
     )
     session.add(connection)
@@ -108,6 +109,8 @@ async def update_connection(
         connection.client_id = data.client_id
     if data.scopes is not None:
         connection.scopes = list(data.scopes)
+    if "document_fallback" in data.model_fields_set:
+        connection.document_fallback = data.document_fallback
     if data.base_url is not None:
         connection.base_url = normalise_base_url(data.base_url)
     if capabilities is not None:

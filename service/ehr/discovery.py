@@ -50,6 +50,8 @@ class ResourceCapability(BaseModel):
     search_params: list[str] = Field(default_factory=list)
     conditional_create: bool = False
     conditional_update: bool = False
+    # `updateCreate`: a PUT to an id the server does not have creates it under that id.
+    update_create: bool = False
     versioning: str | None = None
     # Operation names without the `$`, e.g. "everything" on Patient.
     operations: list[str] = Field(default_factory=list)
@@ -86,6 +88,11 @@ class Capabilities(BaseModel):
     def supports_conditional_update(self, resource_type: str) -> bool:
         resource = self.resources.get(resource_type)
         return resource is not None and resource.conditional_update
+
+    def supports_update_create(self, resource_type: str) -> bool:
+        """Whether `PUT Type/<new id>` creates the resource under the client's id."""
+        resource = self.resources.get(resource_type)
+        return resource is not None and "update" in resource.interactions and resource.update_create
 
     @property
     def supports_transaction(self) -> bool:
@@ -234,6 +241,7 @@ def _capabilities_from(statement: JsonObject, smart: SmartEndpoints | None) -> C
                 conditional_create=bool(resource.get("conditionalCreate", False)),
                 # conditionalUpdate is a boolean in R4; some servers send a string anyway.
                 conditional_update=resource.get("conditionalUpdate") in (True, "true"),
+                update_create=resource.get("updateCreate") in (True, "true"),
                 versioning=resource.get("versioning"),
                 operations=[
                     str(item["name"]).lstrip("$")

@@ -73,4 +73,8 @@ class ResourceLink(Base):
     # The local store version last pushed, and the JSON sent for it (the merge base).
     pushed_version_id: Mapped[int | None]
     pushed_content: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # Top-level elements of `pushed_content` that are the EHR's edits, merged in by a push but
+    # not taken by the case (`service.push.remote_edits`): a local change to one of them is a
+    # conflict, not something to rebase over them.
+    remote_edits: Mapped[list[str] | None] = mapped_column(sa.JSON())
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -9,16 +9,18 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy import Table, and_, bindparam, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.to_fhir.plan_document import plan_document, plan_document_id
 from service.cases.models import Case
+from service.connections.models import Connection
 from service.db.base import new_id, utcnow
 from service.fhir_store.models import ResourceVersion, StoredResource
 from service.links.models import LinkOrigin, PatientLink, ResourceLink
 from service.push.dialect import is_postgres
+from service.push.models import ConflictStatus, PushConflict
 
 JsonDict = dict[str, Any]
 # Targets before the resources that reference them; the CarePlan references all of them.
@@ -32,6 +34,8 @@ class LinkState:
     remote_version_id: str | None
     pushed_version_id: int | None
     pushed_content: JsonDict | None
+    # Elements of pushed_content that are EHR edits the case lacks (ResourceLink.remote_edits).
+    remote_edits: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -71,6 +75,10 @@ class PushJob:
     # Resources this push created on the EHR that the case has since withdrawn (a deleted
     # local version): (resource type, local id, remote id).
     withdrawn: list[tuple[str, str, str]] = field(default_factory=list)
+    # The connection's own DocumentReference fallback setting (None: the global default).
+    document_fallback: bool | None = None
+    # Local ids of resources with an open conflict: they wait for its resolution.
+    parked: frozenset[str] = frozenset()
 
 
 class NothingToPush(Exception):
@@ -78,6 +86,8 @@ class NothingToPush(Exception):
 
 
 _cases = cast(Table, Case.__table__).c
+_connections = cast(Table, Connection.__table__).c
+_conflicts = cast(Table, PushConflict.__table__).c
 _patient_links_table = cast(Table, PatientLink.__table__)
 _stored_table = cast(Table, StoredResource.__table__)
 _versions_table = cast(Table, ResourceVersion.__table__)
@@ -86,8 +96,22 @@ _patient_links, _stored = _patient_links_table.c, _stored_table.c
 _versions, _links = _versions_table.c, _links_table.c
 
 # A push's reads are built once (they run once per push, on the hot path), as plain Core.
+_OPEN_CONFLICT = and_(
+    _conflicts.case_id == bindparam("case"),
+    _conflicts.connection_id == bindparam("connection"),
+    _conflicts.status == ConflictStatus.open,
+)
 _CASE_AND_REMOTE_PATIENT = (
-    select(_cases.patient_id, _cases.manager, _patient_links.remote_id)
+    select(
+        _cases.patient_id,
+        _cases.manager,
+        _patient_links.remote_id,
+        select(_connections.document_fallback)
+        .where(_connections.id == bindparam("connection"))
+        .scalar_subquery()
+        .label("document_fallback"),
+        exists().where(_OPEN_CONFLICT).label("parked"),
+    )
     .outerjoin(
         _patient_links_table,
         and_(
@@ -99,6 +123,7 @@ _CASE_AND_REMOTE_PATIENT = (
     .order_by(_patient_links.created_at)
     .limit(1)
 )
+_PARKED = select(_conflicts.local_id).where(_OPEN_CONFLICT)
 _CURRENT = select(_stored.resource_type, _stored.id, _stored.version_id, _stored.content).where(
     _stored.case_id == bindparam("case"),
     _stored.deleted.is_(False),
@@ -113,6 +138,7 @@ _LINKS_AND_CONTENT_AT_PUSH = (
         _links.remote_version_id,
         _links.pushed_version_id,
         _links.pushed_content,
+        _links.remote_edits,
         _versions.content,
     )
     .outerjoin(
@@ -149,7 +175,7 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
     head = (await session.execute(_CASE_AND_REMOTE_PATIENT, ids)).first()
     if head is None:
         raise NothingToPush(f"case {case_id} no longer exists")
-    patient_id, manager, remote_patient = head
+    patient_id, manager, remote_patient, document_fallback, any_parked = head
     if remote_patient is None:
         raise NothingToPush(f"the patient of case {case_id} is not linked to the connection")
     stored = (await session.execute(_CURRENT, ids)).all()
@@ -173,6 +199,7 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
                         pushed_content=orjson.loads(found_link.pushed_content)
                         if found_link.pushed_content
                         else None,
+                        remote_edits=frozenset(found_link.remote_edits or ()),
                     ),
                     orjson.loads(found_link.content) if found_link.content else None,
                 )
@@ -206,6 +233,7 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
         for row in await session.execute(_WITHDRAWN, ids)
         if row.remote_id is not None
     ]
+    parked = frozenset(await session.scalars(_PARKED, ids)) if any_parked else frozenset()
     return PushJob(
         case_id=case_id,
         connection_id=connection_id,
@@ -216,6 +244,8 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
         care_plan_version=care_plan.version_id if care_plan else None,
         plan_document=document,
         withdrawn=withdrawn,
+        document_fallback=document_fallback,
+        parked=parked,
     )
 
 
@@ -285,4 +315,7 @@ async def record_links(
     dialect = "postgresql" if is_postgres(session) else "sqlite"
     await session.execute(_UPSERT_LINKS[dialect], rows)
     for resource, state in latest.values():
+        # Which elements are EHR edits changes only through service.push.remote_edits, never
+        # by a write: the state keeps what the link held when the push loaded it.
+        state.remote_edits = resource.link.remote_edits if resource.link else frozenset()
         resource.link = state

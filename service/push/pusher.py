@@ -3,8 +3,6 @@ allows, and park what could not be merged as conflicts."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from service.db.session import Database
 from service.ehr.client import FhirClient
 from service.ehr.discovery import Capabilities
@@ -33,24 +31,21 @@ async def push_pair(
     """Push the pair's latest projection; returns the report and the CarePlan version sent."""
     async with database.transaction(write=False) as session:
         job = await load_job(session, case_id, connection_id)
-        parked = set(
-            await session.scalars(
-                select(PushConflict.local_id).where(
-                    PushConflict.case_id == case_id,
-                    PushConflict.connection_id == connection_id,
-                    PushConflict.status == ConflictStatus.open,
-                )
-            )
-        )
     ctx = PushContext(
         job,
         client,
         capabilities,
         database,
-        document_fallback=database.settings.push_document_fallback,
+        # The connection's own setting, else the global default.
+        document_fallback=(
+            database.settings.push_document_fallback
+            if job.document_fallback is None
+            else job.document_fallback
+        ),
+        parked=job.parked,
     )
     # A resource with an open conflict waits for its resolution; the others go on.
-    resources = [r for r in to_push(ctx) if r.id not in parked]
+    resources = [r for r in to_push(ctx) if r.id not in job.parked]
     if resources:
         if capabilities.supports_transaction:
             try:

@@ -14,6 +14,7 @@ edit) reaches the case the same way.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -144,10 +145,35 @@ async def apply_remote_edits(database: Database, job: PushJob, report: PushRepor
         )
         if reason is not None:
             report.remote_edits_kept_remote[reference] = f"{', '.join(elements)}: {reason}"
+        # What stays only on the EHR is remembered: a later local change to it is a conflict.
+        kept, taken = (elements, []) if reason is not None else ([], elements)
+        await note_remote_edits(database, job.connection_id, reference, kept=kept, taken=taken)
     for reference, reason in report.remote_edits_kept_remote.items():
         log.warning(
             "an EHR edit of %s was not applied to case %s: %s", reference, job.case_id, reason
         )
+
+
+async def note_remote_edits(
+    database: Database,
+    connection_id: str,
+    reference: str,
+    *,
+    kept: Iterable[str] = (),
+    taken: Iterable[str] = (),
+) -> None:
+    """Update which elements of the link's `pushed_content` are EHR edits the case lacks:
+    `kept` join them; `taken` (applied to the case, or overwritten by a resolution) leave."""
+    resource_type, local_id = reference.split("/", 1)
+    async with database.transaction(hooks=False) as session:
+        link = await resource_link(session, connection_id, resource_type, local_id)
+        if link is None:
+            return
+        current = set(link.remote_edits or ())
+        updated = (current - set(taken)) | set(kept)
+        if updated != current:
+            link.remote_edits = sorted(updated) or None
+            await session.flush()
 
 
 async def _merged_base(database: Database, connection_id: str, reference: str) -> JsonDict | None:

@@ -32,7 +32,7 @@ from service.push.models import (
     PushSync,
     SyncStatus,
 )
-from service.push.remote_edits import apply_to_case, references_to_local
+from service.push.remote_edits import apply_to_case, note_remote_edits, references_to_local
 from service.push.remote_form import SERVER_OWNED, without_server_owned
 from service.push.schemas import ConflictResolutionIn
 from service.push.writes import location_identity
@@ -144,6 +144,10 @@ async def resolve(
         link.remote_version_id = remote_version
         link.pushed_content = orjson.dumps(content)
         link.pushed_version_id = conflict.local_version_id
+        # The conflicting elements are settled: ours written (keep-local, edit), or the
+        # EHR's taken by the case (take-remote, edit; noted again below if that fails).
+        remaining = [e for e in link.remote_edits or () if e not in conflict.elements]
+        link.remote_edits = remaining or None
         conflict.status = ConflictStatus.resolved
         conflict.resolution = resolution
         conflict.resolved_by = actor
@@ -159,20 +163,26 @@ async def resolve(
             .values(status=SyncStatus.pending, next_attempt_at=utcnow(), attempts=0)
         )
     if resolution is not ConflictResolution.keep_local:
-        await _apply_resolution(database, conflict, content)
+        kept = await _apply_resolution(database, conflict, content)
+        if kept:
+            reference = f"{conflict.resource_type}/{conflict.local_id}"
+            await note_remote_edits(database, conflict.connection_id, reference, kept=kept)
     return conflict
 
 
-async def _apply_resolution(database: Database, conflict: PushConflict, content: JsonDict) -> None:
+async def _apply_resolution(
+    database: Database, conflict: PushConflict, content: JsonDict
+) -> list[str]:
     """The resolved content is the case's too: the elements where it differs from the local
-    version the conflict was about go to the case, like the EHR's merged edits."""
+    version the conflict was about go to the case, like the EHR's merged edits. Returns those
+    the case could not take (they stay on the EHR only)."""
     elements = sorted(
         key
         for key in set(content) | set(conflict.local)
         if key not in SERVER_OWNED and content.get(key) != conflict.local.get(key)
     )
     if not elements:
-        return
+        return []
     async with database.transaction(write=False) as session:
         case = await session.get(Case, conflict.case_id)
         remote_patient = await session.scalar(
@@ -187,7 +197,7 @@ async def _apply_resolution(database: Database, conflict: PushConflict, content:
             )
         )
     if case is None or remote_patient is None:
-        return
+        return []
     to_local = await references_to_local(
         database, conflict.connection_id, (case.patient_id, remote_patient), local_ids
     )
@@ -201,8 +211,10 @@ async def _apply_resolution(database: Database, conflict: PushConflict, content:
         content,
         to_local,
     )
-    if reason is not None:
-        log.warning("the resolution of %s was not applied to the case: %s", reference, reason)
+    if reason is None:
+        return []
+    log.warning("the resolution of %s was not applied to the case: %s", reference, reason)
+    return elements
 
 
 async def _refresh(database: Database, conflict_id: str, remote: JsonDict) -> None:

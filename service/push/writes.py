@@ -29,8 +29,6 @@ from sqlalchemy import delete
 
 from mappings.bundles import full_url, identifier_query, own_identifier, with_references
 from mappings.to_fhir.plan_document import PLAN_DOCUMENT_SYSTEM
-from mappings.to_fhir.provenance import CaseChange, provenance_resource
-from service.db.base import new_id, utcnow
 from service.db.session import Database
 from service.ehr.client import FhirClient, WriteResult, as_etag
 from service.ehr.discovery import Capabilities
@@ -41,6 +39,7 @@ from service.ehr.errors import (
     EhrRejected,
 )
 from service.links.models import ResourceLink
+from service.push import provenance
 from service.push.job import LinkState, LocalResource, PushJob, record_pushed
 from service.push.merge import rebase_local_changes, three_way_merge
 from service.push.remote_form import RemoteForm, remote_form, without_server_owned
@@ -66,6 +65,8 @@ class ConflictFound:
 @dataclass
 class PushReport:
     written: list[str] = field(default_factory=list)  # Type/remote id/_history/version
+    # (type, local id, local version) of each confirmed write: what names its Provenance.
+    written_local: list[provenance.LocalKey] = field(default_factory=list)
     unsupported: dict[str, str] = field(default_factory=dict)  # type -> reason
     conflicts: list[ConflictFound] = field(default_factory=list)
     merged_from_remote: dict[str, list[str]] = field(default_factory=dict)
@@ -85,6 +86,8 @@ class PushContext:
     database: Database
     document_fallback: bool = False
     report: PushReport = field(default_factory=PushReport)
+    # Local ids of resources with an open conflict: they wait for its resolution.
+    parked: frozenset[str] = frozenset()
 
     @property
     def patient_targets(self) -> dict[str, str]:
@@ -120,16 +123,61 @@ def outgoing(resource: LocalResource, targets: dict[str, str]) -> RemoteForm:
     return RemoteForm(rebase_local_changes(link.pushed_content, then, now.body), now.unresolved)
 
 
+def rebase_conflict(resource: LocalResource, targets: dict[str, str]) -> ConflictFound | None:
+    """A local change to an element whose pushed value is an EHR edit the case never took.
+
+    Rebasing onto `pushed_content` would silently overwrite that edit, so it is a conflict,
+    like one a 412 finds. Only elements recorded as EHR edits (`LinkState.remote_edits`, noted
+    when a merged edit could not be applied to the case) count: elsewhere `pushed_content` and
+    the local content at the last push may differ without anyone having edited anything. A case
+    opened from pulled data starts with `pushed_content` = the EHR's own JSON and the local
+    version 1 = its mapping, which is lossy (no case-status extension on the EHR, its plan
+    status kept as the EHR has it, our identifiers and categories added, ...): a local change
+    to such an element is the case's to make, and the rebase sends it."""
+    link = resource.link
+    if (
+        link is None
+        or link.remote_id is None
+        or link.pushed_content is None
+        or resource.content_at_push is None
+        or not link.remote_edits
+    ):
+        return None
+    then = remote_form(resource.content_at_push, targets).body
+    now = remote_form(resource.content, targets).body
+    merge = three_way_merge(then, now, link.pushed_content)
+    elements = [e for e in merge.conflicts if e in link.remote_edits]
+    if not elements:
+        return None
+    # `local` is the rebased body (the local values on the conflicting elements, the EHR's
+    # other edits kept), as for a 412 conflict: keep-local writes it without undoing those.
+    return ConflictFound(
+        resource,
+        link.remote_id,
+        link.remote_version_id,
+        elements,
+        then,
+        merge.merged,
+        dict(link.pushed_content),
+    )
+
+
 def to_push(ctx: PushContext) -> list[LocalResource]:
     """The resources that changed since their last push and that the EHR can write; with the
-    document fallback on, the rendered plan as a DocumentReference where CarePlan is not."""
+    document fallback on, the rendered plan as a DocumentReference where CarePlan is not; a
+    local change over an EHR edit the case lacks is parked as a conflict instead."""
     wanted = []
+    targets = linked_targets(ctx)
     for resource in ctx.job.resources:
         reason = unwritable_reason(ctx.capabilities, resource)
         if reason is not None:
             ctx.report.unsupported[resource.resource_type] = reason
             continue
         if resource.up_to_date:
+            continue
+        conflict = None if resource.id in ctx.parked else rebase_conflict(resource, targets)
+        if conflict is not None:
+            ctx.report.conflicts.append(conflict)  # parked; not written
             continue
         if _already_there(ctx, resource):
             continue
@@ -220,7 +268,8 @@ async def _find_existing(
     if caps.supports_conditional_create(resource.resource_type):
         result = await client.create(body, if_none_exist=identifier_query(system, value))
         existing = without_server_owned(result.resource or {})
-        if result.status == 201 or existing == body:
+        # Server-owned elements aside: `meta` is both ours (profile) and the server's.
+        if result.status == 201 or existing == without_server_owned(body):
             # Created, or already there exactly as we would write it (a replay): no update.
             await _record(ctx, resource, result, body)
             return None
@@ -319,6 +368,7 @@ async def _record_state(ctx: PushContext, resource: LocalResource, state: LinkSt
     ctx.report.written.append(
         f"{resource.resource_type}/{state.remote_id}/_history/{state.remote_version_id}"
     )
+    ctx.report.written_local.append((resource.resource_type, resource.id, resource.version_id))
 
 
 # ---- transaction ------------------------------------------------------------------------------
@@ -373,9 +423,16 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
                     },
                 }
             )
-    if ctx.capabilities.supports("Provenance", "create"):
-        provenance = provenance_body(ctx, [str(entry["fullUrl"]) for entry in entries])
-        entries.append({"resource": provenance, "request": {"method": "POST", "url": "Provenance"}})
+    # Its id names the local versions sent: a replay of this Bundle overwrites, not adds, it.
+    provenance_entry = provenance.transaction_entry(
+        ctx.client,
+        ctx.job,
+        ctx.capabilities,
+        [str(entry["fullUrl"]) for entry in entries],
+        [(r.resource_type, r.id, r.version_id) for r in resources],
+    )
+    if provenance_entry is not None:
+        entries.append(provenance_entry)
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     try:
         response = await ctx.client.send(
@@ -418,7 +475,7 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
         version = version or _etag_version(outcome.get("etag"))
         created_before = resource.link is None or resource.link.remote_id is None
         server_copy = without_server_owned(result.resource or {})
-        if created_before and result.status == 200 and server_copy != body:
+        if created_before and result.status == 200 and server_copy != without_server_owned(body):
             # The EHR had it, differently (a push that was not recorded): update it next.
             confirmed.append((resource, LinkState(remote_id, version, None, server_copy)))
             stale.append(resource)
@@ -450,24 +507,15 @@ def _etag_version(etag: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def provenance_body(ctx: PushContext, targets: list[str]) -> JsonDict:
-    """Provenance of this push: author = the case manager, transmitter = CaseBridge."""
-    change = CaseChange(
-        id=new_id(),
-        recorded_at=utcnow(),
-        targets=targets,
-        activity="UPDATE",
-        author=ctx.job.manager,
-    )
-    resource = provenance_resource(change)
-    del resource["id"]
-    return resource
-
-
 async def post_provenance(ctx: PushContext) -> None:
-    if not ctx.report.written or not ctx.capabilities.supports("Provenance", "create"):
+    """The Provenance of an ordered push, once something was confirmed on the EHR. A replay
+    confirms (conditional create answering 200, a merge to no change) what the lost push wrote,
+    so its `written_local` names the same versions and the Provenance is the same one."""
+    if not ctx.report.written:
         return
-    await ctx.client.create(provenance_body(ctx, list(ctx.report.written)))
+    await provenance.send(
+        ctx.client, ctx.job, ctx.capabilities, list(ctx.report.written), ctx.report.written_local
+    )
 
 
 # ---- withdrawals ------------------------------------------------------------------------------

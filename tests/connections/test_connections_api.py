@@ -315,3 +315,26 @@ async def test_token_check_needs_a_backend_services_connection(
     response = await client.post(f"/api/admin/connections/{created['id']}/token-check")
     assert response.status_code == 409
     assert response.json()["rule"] == "connection.auth_mode"
+
+
+async def test_the_document_fallback_is_set_per_connection_or_follows_the_default(
+    client: httpx.AsyncClient, ehr: respx.MockRouter
+) -> None:
+    default = (await _register(client)).json()
+    assert default["document_fallback"] is None  # the global setting applies
+    own = (await _register(client, name="Other EHR", document_fallback=True)).json()
+    assert own["document_fallback"] is True
+    url = f"/api/admin/connections/{own['id']}"
+
+    async def patch(change: dict[str, object]) -> dict[str, object]:
+        current = (await client.get(url)).json()
+        response = await client.patch(
+            url, json=change, headers={"If-Match": f'W/"{current["version"]}"'}
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    assert (await patch({"document_fallback": False}))["document_fallback"] is False
+    assert (await patch({"name": "Renamed EHR"}))["document_fallback"] is False  # left alone
+    assert (await patch({"document_fallback": None}))["document_fallback"] is None
+    assert (await client.get(url)).json()["document_fallback"] is None

@@ -9,6 +9,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
@@ -91,3 +92,11 @@ async def test_readyz_fails_when_the_schema_falls_behind(empty_database_url: str
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert "code expects" in response.json()["detail"]
+
+
+def test_every_revision_id_fits_the_version_table() -> None:
+    """alembic_version.version_num is VARCHAR(32): PostgreSQL refuses a longer id (SQLite
+    does not check, so only a PostgreSQL run would find out)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    too_long = [r.revision for r in script.walk_revisions() if len(r.revision) > 32]
+    assert too_long == []

@@ -54,6 +54,7 @@ def capability_statement(*, oauth_token_uri: str | None = None) -> dict[str, Any
                         "interaction": [{"code": "read"}, {"code": "create"}, {"code": "update"}],
                         "conditionalCreate": True,
                         "conditionalUpdate": True,
+                        "updateCreate": True,
                     },
                 ],
             }
@@ -86,6 +87,8 @@ async def test_smart_configuration_and_metadata_are_combined(client: FhirClient)
     assert capabilities.supports_conditional_create("CarePlan")
     assert capabilities.supports_conditional_update("CarePlan")
     assert not capabilities.supports_conditional_create("Goal")
+    assert capabilities.supports_update_create("CarePlan")
+    assert not capabilities.supports_update_create("Goal")
     assert capabilities.supports_transaction
     assert not capabilities.supports_batch
 

@@ -14,6 +14,7 @@ import respx
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
+from mappings.canonical import EXT_CASE_STATUS
 from service.commit_hooks import install_commit_hooks
 from service.connections.models import Connection
 from service.db.session import Database
@@ -21,7 +22,7 @@ from service.links.models import PatientLink
 from service.pull.runner import PullRunner
 from service.push.dispatcher import PushDispatcher
 from service.settings import Settings
-from tests.api.case_factory import ok, patch_case
+from tests.api.case_factory import move_case, ok, patch_case
 from tests.conftest import settings_for
 from tests.pull.test_case_from_ehr import RECORD
 from tests.pull.test_pull_api import MRN, remote_patient, serve_record
@@ -42,13 +43,14 @@ def settings(database_url: str) -> Settings:
     )
 
 
-async def test_an_opened_case_is_in_sync_and_pushes_only_its_own_changes(
+async def open_from_ehr(
     app: FastAPI,
     client: httpx.AsyncClient,
     database: Database,
     ehr: respx.MockRouter,
     connection_id: str,
-) -> None:
+) -> str:
+    """Pull the record, open a case from it; its id."""
     async with database.transaction() as session:
         await session.execute(
             update(Connection)
@@ -66,6 +68,17 @@ async def test_an_opened_case_is_in_sync_and_pushes_only_its_own_changes(
     opened = ok(
         await client.post(f"/api/connections/{connection_id}/patients/{patient_id}/cases"), 201
     )
+    return str(opened["case_id"])
+
+
+async def test_an_opened_case_is_in_sync_and_pushes_only_its_own_changes(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    database: Database,
+    ehr: respx.MockRouter,
+    connection_id: str,
+) -> None:
+    case_id = await open_from_ehr(app, client, database, ehr, connection_id)
     dispatcher = PushDispatcher(install_commit_hooks(database))
     try:
         await dispatcher.run_until_idle()
@@ -77,14 +90,17 @@ async def test_an_opened_case_is_in_sync_and_pushes_only_its_own_changes(
         team = ehr.put("/CareTeam/t1").respond(
             json={"resourceType": "CareTeam", "id": "t1", "meta": {"versionId": "2"}}
         )
-        ehr.post("/Provenance").respond(201, json={"resourceType": "Provenance", "id": "pv1"})
-        case = ok(await client.get(f"/api/cases/{opened['case_id']}"))
+        provenance = ehr.put(url__regex=r".*/Provenance/[^/]+$").respond(
+            201, json={"resourceType": "Provenance", "id": "pv1", "meta": {"versionId": "1"}}
+        )
+        case = ok(await client.get(f"/api/cases/{case_id}"))
         ok(await patch_case(client, case, title="Discharge plan, revised"))
         await dispatcher.run_until_idle()
     finally:
         await dispatcher.close()
 
     assert put.call_count == 1
+    assert provenance.call_count == 1
     sent = orjson.loads(put.calls[0].request.content)
     assert put.calls[0].request.headers["If-Match"] == 'W/"7"'
     assert sent["title"] == "Discharge plan, revised"  # the case's change
@@ -99,6 +115,45 @@ async def test_an_opened_case_is_in_sync_and_pushes_only_its_own_changes(
         c.request.url.path
         for c in ehr.calls
         if c.request.method in WRITES
-        and not c.request.url.path.endswith(("/cp1", "/t1", "/Provenance"))
+        and not c.request.url.path.endswith(("/cp1", "/t1"))
+        and "/Provenance/" not in c.request.url.path
     ]
     assert other_writes == []  # the goals, referral and concerns did not change
+
+
+async def test_a_local_change_where_the_import_was_lossy_is_no_false_conflict(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    database: Database,
+    ehr: respx.MockRouter,
+    connection_id: str,
+) -> None:
+    """The EHR's CarePlan has no case-status extension and says `active` where the case at
+    intake projects `draft`: the import's merge base and the EHR's JSON differ there without
+    anyone having edited anything, so moving the case on is the case's change to send."""
+    case_id = await open_from_ehr(app, client, database, ehr, connection_id)
+    put = ehr.put("/CarePlan/cp1").respond(
+        json={"resourceType": "CarePlan", "id": "cp1", "meta": {"versionId": "8"}}
+    )
+    ehr.put(url__regex=r".*/CareTeam/t1$").respond(
+        json={"resourceType": "CareTeam", "id": "t1", "meta": {"versionId": "2"}}
+    )
+    ehr.put(url__regex=r".*/Provenance/[^/]+$").respond(
+        201, json={"resourceType": "Provenance", "id": "pv1", "meta": {"versionId": "1"}}
+    )
+    case = ok(await client.get(f"/api/cases/{case_id}"))
+    case = await move_case(client, case, "assessment")
+    ok(await patch_case(client, case, title="Discharge plan, revised"))
+    dispatcher = PushDispatcher(install_commit_hooks(database))
+    try:
+        await dispatcher.run_until_idle()
+    finally:
+        await dispatcher.close()
+
+    assert ok(await client.get("/api/push/conflicts")) == []
+    [status] = ok(await client.get("/api/push/status", params={"case_id": case_id}))
+    assert status["status"] == "synced", status
+    assert put.call_count == 1
+    sent = orjson.loads(put.calls[0].request.content)
+    assert sent["title"] == "Discharge plan, revised"
+    assert {"url": EXT_CASE_STATUS, "valueCode": "assessment"} in sent["extension"]

@@ -40,7 +40,10 @@ def capabilities(
         for name in PUSHED_TYPES
     }
     if provenance:
-        resources["Provenance"] = ResourceCapability(interactions=["create", "read"])
+        # Created by update at an id of ours (`updateCreate`), so a replay writes no second one.
+        resources["Provenance"] = ResourceCapability(
+            interactions=["create", "read", "update"], update_create=True
+        )
     if documents:
         resources["DocumentReference"] = ResourceCapability(
             interactions=["read", "create", "update", "search-type"],
@@ -54,10 +57,10 @@ def capabilities(
     )
 
 
-async def fake_connection(database: Database, caps: Capabilities) -> str:
+async def fake_connection(database: Database, caps: Capabilities, name: str = "") -> str:
     async with database.transaction() as session:
         connection = Connection(
-            name="fake ehr",
+            name=f"fake ehr {name}".strip(),
             base_url=BASE,
             auth_mode=AuthMode.none,
             client_id=None,

@@ -120,12 +120,10 @@ async def test_without_conditional_create_a_search_by_identifier_prevents_a_dupl
     assert plan_write.headers["If-Match"] == 'W/"1"'
     assert all("If-None-Exist" not in w.headers for w in fake.writes())
     creates = [w.url.path for w in fake.writes("POST")]
-    assert creates == [
-        "/fhir/Condition",
-        "/fhir/Goal",
-        "/fhir/ServiceRequest",
-        "/fhir/Provenance",
-    ]
+    assert creates == ["/fhir/Condition", "/fhir/Goal", "/fhir/ServiceRequest"]
+    # The Provenance is created by update, at an id derived from what the push wrote.
+    [provenance] = fake.of_type("Provenance")
+    assert fake.writes("PUT")[-1].url.path == f"/fhir/Provenance/{provenance['id']}"
     # One request per resource, in order; the ServiceRequest named the CarePlan, which did
     # not exist yet on the EHR, so it is sent again once it does.
     [referral] = fake.of_type("ServiceRequest")
@@ -148,7 +146,11 @@ async def test_a_read_only_type_is_reported_not_retried(
     assert set(status["unsupported"]) == {"CarePlan", "Goal", "ServiceRequest"}
     assert "not supported by this EHR" in status["unsupported"]["CarePlan"]
     assert "'create' interaction for CarePlan" in status["unsupported"]["CarePlan"]
-    assert [w.url.path for w in fake.writes()] == ["/fhir/Condition", "/fhir/Provenance"]
+    [provenance] = fake.of_type("Provenance")
+    assert [w.url.path for w in fake.writes()] == [
+        "/fhir/Condition",
+        f"/fhir/Provenance/{provenance['id']}",
+    ]
 
 
 async def test_failures_back_off_honour_retry_after_and_dead_letter_then_replay(

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from service.commit_hooks import install_commit_hooks
 from service.db.session import Database
@@ -23,7 +23,7 @@ from service.links.models import ResourceLink
 from service.push import pusher
 from service.push.dispatcher import PushDispatcher
 from tests.api.case_factory import ok, patch_case
-from tests.push.conftest import TRANSACTION_SCOPE, Ehr, register_ehr
+from tests.push.conftest import TRANSACTION_SCOPE, WRITE_SCOPES, Ehr, register_ehr
 from tests.push.linked_cases import linked_case
 from tests.smart.sekmet_server import SekmetServer
 
@@ -213,5 +213,41 @@ async def test_with_a_system_scope_the_push_is_one_transaction(
         updated = await care_plan(ehr, case["id"])
         assert updated["title"] == "Home with support"
         assert int(updated["meta"]["versionId"]) == int(plan["meta"]["versionId"]) + 1
+    finally:
+        await ehr.fhir.aclose()
+
+
+@pytest.mark.parametrize(
+    "scopes", [WRITE_SCOPES, TRANSACTION_SCOPE], ids=["ordered", "transaction"]
+)
+async def test_a_push_replayed_after_its_links_were_lost_leaves_one_provenance(
+    client: httpx.AsyncClient,
+    database: Database,
+    writable_sekmet: SekmetServer,
+    dispatcher: PushDispatcher,
+    scopes: str,
+) -> None:
+    ehr = await register_ehr(client, database, writable_sekmet, scopes)
+    try:
+        case, _ = await linked_case(client, database, ehr.fhir, ehr.connection_id)
+        await dispatcher.run_until_idle()
+        plan = await care_plan(ehr, case["id"])
+
+        # A worker killed after the EHR applied the push, before it recorded the links.
+        async with database.transaction(hooks=False) as session:
+            await session.execute(
+                delete(ResourceLink).where(ResourceLink.connection_id == ehr.connection_id)
+            )
+        ok(await client.post(f"/api/push/status/{case['id']}/{ehr.connection_id}/replay"))
+        await dispatcher.run_until_idle()
+
+        status = await sync_status(client, case["id"])
+        assert status["status"] == "synced", status["last_error"]
+        assert [p["id"] for p in await ehr.by_identifier("CarePlan", case["id"])] == [plan["id"]]
+        provenances = [
+            r async for r in ehr.fhir.search("Provenance", [("target", f"CarePlan/{plan['id']}")])
+        ]
+        assert len(provenances) == 1
+        assert provenances[0]["meta"]["versionId"] == "2"  # sent again, onto the same one
     finally:
         await ehr.fhir.aclose()
