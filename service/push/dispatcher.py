@@ -1,4 +1,5 @@
-"""The push dispatcher: claims due pairs, pushes each, and records the outcome.
+"""The push dispatcher: claims due pairs (loading each one's job in the same transaction),
+pushes each, and records the outcome.
 
 It runs inside the API process (started by the app lifespan unless
 `CASEBRIDGE_PUSH_DISPATCHER_ENABLED=false`) or as standalone workers (`casebridge push-worker`).
@@ -25,7 +26,7 @@ from service.ehr.url_policy import UrlPolicy
 from service.errors import CaseBridgeError
 from service.push import claims
 from service.push.claims import Claim
-from service.push.job import NothingToPush
+from service.push.job import NothingToPush, PushJob, load_job
 from service.push.models import SyncStatus
 from service.push.pusher import push_pair
 from service.push.writes import PushReport
@@ -78,7 +79,7 @@ class PushDispatcher:
         running: set[asyncio.Task[None]] = set()
         while not self._stop.is_set():
             free = self.settings.push_concurrency - len(running)
-            claimed: list[Claim] = []
+            claimed: list[tuple[Claim, PushJob | Exception]] = []
             if free > 0:
                 try:
                     claimed = await self._claim(free)
@@ -88,7 +89,7 @@ class PushDispatcher:
                     # dispatcher must outlive it and try again after the poll interval.
                     log.exception("push claim failed")
             for claim in claimed:
-                task = asyncio.create_task(self._deliver(claim))
+                task = asyncio.create_task(self._deliver(*claim))
                 running.add(task)
                 task.add_done_callback(running.discard)
             if claimed and len(claimed) == free:
@@ -109,12 +110,23 @@ class PushDispatcher:
     async def run_once(self) -> int:
         """Claim what is due (up to `push_concurrency` pairs) and push it; returns how many."""
         claimed = await self._claim(self.settings.push_concurrency)
-        await asyncio.gather(*(self._deliver(claim) for claim in claimed))
+        await asyncio.gather(*(self._deliver(*claim) for claim in claimed))
         return len(claimed)
 
-    async def _claim(self, limit: int) -> list[Claim]:
+    async def _claim(self, limit: int) -> list[tuple[Claim, PushJob | Exception]]:
+        """Lease due pairs and load what each push works from, in one transaction."""
+        loaded: list[tuple[Claim, PushJob | Exception]] = []
         async with self.database.transaction(hooks=False) as session:
-            return await claims.claim_due(session, limit, self.settings.push_lease_seconds)
+            for claim in await claims.claim_due(session, limit, self.settings.push_lease_seconds):
+                try:
+                    loaded.append(
+                        (claim, await load_job(session, claim.case_id, claim.connection_id))
+                    )
+                except Exception as exc:
+                    # The push fails with it, recorded on the pair and retried like any
+                    # failure: one unreadable pair must not stop the claims of the others.
+                    loaded.append((claim, exc))
+        return loaded
 
     async def run_until_idle(self, max_rounds: int = 100) -> None:
         """Push until nothing is due (tests, the CLI's --once)."""
@@ -122,10 +134,10 @@ class PushDispatcher:
             if await self.run_once() == 0:
                 return
 
-    async def _deliver(self, claim: Claim) -> None:
+    async def _deliver(self, claim: Claim, job: PushJob | Exception) -> None:
         renewing = asyncio.create_task(self._keep_lease(claim))
         try:
-            await self._push(claim)
+            await self._push(claim, job)
         finally:
             renewing.cancel()
 
@@ -144,12 +156,12 @@ class PushDispatcher:
             if not held:
                 return
 
-    async def _push(self, claim: Claim) -> None:
+    async def _push(self, claim: Claim, job: PushJob | Exception) -> None:
         try:
+            if isinstance(job, Exception):
+                raise job
             client, capabilities = await self._client(claim.connection_id)
-            report, care_plan_version = await push_pair(
-                self.database, client, capabilities, claim.case_id, claim.connection_id
-            )
+            report, care_plan_version = await push_pair(self.database, client, capabilities, job)
         except NothingToPush as exc:
             await self._finish(claim, None, PushReport())
             log.info("push of case %s skipped: %s", claim.case_id, exc)

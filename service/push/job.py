@@ -1,6 +1,6 @@
-"""What one push of a (case, connection) pair works from, read in one short transaction, and
-the writes that record its results (ResourceLinks) in their own short transactions, so that a
-worker killed mid-push leaves every confirmed write recorded."""
+"""What one push of a (case, connection) pair works from, read in the transaction that claims
+the pair, and the writes that record its results (ResourceLinks) in their own short
+transactions, so that a worker killed mid-push leaves every confirmed write recorded."""
 
 from __future__ import annotations
 

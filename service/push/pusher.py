@@ -1,12 +1,12 @@
-"""One push of a (case, connection) pair: load what to send, write it by the strategy the EHR
-allows, and park what could not be merged as conflicts."""
+"""One push of a (case, connection) pair: write what its job holds (loaded with the claim) by
+the strategy the EHR allows, and park what could not be merged as conflicts."""
 
 from __future__ import annotations
 
 from service.db.session import Database
 from service.ehr.client import FhirClient
 from service.ehr.discovery import Capabilities
-from service.push.job import load_job
+from service.push.job import PushJob
 from service.push.models import ConflictStatus, PushConflict
 from service.push.remote_edits import apply_remote_edits
 from service.push.writes import (
@@ -25,12 +25,11 @@ async def push_pair(
     database: Database,
     client: FhirClient,
     capabilities: Capabilities,
-    case_id: str,
-    connection_id: str,
+    job: PushJob,
 ) -> tuple[PushReport, int | None]:
-    """Push the pair's latest projection; returns the report and the CarePlan version sent."""
-    async with database.transaction(write=False) as session:
-        job = await load_job(session, case_id, connection_id)
+    """Push the pair's latest projection (`job`, loaded with its claim); returns the report
+    and the CarePlan version sent."""
+    case_id, connection_id = job.case_id, job.connection_id
     ctx = PushContext(
         job,
         client,
