@@ -44,8 +44,12 @@ class Claim:
 
 # ---- claim -------------------------------------------------------------------------------------
 
+# One statement leases the due pairs: the queue idiom, UPDATE ... WHERE id IN (SELECT ...
+# FOR UPDATE SKIP LOCKED) RETURNING, so concurrent PostgreSQL workers take different pairs
+# without waiting (SQLite has no row locks and compiles no FOR UPDATE: its single writer
+# serializes claims).
 _DUE = (
-    select(_sync.id, _sync.case_id, _sync.connection_id, _sync.attempts)
+    select(_sync.id)
     .where(
         or_(
             and_(_sync.status.in_(CLAIMABLE), _sync.next_attempt_at <= bindparam("now")),
@@ -54,17 +58,18 @@ _DUE = (
     )
     .order_by(_sync.next_attempt_at)
     .limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True)
 )
-_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True)
 _LEASE = (
     update(_syncs)
-    .where(_sync.id.in_(bindparam("ids", expanding=True)))
+    .where(_sync.id.in_(_DUE.scalar_subquery()))
     .values(
         status=SyncStatus.in_flight,
         lease_token=bindparam("token"),
         lease_expires_at=bindparam("expires"),
         attempts=_sync.attempts + 1,
     )
+    .returning(_sync.case_id, _sync.connection_id, _sync.attempts)
 )
 # Every undelivered outbox row of the pairs just leased joins the push (coalesced).
 _TIE_OUTBOX = (
@@ -87,17 +92,17 @@ async def claim_due(
     """Lease up to `worker_limit` due pairs. The pairs of one claim share its lease token;
     every later query names the pair as well."""
     moment = now or utcnow()
-    due = _DUE_SKIP_LOCKED if is_postgres(session) else _DUE
-    rows = (await session.execute(due, {"now": moment, "limit": worker_limit})).all()
-    if not rows:
-        return []
     token = new_id()
     expires = moment + dt.timedelta(seconds=lease_seconds)
-    await session.execute(
-        _LEASE, {"ids": [row.id for row in rows], "token": token, "expires": expires}
-    )
+    leased = (
+        await session.execute(
+            _LEASE, {"now": moment, "limit": worker_limit, "token": token, "expires": expires}
+        )
+    ).all()
+    if not leased:
+        return []
     await session.execute(_TIE_OUTBOX, {"token": token})
-    return [Claim(row.case_id, row.connection_id, token, row.attempts + 1) for row in rows]
+    return [Claim(row.case_id, row.connection_id, token, row.attempts) for row in leased]
 
 
 # ---- while it runs -----------------------------------------------------------------------------

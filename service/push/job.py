@@ -101,6 +101,16 @@ _OPEN_CONFLICT = and_(
     _conflicts.connection_id == bindparam("connection"),
     _conflicts.status == ConflictStatus.open,
 )
+_WITHDRAWN_LINK = and_(
+    _links.connection_id == bindparam("connection"),
+    _links.origin == LinkOrigin.pushed,
+    _links.remote_id.is_not(None),
+    _stored.resource_type == _links.resource_type,
+    _stored.id == _links.local_id,
+    _stored.case_id == bindparam("case"),
+    _stored.deleted.is_(True),
+)
+_WITHDRAWN = select(_links.resource_type, _links.local_id, _links.remote_id).where(_WITHDRAWN_LINK)
 _CASE_AND_REMOTE_PATIENT = (
     select(
         _cases.patient_id,
@@ -110,7 +120,9 @@ _CASE_AND_REMOTE_PATIENT = (
         .where(_connections.id == bindparam("connection"))
         .scalar_subquery()
         .label("document_fallback"),
+        # Flags for the rarer reads, so a common push skips them.
         exists().where(_OPEN_CONFLICT).label("parked"),
+        exists().where(_WITHDRAWN_LINK).label("withdrawn"),
     )
     .outerjoin(
         _patient_links_table,
@@ -154,20 +166,6 @@ _LINKS_AND_CONTENT_AT_PUSH = (
         _links.local_id.in_(bindparam("local_ids", expanding=True)),
     )
 )
-_WITHDRAWN = (
-    select(_links.resource_type, _links.local_id, _links.remote_id)
-    .join(
-        _stored_table,
-        and_(_stored.resource_type == _links.resource_type, _stored.id == _links.local_id),
-    )
-    .where(
-        _links.connection_id == bindparam("connection"),
-        _links.origin == LinkOrigin.pushed,
-        _links.remote_id.is_not(None),
-        _stored.case_id == bindparam("case"),
-        _stored.deleted.is_(True),
-    )
-)
 
 
 async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> PushJob:
@@ -175,7 +173,7 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
     head = (await session.execute(_CASE_AND_REMOTE_PATIENT, ids)).first()
     if head is None:
         raise NothingToPush(f"case {case_id} no longer exists")
-    patient_id, manager, remote_patient, document_fallback, any_parked = head
+    patient_id, manager, remote_patient, document_fallback, any_parked, any_withdrawn = head
     if remote_patient is None:
         raise NothingToPush(f"the patient of case {case_id} is not linked to the connection")
     stored = (await session.execute(_CURRENT, ids)).all()
@@ -230,7 +228,7 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
         )
     withdrawn = [
         (row.resource_type, row.local_id, row.remote_id)
-        for row in await session.execute(_WITHDRAWN, ids)
+        for row in (await session.execute(_WITHDRAWN, ids) if any_withdrawn else ())
         if row.remote_id is not None
     ]
     parked = frozenset(await session.scalars(_PARKED, ids)) if any_parked else frozenset()
