@@ -7,8 +7,9 @@ Three sets of `--cases` planned cases are made through the API (one need, one go
 referral each). Then, one after another:
 
 1. **raw (before)**: a bare httpx client sends each case of set 1 to sekmet the way a push does
-   (one transaction Bundle of conditional creates plus a Provenance; the same resource types,
-   the same JSON as stored), `--concurrency` at a time. Nothing else: no database, no outbox.
+   (one transaction Bundle of conditional creates plus a Provenance written by id; the same
+   resource types, the same JSON as stored), `--concurrency` at a time. Nothing else: no
+   database, no outbox.
 2. **push**: the cases of set 2 belong to a patient linked to the connection, so their outbox
    rows were written with them; a `PushDispatcher` (`--concurrency` pairs at once) delivers
    them, timed from its start until every pair is `synced`.
@@ -181,10 +182,16 @@ async def raw_bundles(
                     author="cm.jones",
                 )
             )
-            del provenance["id"]
-            entries.append(
-                {"resource": provenance, "request": {"method": "POST", "url": "Provenance"}}
-            )
+            # As the push writes it: by id where the server creates by update (a replay then
+            # overwrites it), else a plain create.
+            if caps.supports_update_create("Provenance"):
+                url = f"Provenance/{provenance['id']}"
+                entries.append({"resource": provenance, "request": {"method": "PUT", "url": url}})
+            else:
+                del provenance["id"]
+                entries.append(
+                    {"resource": provenance, "request": {"method": "POST", "url": "Provenance"}}
+                )
             bundles.append(
                 orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
             )

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -70,6 +71,15 @@ class Database:
             if write and hooks:
                 for hook in self.before_commit:
                     await hook(session)
+
+    @asynccontextmanager
+    async def connection(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A unit of work in plain Core, without an ORM session: for hot-path bookkeeping
+        that changes no case (the push dispatcher's claims and finishes), where the session's
+        own cost per transaction shows. Commits on success, rolls back on any exception."""
+        lock = self._write_lock if write and self._write_lock is not None else nullcontext()
+        async with lock, self.engine.begin() as connection:
+            yield connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -21,7 +21,7 @@ from sqlalchemy import Integer, Table, and_, bindparam, case, exists, literal, o
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.base import new_id, utcnow
-from service.push.dialect import is_postgres
+from service.push.dialect import Executor, is_postgres
 from service.push.job import LinkState, LocalResource, record_links
 from service.push.models import ConflictStatus, PushConflict, PushOutboxEntry, PushSync, SyncStatus
 
@@ -87,7 +87,7 @@ _TIE_OUTBOX = (
 
 
 async def claim_due(
-    session: AsyncSession, worker_limit: int, lease_seconds: float, now: dt.datetime | None = None
+    session: Executor, worker_limit: int, lease_seconds: float, now: dt.datetime | None = None
 ) -> list[Claim]:
     """Lease up to `worker_limit` due pairs. The pairs of one claim share its lease token;
     every later query names the pair as well."""
@@ -120,7 +120,7 @@ def _params(claim: Claim) -> dict[str, Any]:
 
 
 async def renew(
-    session: AsyncSession, claim: Claim, lease_seconds: float, now: dt.datetime | None = None
+    session: Executor, claim: Claim, lease_seconds: float, now: dt.datetime | None = None
 ) -> bool:
     """Extend a lease still held (a long push); False when another worker has taken it."""
     expires = (now or utcnow()) + dt.timedelta(seconds=lease_seconds)
@@ -181,7 +181,7 @@ _SETTLE = (
 
 
 async def finish(
-    session: AsyncSession,
+    session: Executor,
     claim: Claim,
     *,
     synced_version: int | None,

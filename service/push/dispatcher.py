@@ -116,7 +116,7 @@ class PushDispatcher:
     async def _claim(self, limit: int) -> list[tuple[Claim, PushJob | Exception]]:
         """Lease due pairs and load what each push works from, in one transaction."""
         loaded: list[tuple[Claim, PushJob | Exception]] = []
-        async with self.database.transaction(hooks=False) as session:
+        async with self.database.connection() as session:
             for claim in await claims.claim_due(session, limit, self.settings.push_lease_seconds):
                 try:
                     loaded.append(
@@ -148,7 +148,7 @@ class PushDispatcher:
         while True:
             await asyncio.sleep(lease / 3)
             try:
-                async with self.database.transaction(hooks=False) as session:
+                async with self.database.connection() as session:
                     held = await claims.renew(session, claim, lease)
             except Exception:
                 log.exception("renewing the lease of case %s failed", claim.case_id)
@@ -176,7 +176,7 @@ class PushDispatcher:
             await self._finish(claim, synced, report)
 
     async def _finish(self, claim: Claim, synced_version: int | None, report: PushReport) -> None:
-        async with self.database.transaction(hooks=False) as session:
+        async with self.database.connection() as session:
             status = await claims.finish(
                 session,
                 claim,

@@ -11,7 +11,6 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import Table, and_, bindparam, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.to_fhir.plan_document import plan_document, plan_document_id
 from service.cases.models import Case
@@ -19,7 +18,7 @@ from service.connections.models import Connection
 from service.db.base import new_id, utcnow
 from service.fhir_store.models import ResourceVersion, StoredResource
 from service.links.models import LinkOrigin, PatientLink, ResourceLink
-from service.push.dialect import is_postgres
+from service.push.dialect import Executor, is_postgres
 from service.push.models import ConflictStatus, PushConflict
 
 JsonDict = dict[str, Any]
@@ -168,7 +167,7 @@ _LINKS_AND_CONTENT_AT_PUSH = (
 )
 
 
-async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> PushJob:
+async def load_job(session: Executor, case_id: str, connection_id: str) -> PushJob:
     ids = {"case": case_id, "connection": connection_id}
     head = (await session.execute(_CASE_AND_REMOTE_PATIENT, ids)).first()
     if head is None:
@@ -248,7 +247,7 @@ async def load_job(session: AsyncSession, case_id: str, connection_id: str) -> P
 
 
 async def record_pushed(
-    session: AsyncSession,
+    session: Executor,
     connection_id: str,
     resource: LocalResource,
     state: LinkState,
@@ -283,7 +282,7 @@ _UPSERT_LINKS = {
 
 
 async def record_links(
-    session: AsyncSession,
+    session: Executor,
     connection_id: str,
     links: Sequence[tuple[LocalResource, LinkState]],
 ) -> None:
