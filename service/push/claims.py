@@ -165,10 +165,8 @@ _SETTLE = (
             (_NEWER, literal(SyncStatus.pending, _status)),
             else_=bindparam("done", type_=_status),
         ),
-        synced_version=case(
-            (or_(_PARKED, _VERSION.is_(None)), _sync.synced_version), else_=_VERSION
-        ),
-        synced_at=case((or_(_PARKED, _VERSION.is_(None)), _sync.synced_at), else_=bindparam("now")),
+        synced_version=case((_KEEPS_VERSION, _sync.synced_version), else_=_VERSION),
+        synced_at=case((_KEEPS_VERSION, _sync.synced_at), else_=bindparam("now")),
         unsupported=bindparam("unsupported_types", type_=_sync.unsupported.type),
         attempts=0,
         next_attempt_at=bindparam("now"),

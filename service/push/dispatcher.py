@@ -26,6 +26,7 @@ from service.ehr.url_policy import UrlPolicy
 from service.errors import CaseBridgeError
 from service.push import claims
 from service.push.claims import Claim
+from service.push.dialect import savepoint
 from service.push.job import NothingToPush, PushJob, load_job
 from service.push.models import SyncStatus
 from service.push.pusher import push_pair
@@ -116,16 +117,19 @@ class PushDispatcher:
     async def _claim(self, limit: int) -> list[tuple[Claim, PushJob | Exception]]:
         """Lease due pairs and load what each push works from, in one transaction."""
         loaded: list[tuple[Claim, PushJob | Exception]] = []
-        async with self.database.connection() as session:
-            for claim in await claims.claim_due(session, limit, self.settings.push_lease_seconds):
+        async with self.database.connection() as connection:
+            for claim in await claims.claim_due(
+                connection, limit, self.settings.push_lease_seconds
+            ):
                 try:
-                    loaded.append(
-                        (claim, await load_job(session, claim.case_id, claim.connection_id))
-                    )
+                    async with savepoint(connection):
+                        job = await load_job(connection, claim.case_id, claim.connection_id)
                 except Exception as exc:
                     # The push fails with it, recorded on the pair and retried like any
-                    # failure: one unreadable pair must not stop the claims of the others.
+                    # failure: one unreadable pair must not undo the claims of the others.
                     loaded.append((claim, exc))
+                else:
+                    loaded.append((claim, job))
         return loaded
 
     async def run_until_idle(self, max_rounds: int = 100) -> None:

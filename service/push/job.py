@@ -1,6 +1,8 @@
 """What one push of a (case, connection) pair works from, read in the transaction that claims
-the pair, and the writes that record its results (ResourceLinks) in their own short
-transactions, so that a worker killed mid-push leaves every confirmed write recorded."""
+the pair, and the upsert that records its results (ResourceLinks): an ordered push records
+each confirmed write at once, in its own short transaction, so that a worker killed mid-push
+leaves every confirmed write recorded; a transaction Bundle's links are recorded with the
+push's finish (see service.push.writes)."""
 
 from __future__ import annotations
 
@@ -50,6 +52,12 @@ class LocalResource:
     @property
     def reference(self) -> str:
         return f"{self.resource_type}/{self.id}"
+
+    def relink(self, state: LinkState) -> None:
+        """Take the link state of a confirmed write. Which elements are EHR edits changes only
+        through service.push.remote_edits, never by a write: the state keeps the link's."""
+        state.remote_edits = self.link.remote_edits if self.link else frozenset()
+        self.link = state
 
     @property
     def up_to_date(self) -> bool:
@@ -312,7 +320,4 @@ async def record_links(
     dialect = "postgresql" if is_postgres(session) else "sqlite"
     await session.execute(_UPSERT_LINKS[dialect], rows)
     for resource, state in latest.values():
-        # Which elements are EHR edits changes only through service.push.remote_edits, never
-        # by a write: the state keeps what the link held when the push loaded it.
-        state.remote_edits = resource.link.remote_edits if resource.link else frozenset()
-        resource.link = state
+        resource.relink(state)

@@ -490,7 +490,7 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
         if resource in stale:
             await _record_state(ctx, resource, state)
         else:
-            resource.link = state
+            resource.relink(state)
             ctx.report.links.append((resource, state))
     for resource in stale:
         await _write_one(ctx, resource, outgoing(resource, linked_targets(ctx)).body)

@@ -1,0 +1,74 @@
+"""A pair whose job cannot be read fails on its own: the pairs claimed with it are pushed, and
+it is recorded as failed with the reason (and retried like any failure), instead of rolling back
+the claim of every pair, again and again."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import text, update
+
+from service.db.session import Database
+from service.fhir_store.models import StoredResource
+from service.push import dispatcher as dispatcher_module
+from service.push.dialect import Executor
+from service.push.dispatcher import PushDispatcher
+from service.push.job import PushJob, load_job
+from tests.api.case_factory import ok
+from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
+from tests.push.linked_cases import case_of_linked_patient
+
+
+async def test_a_job_that_cannot_be_read_fails_alone(
+    client: httpx.AsyncClient, database: Database, fake: FakeEhr, dispatcher: PushDispatcher
+) -> None:
+    connection = await fake_connection(database, capabilities(transaction=True))
+    broken = await case_of_linked_patient(client, database, connection, "p1")
+    healthy = await case_of_linked_patient(client, database, connection, "p2")
+    async with database.transaction(hooks=False) as session:
+        await session.execute(
+            update(StoredResource)
+            .where(
+                StoredResource.case_id == broken["id"],
+                StoredResource.resource_type == "CarePlan",
+            )
+            .values(content=b"{not json")
+        )
+
+    assert await dispatcher.run_once() == 2  # both claimed in one transaction
+
+    statuses = {s["case_id"]: s for s in ok(await client.get("/api/push/status"))}
+    assert statuses[healthy["id"]]["status"] == "synced"
+    assert statuses[broken["id"]]["status"] == "failed"
+    assert "JSONDecodeError" in statuses[broken["id"]]["last_error"]
+    [plan] = fake.of_type("CarePlan")
+    assert plan["identifier"][0]["value"] == healthy["id"]
+
+
+async def test_a_database_error_in_one_jobs_load_keeps_the_other_claims(
+    client: httpx.AsyncClient,
+    database: Database,
+    fake: FakeEhr,
+    dispatcher: PushDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL a failed statement aborts the claim's transaction (and its COMMIT silently
+    rolls the leases back) unless the load is undone to a savepoint."""
+    connection = await fake_connection(database, capabilities(transaction=True))
+    broken = await case_of_linked_patient(client, database, connection, "p1")
+    healthy = await case_of_linked_patient(client, database, connection, "p2")
+
+    async def failing_for_broken(session: Executor, case_id: str, connection_id: str) -> PushJob:
+        if case_id == broken["id"]:
+            await session.execute(text("SELECT * FROM no_such_table"))
+        return await load_job(session, case_id, connection_id)
+
+    monkeypatch.setattr(dispatcher_module, "load_job", failing_for_broken)
+    assert await dispatcher.run_once() == 2
+
+    statuses = {s["case_id"]: s for s in ok(await client.get("/api/push/status"))}
+    assert statuses[healthy["id"]]["status"] == "synced"
+    assert (statuses[broken["id"]]["status"], statuses[broken["id"]]["attempts"]) == ("failed", 1)
+    assert "no_such_table" in statuses[broken["id"]]["last_error"]
+    [plan] = fake.of_type("CarePlan")
+    assert plan["identifier"][0]["value"] == healthy["id"]
