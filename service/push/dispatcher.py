@@ -142,6 +142,10 @@ class PushDispatcher:
         renewing = asyncio.create_task(self._keep_lease(claim))
         try:
             await self._push(claim, job)
+        except Exception:
+            # Recording the outcome failed (a lost database connection, say): the lease runs
+            # out and the pair is claimed again; the writes are idempotent.
+            log.exception("recording the push of case %s failed", claim.case_id)
         finally:
             renewing.cancel()
 

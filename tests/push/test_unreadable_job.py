@@ -1,8 +1,13 @@
-"""A pair whose job cannot be read fails on its own: the pairs claimed with it are pushed, and
-it is recorded as failed with the reason (and retried like any failure), instead of rolling back
-the claim of every pair, again and again."""
+"""Failures around one push stay with that push. A pair whose job cannot be read fails on
+its own: the pairs claimed with it are pushed, and it is recorded as failed with the reason
+(and retried like any failure) instead of rolling back the claim of every pair, again and
+again. A push whose outcome cannot be recorded leaves the dispatcher running, and its pair is
+claimed again when the lease runs out."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -10,10 +15,12 @@ from sqlalchemy import text, update
 
 from service.db.session import Database
 from service.fhir_store.models import StoredResource
+from service.push import claims
 from service.push import dispatcher as dispatcher_module
 from service.push.dialect import Executor
 from service.push.dispatcher import PushDispatcher
 from service.push.job import PushJob, load_job
+from service.push.models import SyncStatus
 from tests.api.case_factory import ok
 from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
 from tests.push.linked_cases import case_of_linked_patient
@@ -72,3 +79,36 @@ async def test_a_database_error_in_one_jobs_load_keeps_the_other_claims(
     assert "no_such_table" in statuses[broken["id"]]["last_error"]
     [plan] = fake.of_type("CarePlan")
     assert plan["identifier"][0]["value"] == healthy["id"]
+
+
+async def test_a_push_whose_outcome_cannot_be_recorded_is_claimed_again(
+    client: httpx.AsyncClient,
+    database: Database,
+    fake: FakeEhr,
+    dispatcher: PushDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connection = await fake_connection(database, capabilities(transaction=True))
+    case = await case_of_linked_patient(client, database, connection, "p1")
+    real_finish = claims.finish
+    failures = iter([True])
+
+    async def finish_failing_once(*args: Any, **kwargs: Any) -> SyncStatus | None:
+        if next(failures, False):
+            raise ConnectionResetError("the database went away")
+        return await real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(claims, "finish", finish_failing_once)
+    assert await dispatcher.run_once() == 1  # the dispatcher outlives it ...
+    assert "recording the push of case" in caplog.text
+    [status] = ok(await client.get("/api/push/status"))
+    assert status["status"] == "in-flight"  # ... the lease holds until it runs out ...
+
+    await asyncio.sleep(database.settings.push_lease_seconds + 0.2)  # the lease runs out
+    assert await dispatcher.run_once() == 1  # ... then the pair is pushed again
+
+    [status] = ok(await client.get("/api/push/status"))
+    assert status["status"] == "synced"
+    assert len(fake.of_type("CarePlan")) == 1  # the replay wrote nothing twice
+    assert case["id"] == fake.of_type("CarePlan")[0]["identifier"][0]["value"]
