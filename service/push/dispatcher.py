@@ -89,8 +89,8 @@ class PushDispatcher:
                     # connection: nothing was claimed (the transaction rolled back); the
                     # dispatcher must outlive it and try again after the poll interval.
                     log.exception("push claim failed")
-            for claim in claimed:
-                task = asyncio.create_task(self._deliver(*claim))
+            for claim, job in claimed:
+                task = asyncio.create_task(self._deliver(claim, job))
                 running.add(task)
                 task.add_done_callback(running.discard)
             if claimed and len(claimed) == free:
@@ -111,7 +111,7 @@ class PushDispatcher:
     async def run_once(self) -> int:
         """Claim what is due (up to `push_concurrency` pairs) and push it; returns how many."""
         claimed = await self._claim(self.settings.push_concurrency)
-        await asyncio.gather(*(self._deliver(*claim) for claim in claimed))
+        await asyncio.gather(*(self._deliver(claim, job) for claim, job in claimed))
         return len(claimed)
 
     async def _claim(self, limit: int) -> list[tuple[Claim, PushJob | Exception]]:
