@@ -26,6 +26,22 @@ from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
 from tests.push.linked_cases import case_of_linked_patient
 
 
+async def assert_failed_alone(
+    client: httpx.AsyncClient,
+    fake: FakeEhr,
+    broken: dict[str, Any],
+    healthy: dict[str, Any],
+    error: str,
+) -> None:
+    """The healthy pair was pushed; the broken one failed once, with `error` recorded."""
+    statuses = {s["case_id"]: s for s in ok(await client.get("/api/push/status"))}
+    assert statuses[healthy["id"]]["status"] == "synced"
+    assert (statuses[broken["id"]]["status"], statuses[broken["id"]]["attempts"]) == ("failed", 1)
+    assert error in statuses[broken["id"]]["last_error"]
+    [plan] = fake.of_type("CarePlan")
+    assert plan["identifier"][0]["value"] == healthy["id"]
+
+
 async def test_a_job_that_cannot_be_read_fails_alone(
     client: httpx.AsyncClient, database: Database, fake: FakeEhr, dispatcher: PushDispatcher
 ) -> None:
@@ -44,12 +60,7 @@ async def test_a_job_that_cannot_be_read_fails_alone(
 
     assert await dispatcher.run_once() == 2  # both claimed in one transaction
 
-    statuses = {s["case_id"]: s for s in ok(await client.get("/api/push/status"))}
-    assert statuses[healthy["id"]]["status"] == "synced"
-    assert statuses[broken["id"]]["status"] == "failed"
-    assert "JSONDecodeError" in statuses[broken["id"]]["last_error"]
-    [plan] = fake.of_type("CarePlan")
-    assert plan["identifier"][0]["value"] == healthy["id"]
+    await assert_failed_alone(client, fake, broken, healthy, "JSONDecodeError")
 
 
 async def test_a_database_error_in_one_jobs_load_keeps_the_other_claims(
@@ -73,12 +84,7 @@ async def test_a_database_error_in_one_jobs_load_keeps_the_other_claims(
     monkeypatch.setattr(dispatcher_module, "load_job", failing_for_broken)
     assert await dispatcher.run_once() == 2
 
-    statuses = {s["case_id"]: s for s in ok(await client.get("/api/push/status"))}
-    assert statuses[healthy["id"]]["status"] == "synced"
-    assert (statuses[broken["id"]]["status"], statuses[broken["id"]]["attempts"]) == ("failed", 1)
-    assert "no_such_table" in statuses[broken["id"]]["last_error"]
-    [plan] = fake.of_type("CarePlan")
-    assert plan["identifier"][0]["value"] == healthy["id"]
+    await assert_failed_alone(client, fake, broken, healthy, "no_such_table")
 
 
 async def test_a_push_whose_outcome_cannot_be_recorded_is_claimed_again(
