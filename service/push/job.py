@@ -254,16 +254,6 @@ async def load_job(session: Executor, case_id: str, connection_id: str) -> PushJ
     )
 
 
-async def record_pushed(
-    session: Executor,
-    connection_id: str,
-    resource: LocalResource,
-    state: LinkState,
-) -> None:
-    """Store the ResourceLink of a confirmed write (insert or update)."""
-    await record_links(session, connection_id, [(resource, state)])
-
-
 def _upsert_links(insert: Any) -> Any:
     """An upsert of one ResourceLink per parameter set (`insert`: the dialect's own)."""
     upsert = insert(_links_table).values(

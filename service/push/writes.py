@@ -40,7 +40,7 @@ from service.ehr.errors import (
 )
 from service.links.models import ResourceLink
 from service.push import provenance
-from service.push.job import LinkState, LocalResource, PushJob, record_pushed
+from service.push.job import LinkState, LocalResource, PushJob, record_links
 from service.push.merge import rebase_local_changes, three_way_merge
 from service.push.remote_form import RemoteForm, remote_form, without_server_owned
 
@@ -364,7 +364,7 @@ async def _record(
 
 async def _record_state(ctx: PushContext, resource: LocalResource, state: LinkState) -> None:
     async with ctx.database.transaction(hooks=False) as session:
-        await record_pushed(session, ctx.job.connection_id, resource, state)
+        await record_links(session, ctx.job.connection_id, [(resource, state)])
     ctx.report.written.append(
         f"{resource.resource_type}/{state.remote_id}/_history/{state.remote_version_id}"
     )
