@@ -328,7 +328,9 @@ async def run(
             raw_before = await send_raw(ehr, bundles, args.concurrency)
         with CpuMeter(sekmet_pid) as push_cpu:
             push_seconds = await push_all(database, len(pushed))
-        raw_after = await send_raw(ehr, await raw_bundles(database, after, caps), args.concurrency)
+        bundles = await raw_bundles(database, after, caps)
+        with CpuMeter(sekmet_pid) as raw_after_cpu:
+            raw_after = await send_raw(ehr, bundles, args.concurrency)
     rates = {
         "raw before": args.cases / raw_before,
         "push": args.cases / push_seconds,
@@ -340,7 +342,7 @@ async def run(
     print(
         f"push / raw: {rates['push'] / raw:.2f}x (target >= 0.8x), concurrency {args.concurrency}"
     )
-    for name, meter in (("raw before", raw_cpu), ("push", push_cpu)):
+    for name, meter in (("raw before", raw_cpu), ("push", push_cpu), ("raw after", raw_after_cpu)):
         print(
             f"{name:>10}: CPU ms per push: this process {1000 * meter.ours / args.cases:6.1f},"
             f" sekmet {1000 * meter.server / args.cases:6.1f}"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Integer, Table, and_, bindparam, case, exists, literal, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.base import new_id, utcnow
 from service.push.dialect import Executor, is_postgres
@@ -214,34 +213,46 @@ async def finish(
     return status
 
 
-# ---- fail --------------------------------------------------------------------------------------
+# ---- fail -------------------------------------------------------------------------------------
+
+_OUT_OF_ATTEMPTS = _sync.attempts >= bindparam("max_attempts", type_=Integer)
+_FAIL = (
+    update(_syncs)
+    .where(_OF_THE_CLAIM)
+    .values(
+        status=case(
+            (_OUT_OF_ATTEMPTS, literal(SyncStatus.dead, _status)),
+            else_=literal(SyncStatus.failed, _status),
+        ),
+        # A dead pair waits for a replay, not for a time.
+        next_attempt_at=case(
+            (_OUT_OF_ATTEMPTS, _sync.next_attempt_at), else_=bindparam("retry_at")
+        ),
+        last_error=bindparam("error"),
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    .returning(_sync.status)
+)
 
 
 async def fail(
-    session: AsyncSession,
+    session: Executor,
     claim: Claim,
     error: str,
     *,
     retry_in: float,
     max_attempts: int,
 ) -> SyncStatus | None:
-    query = select(PushSync).where(
-        PushSync.case_id == claim.case_id,
-        PushSync.connection_id == claim.connection_id,
-        PushSync.lease_token == claim.token,
+    """Record a failed push: retried after `retry_in` seconds, or dead once the attempts run
+    out. None: the lease was lost."""
+    status: SyncStatus | None = await session.scalar(
+        _FAIL,
+        {
+            **_params(claim),
+            "error": error[:2000],
+            "max_attempts": max_attempts,
+            "retry_at": utcnow() + dt.timedelta(seconds=retry_in),
+        },
     )
-    if is_postgres(session):
-        query = query.with_for_update()
-    row = await session.scalar(query)
-    if row is None:
-        return None
-    row.last_error = error[:2000]
-    row.lease_token = None
-    row.lease_expires_at = None
-    if row.attempts >= max_attempts:
-        row.status = SyncStatus.dead
-    else:
-        row.status = SyncStatus.failed
-        row.next_attempt_at = utcnow() + dt.timedelta(seconds=retry_in)
-    await session.flush()
-    return row.status
+    return status

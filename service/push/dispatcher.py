@@ -1,11 +1,18 @@
 """The push dispatcher: claims due pairs (loading each one's job in the same transaction),
-pushes each, and records the outcome.
+pushes each, and records the outcomes.
 
 It runs inside the API process (started by the app lifespan unless
 `CASEBRIDGE_PUSH_DISPATCHER_ENABLED=false`) or as standalone workers (`casebridge push-worker`).
-Delivery is at least once: a push whose worker dies before `finish` is claimed again when its
-lease expires, and the writes are idempotent (conditional creates on the CaseBridge identifier,
-If-Match updates, the ResourceLink ledger), so the repeat changes nothing twice.
+Delivery is at least once: a push whose worker dies before its outcome is recorded is claimed
+again when its lease expires, and the writes are idempotent (conditional creates on the
+CaseBridge identifier, If-Match updates, the ResourceLink ledger), so the repeat changes nothing
+twice.
+
+`push_concurrency` counts pushes talking to EHRs. The bookkeeping around them is the dispatcher
+loop's alone: a push hands its outcome back and frees its place at once, and the loop records
+every outcome that has come in and claims as many pairs as there are free places, all in one
+transaction. So the EHR always has that many pushes to work on, the SQLite write lock is taken
+once per round rather than twice per push, and a burst of outcomes costs one commit.
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.connections.fhir_clients import fhir_client_for
 from service.connections.service import load_connection, stored_capabilities
@@ -38,6 +48,16 @@ log = logging.getLogger(__name__)
 CONNECTION_RECHECK_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one push came to, waiting to be recorded: its report, or the error it failed with."""
+
+    claim: Claim
+    report: PushReport | None = None
+    synced_version: int | None = None
+    error: Exception | None = None
+
+
 class PushDispatcher:
     def __init__(
         self,
@@ -59,6 +79,9 @@ class PushDispatcher:
         self._clients: dict[str, _CachedClient] = {}
         # Pushes that start together must share the new client, not each make one.
         self._clients_lock = asyncio.Lock()
+        # Outcomes of ended pushes, recorded by the next round.
+        self._outcomes: list[Outcome] = []
+        self._outcome_arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -76,61 +99,56 @@ class PushDispatcher:
         self._clients.clear()
 
     async def run_forever(self) -> None:
-        """Keep up to `push_concurrency` pushes in flight: claim again as soon as one ends."""
+        """Keep up to `push_concurrency` pushes in flight. Each round records the outcomes that
+        came in and claims a pair for each free place; it runs as soon as a push ends, or after
+        the poll interval when places are free and nothing was due."""
         running: set[asyncio.Task[None]] = set()
         while not self._stop.is_set():
             free = self.settings.push_concurrency - len(running)
-            claimed: list[tuple[Claim, PushJob | Exception]] = []
-            if free > 0:
-                try:
-                    claimed = await self._claim(free)
-                except Exception:
-                    # A claim that lost a race on SQLite ("database is locked"), a lost
-                    # connection: nothing was claimed (the transaction rolled back); the
-                    # dispatcher must outlive it and try again after the poll interval.
-                    log.exception("push claim failed")
+            try:
+                claimed = await self._round(self._take_outcomes(), free)
+            except Exception:
+                # A claim that lost a race on SQLite ("database is locked"), a lost
+                # connection: nothing was claimed (the transaction rolled back); the
+                # dispatcher must outlive it and try again after the poll interval.
+                log.exception("push claim failed")
+                claimed = []
             for claim, job in claimed:
                 task = asyncio.create_task(self._deliver(claim, job))
                 running.add(task)
                 task.add_done_callback(running.discard)
-            if claimed and len(claimed) == free:
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            elif not claimed:
-                waiting = {asyncio.ensure_future(self._stop.wait()), *running}
-                _, pending = await asyncio.wait(
-                    waiting,
-                    timeout=self.settings.push_poll_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                for future in pending - running:
-                    future.cancel()
+            if not self._outcomes:
+                full = len(running) >= self.settings.push_concurrency
+                await self._wait(None if full else self.settings.push_poll_seconds)
         await asyncio.gather(*running)
+        await self._round(self._take_outcomes(), 0)  # raises only when it claims
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Until a push ends, the dispatcher stops, or `timeout` seconds pass."""
+        waiters = {
+            asyncio.ensure_future(self._outcome_arrived.wait()),
+            asyncio.ensure_future(self._stop.wait()),
+        }
+        _, pending = await asyncio.wait(
+            waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending:
+            waiter.cancel()
+
+    def _take_outcomes(self) -> list[Outcome]:
+        taken, self._outcomes = self._outcomes, []
+        self._outcome_arrived.clear()
+        return taken
 
     # ---- one round ---------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Claim what is due (up to `push_concurrency` pairs) and push it; returns how many."""
-        claimed = await self._claim(self.settings.push_concurrency)
+        """Claim what is due (up to `push_concurrency` pairs), push it and record the
+        outcomes; returns how many were claimed."""
+        claimed = await self._round(self._take_outcomes(), self.settings.push_concurrency)
         await asyncio.gather(*(self._deliver(claim, job) for claim, job in claimed))
+        await self._round(self._take_outcomes(), 0)
         return len(claimed)
-
-    async def _claim(self, limit: int) -> list[tuple[Claim, PushJob | Exception]]:
-        """Lease due pairs and load what each push works from, in one transaction."""
-        loaded: list[tuple[Claim, PushJob | Exception]] = []
-        async with self.database.connection() as connection:
-            for claim in await claims.claim_due(
-                connection, limit, self.settings.push_lease_seconds
-            ):
-                try:
-                    async with savepoint(connection):
-                        job = await load_job(connection, claim.case_id, claim.connection_id)
-                except Exception as exc:
-                    # The push fails with it, recorded on the pair and retried like any
-                    # failure: one unreadable pair must not undo the claims of the others.
-                    loaded.append((claim, exc))
-                else:
-                    loaded.append((claim, job))
-        return loaded
 
     async def run_until_idle(self, max_rounds: int = 100) -> None:
         """Push until nothing is due (tests, the CLI's --once)."""
@@ -138,16 +156,77 @@ class PushDispatcher:
             if await self.run_once() == 0:
                 return
 
+    async def _round(
+        self, outcomes: Sequence[Outcome], free: int
+    ) -> list[tuple[Claim, PushJob | Exception]]:
+        """Record `outcomes`, then lease up to `free` due pairs and load what each push works
+        from: one transaction. Should it fail, nothing is claimed and each outcome is recorded
+        on its own; one that still cannot be is lost, and its pair is pushed again once its
+        lease runs out."""
+        if not outcomes and free <= 0:
+            return []
+        try:
+            async with self.database.connection() as connection:
+                for outcome in outcomes:
+                    await self._record(connection, outcome)
+                return await self._claim(connection, free) if free > 0 else []
+        except Exception:
+            if not outcomes:
+                raise
+            log.exception("a push round failed; its outcomes are recorded one by one")
+            for outcome in outcomes:
+                try:
+                    async with self.database.connection() as connection:
+                        await self._record(connection, outcome)
+                except Exception:
+                    log.exception("recording the push of case %s failed", outcome.claim.case_id)
+            if free > 0:
+                raise
+            return []
+
+    async def _claim(
+        self, connection: AsyncConnection, limit: int
+    ) -> list[tuple[Claim, PushJob | Exception]]:
+        loaded: list[tuple[Claim, PushJob | Exception]] = []
+        for claim in await claims.claim_due(connection, limit, self.settings.push_lease_seconds):
+            try:
+                async with savepoint(connection):
+                    job = await load_job(connection, claim.case_id, claim.connection_id)
+            except Exception as exc:
+                # The push fails with it, recorded on the pair and retried like any
+                # failure: one unreadable pair must not undo the claims of the others.
+                loaded.append((claim, exc))
+            else:
+                loaded.append((claim, job))
+        return loaded
+
+    async def _record(self, connection: AsyncConnection, outcome: Outcome) -> None:
+        """Record one outcome. A failure is logged and leaves the others to be recorded (under
+        a savepoint on PostgreSQL, whose transaction would otherwise be lost with it): the
+        pair's lease runs out and it is pushed again; the writes are idempotent."""
+        claim = outcome.claim
+        try:
+            async with savepoint(connection):
+                if outcome.error is None:
+                    status = await self._finish(connection, outcome)
+                else:
+                    status = await self._fail(connection, claim, outcome.error)
+        except Exception:
+            log.exception("recording the push of case %s failed", claim.case_id)
+            return
+        if status is None:
+            log.warning("push of case %s ended after its lease was lost", claim.case_id)
+        elif status is SyncStatus.dead:
+            log.error("push of case %s dead-lettered: %s", claim.case_id, outcome.error)
+
     async def _deliver(self, claim: Claim, job: PushJob | Exception) -> None:
         renewing = asyncio.create_task(self._keep_lease(claim))
         try:
-            await self._push(claim, job)
-        except Exception:
-            # Recording the outcome failed (a lost database connection, say): the lease runs
-            # out and the pair is claimed again; the writes are idempotent.
-            log.exception("recording the push of case %s failed", claim.case_id)
+            outcome = await self._push(claim, job)
         finally:
             renewing.cancel()
+        self._outcomes.append(outcome)
+        self._outcome_arrived.set()
 
     async def _keep_lease(self, claim: Claim) -> None:
         """Renew the lease at a third of its length while the push runs, so a slow EHR does
@@ -164,53 +243,48 @@ class PushDispatcher:
             if not held:
                 return
 
-    async def _push(self, claim: Claim, job: PushJob | Exception) -> None:
+    async def _push(self, claim: Claim, job: PushJob | Exception) -> Outcome:
         try:
             if isinstance(job, Exception):
                 raise job
             client, capabilities = await self._client(claim.connection_id)
             report, care_plan_version = await push_pair(self.database, client, capabilities, job)
         except NothingToPush as exc:
-            await self._finish(claim, None, PushReport())
             log.info("push of case %s skipped: %s", claim.case_id, exc)
+            return Outcome(claim, PushReport())
         except (EhrError, CaseBridgeError) as exc:
-            await self._fail(claim, exc)
+            return Outcome(claim, error=exc)
         except Exception as exc:  # a bug must not stop the dispatcher; it is recorded
             log.exception("push of case %s failed", claim.case_id)
-            await self._fail(claim, exc)
-        else:
-            plan_delivered = "CarePlan" not in report.unsupported or report.plan_sent_as_document
-            synced = care_plan_version if plan_delivered else None
-            await self._finish(claim, synced, report)
+            return Outcome(claim, error=exc)
+        plan_delivered = "CarePlan" not in report.unsupported or report.plan_sent_as_document
+        return Outcome(claim, report, care_plan_version if plan_delivered else None)
 
-    async def _finish(self, claim: Claim, synced_version: int | None, report: PushReport) -> None:
-        async with self.database.connection() as session:
-            status = await claims.finish(
-                session,
-                claim,
-                synced_version=synced_version,
-                unsupported=report.unsupported,
-                links=report.links,
-            )
-        if status is None:
-            log.warning("push of case %s finished after its lease was lost", claim.case_id)
+    async def _finish(self, connection: AsyncConnection, outcome: Outcome) -> SyncStatus | None:
+        report = outcome.report or PushReport()
+        return await claims.finish(
+            connection,
+            outcome.claim,
+            synced_version=outcome.synced_version,
+            unsupported=report.unsupported,
+            links=report.links,
+        )
 
-    async def _fail(self, claim: Claim, exc: Exception) -> None:
+    async def _fail(
+        self, connection: AsyncConnection, claim: Claim, exc: Exception
+    ) -> SyncStatus | None:
         retry_after = exc.retry_after if isinstance(exc, EhrRateLimited) else None
-        async with self.database.transaction(hooks=False) as session:
-            status = await claims.fail(
-                session,
-                claim,
-                f"{type(exc).__name__}: {exc}",
-                # An EHR's Retry-After is honoured up to our own longest delay, so a huge value
-                # cannot park the pair for good.
-                retry_in=min(retry_after, self.settings.push_retry_max_seconds)
-                if retry_after is not None
-                else self.retry_delay(claim),
-                max_attempts=self.settings.push_max_attempts,
-            )
-        if status is SyncStatus.dead:
-            log.error("push of case %s dead-lettered: %s", claim.case_id, exc)
+        return await claims.fail(
+            connection,
+            claim,
+            f"{type(exc).__name__}: {exc}",
+            # An EHR's Retry-After is honoured up to our own longest delay, so a huge value
+            # cannot park the pair for good.
+            retry_in=min(retry_after, self.settings.push_retry_max_seconds)
+            if retry_after is not None
+            else self.retry_delay(claim),
+            max_attempts=self.settings.push_max_attempts,
+        )
 
     def retry_delay(self, claim: Claim) -> float:
         """Exponential backoff with full jitter, in seconds."""

@@ -102,6 +102,16 @@ _links_table = cast(Table, ResourceLink.__table__)
 _patient_links, _stored = _patient_links_table.c, _stored_table.c
 _versions, _links = _versions_table.c, _links_table.c
 
+# A link's columns a push reads, labelled with a prefix where a row holds other things too.
+_LINK_COLUMNS = (
+    "id",
+    "remote_id",
+    "remote_version_id",
+    "pushed_version_id",
+    "pushed_content",
+    "remote_edits",
+)
+
 # A push's reads are built once (they run once per push, on the hot path), as plain Core.
 _OPEN_CONFLICT = and_(
     _conflicts.case_id == bindparam("case"),
@@ -118,11 +128,14 @@ _WITHDRAWN_LINK = and_(
     _stored.deleted.is_(True),
 )
 _WITHDRAWN = select(_links.resource_type, _links.local_id, _links.remote_id).where(_WITHDRAWN_LINK)
+# The link of the plan's DocumentReference: its id derives from the CarePlan's, which is the
+# case's own (mappings.to_fhir.care_plan).
+_document_links = _links_table.alias("document_links")
 _CASE_AND_REMOTE_PATIENT = (
     select(
         _cases.patient_id,
         _cases.manager,
-        _patient_links.remote_id,
+        _patient_links.remote_id.label("remote_patient_id"),
         select(_connections.document_fallback)
         .where(_connections.id == bindparam("connection"))
         .scalar_subquery()
@@ -130,6 +143,7 @@ _CASE_AND_REMOTE_PATIENT = (
         # Flags for the rarer reads, so a common push skips them.
         exists().where(_OPEN_CONFLICT).label("parked"),
         exists().where(_WITHDRAWN_LINK).label("withdrawn"),
+        *(_document_links.c[name].label(f"document_link_{name}") for name in _LINK_COLUMNS),
     )
     .outerjoin(
         _patient_links_table,
@@ -138,27 +152,37 @@ _CASE_AND_REMOTE_PATIENT = (
             _patient_links.connection_id == bindparam("connection"),
         ),
     )
+    .outerjoin(
+        _document_links,
+        and_(
+            _document_links.c.connection_id == bindparam("connection"),
+            _document_links.c.resource_type == "DocumentReference",
+            _document_links.c.local_id == bindparam("document"),
+        ),
+    )
     .where(_cases.id == bindparam("case"))
     .order_by(_patient_links.created_at)
     .limit(1)
 )
 _PARKED = select(_conflicts.local_id).where(_OPEN_CONFLICT)
-_CURRENT = select(_stored.resource_type, _stored.id, _stored.version_id, _stored.content).where(
-    _stored.case_id == bindparam("case"),
-    _stored.deleted.is_(False),
-    _stored.resource_type.in_(PUSH_ORDER),
-)
-# Each link with the local content it last pushed (the version it names): the rebase's base.
-_LINKS_AND_CONTENT_AT_PUSH = (
+# Each current resource with its link, if any, and the local content that link last pushed
+# (the version it names): the rebase's base.
+_CURRENT_WITH_LINKS = (
     select(
-        _links.resource_type,
-        _links.local_id,
-        _links.remote_id,
-        _links.remote_version_id,
-        _links.pushed_version_id,
-        _links.pushed_content,
-        _links.remote_edits,
-        _versions.content,
+        _stored.resource_type,
+        _stored.id,
+        _stored.version_id,
+        _stored.content,
+        *(_links[name].label(f"link_{name}") for name in _LINK_COLUMNS),
+        _versions.content.label("content_at_push"),
+    )
+    .outerjoin(
+        _links_table,
+        and_(
+            _links.connection_id == bindparam("connection"),
+            _links.resource_type == _stored.resource_type,
+            _links.local_id == _stored.id,
+        ),
     )
     .outerjoin(
         _versions_table,
@@ -169,87 +193,77 @@ _LINKS_AND_CONTENT_AT_PUSH = (
         ),
     )
     .where(
-        _links.connection_id == bindparam("connection"),
-        _links.local_id.in_(bindparam("local_ids", expanding=True)),
+        _stored.case_id == bindparam("case"),
+        _stored.deleted.is_(False),
+        _stored.resource_type.in_(PUSH_ORDER),
     )
 )
 
 
+def _link_state(row: Any, prefix: str) -> LinkState | None:
+    """The LinkState in a row's link columns (labelled `prefix` + name); None: no link."""
+    link = {name: row._mapping[prefix + name] for name in _LINK_COLUMNS}
+    if link["id"] is None:  # the outer join found none
+        return None
+    return LinkState(
+        remote_id=link["remote_id"],
+        remote_version_id=link["remote_version_id"],
+        pushed_version_id=link["pushed_version_id"],
+        pushed_content=orjson.loads(link["pushed_content"]) if link["pushed_content"] else None,
+        remote_edits=frozenset(link["remote_edits"] or ()),
+    )
+
+
 async def load_job(session: Executor, case_id: str, connection_id: str) -> PushJob:
+    document_id = plan_document_id(case_id)
     ids = {"case": case_id, "connection": connection_id}
-    head = (await session.execute(_CASE_AND_REMOTE_PATIENT, ids)).first()
+    found = await session.execute(_CASE_AND_REMOTE_PATIENT, {**ids, "document": document_id})
+    head = found.first()
     if head is None:
         raise NothingToPush(f"case {case_id} no longer exists")
-    patient_id, manager, remote_patient, document_fallback, any_parked, any_withdrawn = head
-    if remote_patient is None:
+    if head.remote_patient_id is None:
         raise NothingToPush(f"the patient of case {case_id} is not linked to the connection")
-    stored = (await session.execute(_CURRENT, ids)).all()
-    care_plan_row = next((r for r in stored if r.resource_type == "CarePlan"), None)
-    document_key = (
-        ("DocumentReference", plan_document_id(care_plan_row.id)) if care_plan_row else None
-    )
-    keys = {(r.resource_type, r.id) for r in stored} | ({document_key} if document_key else set())
-    links: dict[tuple[str, str], tuple[LinkState, JsonDict | None]] = {}
-    if stored:
-        found = await session.execute(
-            _LINKS_AND_CONTENT_AT_PUSH, {**ids, "local_ids": sorted({i for _, i in keys})}
-        )
-        for found_link in found:
-            if (found_link.resource_type, found_link.local_id) in keys:
-                links[(found_link.resource_type, found_link.local_id)] = (
-                    LinkState(
-                        remote_id=found_link.remote_id,
-                        remote_version_id=found_link.remote_version_id,
-                        pushed_version_id=found_link.pushed_version_id,
-                        pushed_content=orjson.loads(found_link.pushed_content)
-                        if found_link.pushed_content
-                        else None,
-                        remote_edits=frozenset(found_link.remote_edits or ()),
-                    ),
-                    orjson.loads(found_link.content) if found_link.content else None,
-                )
     resources = []
-    for row in stored:
-        link, content_at_push = links.get((row.resource_type, row.id), (None, None))
+    for row in await session.execute(_CURRENT_WITH_LINKS, ids):
         resources.append(
             LocalResource(
                 resource_type=row.resource_type,
                 id=row.id,
                 version_id=row.version_id,
                 content=orjson.loads(row.content),
-                link=link,
-                content_at_push=content_at_push,
+                link=_link_state(row, "link_"),
+                content_at_push=orjson.loads(row.content_at_push) if row.content_at_push else None,
             )
         )
     resources.sort(key=lambda r: (PUSH_ORDER.index(r.resource_type), r.id))
     care_plan = next((r for r in resources if r.resource_type == "CarePlan"), None)
     document = None
-    if care_plan is not None and document_key is not None:
+    if care_plan is not None:
         document = LocalResource(
             resource_type="DocumentReference",
-            id=document_key[1],
+            id=document_id,
             version_id=care_plan.version_id,
             content=plan_document(care_plan.content),
-            link=links.get(document_key, (None, None))[0],
+            link=_link_state(head, "document_link_"),
             content_at_push=None,
         )
     withdrawn = [
         (row.resource_type, row.local_id, row.remote_id)
-        for row in (await session.execute(_WITHDRAWN, ids) if any_withdrawn else ())
+        for row in (await session.execute(_WITHDRAWN, ids) if head.withdrawn else ())
         if row.remote_id is not None
     ]
-    parked = frozenset(await session.scalars(_PARKED, ids)) if any_parked else frozenset()
+    parked = frozenset(await session.scalars(_PARKED, ids)) if head.parked else frozenset()
     return PushJob(
         case_id=case_id,
         connection_id=connection_id,
-        local_patient_id=patient_id,
-        remote_patient_id=remote_patient,
-        manager=manager,
+        local_patient_id=head.patient_id,
+        remote_patient_id=head.remote_patient_id,
+        manager=head.manager,
         resources=resources,
         care_plan_version=care_plan.version_id if care_plan else None,
         plan_document=document,
         withdrawn=withdrawn,
-        document_fallback=document_fallback,
+        document_fallback=head.document_fallback,
         parked=parked,
     )
 
