@@ -124,7 +124,11 @@ class Settings(BaseSettings):
         "`casebridge push-worker` processes do the pushing.",
     )
     push_concurrency: Annotated[int, Field(gt=0)] = Field(
-        4, description="(case, connection) pairs one dispatcher pushes at once."
+        8,
+        description="(case, connection) pairs one dispatcher pushes at once (as many more "
+        "wait, claimed, behind them). Each EHR still gets at most "
+        "`ehr_max_concurrency` requests at once: a push spends part of its time in this "
+        "process, so more pushes than requests keep the EHR busy.",
     )
     push_poll_seconds: Annotated[float, Field(gt=0)] = Field(
         1.0, description="How often an idle dispatcher looks for due pushes, in seconds."

@@ -68,7 +68,7 @@ _LEASE = (
         lease_expires_at=bindparam("expires"),
         attempts=_sync.attempts + 1,
     )
-    .returning(_sync.case_id, _sync.connection_id, _sync.attempts)
+    .returning(_sync.case_id, _sync.connection_id, _sync.attempts, _sync.next_attempt_at)
 )
 # Every undelivered outbox row of the pairs just leased joins the push (coalesced).
 _TIE_OUTBOX = (
@@ -101,7 +101,11 @@ async def claim_due(
     if not leased:
         return []
     await session.execute(_TIE_OUTBOX, {"token": token})
-    return [Claim(row.case_id, row.connection_id, token, row.attempts) for row in leased]
+    # RETURNING keeps no order on PostgreSQL: the pair due first is pushed first.
+    return [
+        Claim(row.case_id, row.connection_id, token, row.attempts)
+        for row in sorted(leased, key=lambda row: row.next_attempt_at)
+    ]
 
 
 # ---- while it runs -----------------------------------------------------------------------------
@@ -165,7 +169,9 @@ _SETTLE = (
             else_=bindparam("done", type_=_status),
         ),
         synced_version=case((_KEEPS_VERSION, _sync.synced_version), else_=_VERSION),
-        synced_at=case((_KEEPS_VERSION, _sync.synced_at), else_=bindparam("now")),
+        synced_at=case(
+            (_KEEPS_VERSION, _sync.synced_at), else_=bindparam("now", type_=_sync.synced_at.type)
+        ),
         unsupported=bindparam("unsupported_types", type_=_sync.unsupported.type),
         attempts=0,
         next_attempt_at=bindparam("now"),
@@ -213,6 +219,26 @@ async def finish(
     return status
 
 
+# ---- release -----------------------------------------------------------------------------------
+
+_RELEASE = (
+    update(_syncs)
+    .where(_OF_THE_CLAIM)
+    .values(
+        status=literal(SyncStatus.pending, _status),
+        attempts=_sync.attempts - 1,
+        lease_token=None,
+        lease_expires_at=None,
+    )
+)
+
+
+async def release(session: Executor, claim: Claim) -> None:
+    """Give back a claim that was never pushed (a dispatcher stopping): due again at once,
+    for any worker, and the attempt it counted is not one."""
+    await session.execute(_RELEASE, _params(claim))
+
+
 # ---- fail -------------------------------------------------------------------------------------
 
 _OUT_OF_ATTEMPTS = _sync.attempts >= bindparam("max_attempts", type_=Integer)
@@ -226,7 +252,8 @@ _FAIL = (
         ),
         # A dead pair waits for a replay, not for a time.
         next_attempt_at=case(
-            (_OUT_OF_ATTEMPTS, _sync.next_attempt_at), else_=bindparam("retry_at")
+            (_OUT_OF_ATTEMPTS, _sync.next_attempt_at),
+            else_=bindparam("retry_at", type_=_sync.next_attempt_at.type),
         ),
         last_error=bindparam("error"),
         lease_token=None,

@@ -8,17 +8,20 @@ again when its lease expires, and the writes are idempotent (conditional creates
 CaseBridge identifier, If-Match updates, the ResourceLink ledger), so the repeat changes nothing
 twice.
 
-`push_concurrency` counts pushes talking to EHRs. The bookkeeping around them is the dispatcher
-loop's alone: a push hands its outcome back and frees its place at once, and the loop records
-every outcome that has come in and claims as many pairs as there are free places, all in one
-transaction. So the EHR always has that many pushes to work on, the SQLite write lock is taken
-once per round rather than twice per push, and a burst of outcomes costs one commit.
+`push_concurrency` counts pushes talking to EHRs; as many more wait behind them, claimed and
+loaded, so a place that frees is taken at once. The bookkeeping is the dispatcher loop's alone:
+a push hands its outcome back and gives up its place, and the next round records every outcome
+that has come in and claims what fills the room, all in one transaction. So the EHR always has
+work waiting, the SQLite write lock is taken once per round rather than twice per push, and a
+burst of outcomes costs one commit. A waiting push's lease is renewed like a running one's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -56,6 +59,8 @@ class Outcome:
     report: PushReport | None = None
     synced_version: int | None = None
     error: Exception | None = None
+    # Never pushed (the dispatcher stopped first): the claim is given back.
+    released: bool = False
 
 
 class PushDispatcher:
@@ -79,6 +84,10 @@ class PushDispatcher:
         self._clients: dict[str, _CachedClient] = {}
         # Pushes that start together must share the new client, not each make one.
         self._clients_lock = asyncio.Lock()
+        # Pushes talking to EHRs; claimed ones wait here for a place.
+        self._places = asyncio.Semaphore(settings.push_concurrency)
+        # Claimed pushes that have not handed their outcome back yet (running or waiting).
+        self._in_hand = 0
         # Outcomes of ended pushes, recorded by the next round.
         self._outcomes: list[Outcome] = []
         self._outcome_arrived = asyncio.Event()
@@ -99,14 +108,15 @@ class PushDispatcher:
         self._clients.clear()
 
     async def run_forever(self) -> None:
-        """Keep up to `push_concurrency` pushes in flight. Each round records the outcomes that
-        came in and claims a pair for each free place; it runs as soon as a push ends, or after
-        the poll interval when places are free and nothing was due."""
-        running: set[asyncio.Task[None]] = set()
+        """Keep `push_concurrency` pushes in flight, and as many claimed and loaded behind them,
+        so that a push that ends is followed at once. A round records the outcomes that came
+        in and claims enough to fill both again; see `_until_next_round` for when."""
+        held = 2 * self.settings.push_concurrency
+        claimed_pushes: set[asyncio.Task[None]] = set()
         while not self._stop.is_set():
-            free = self.settings.push_concurrency - len(running)
+            room = held - self._in_hand
             try:
-                claimed = await self._round(self._take_outcomes(), free)
+                claimed = await self._round(self._take_outcomes(), room)
             except Exception:
                 # A claim that lost a race on SQLite ("database is locked"), a lost
                 # connection: nothing was claimed (the transaction rolled back); the
@@ -114,14 +124,47 @@ class PushDispatcher:
                 log.exception("push claim failed")
                 claimed = []
             for claim, job in claimed:
-                task = asyncio.create_task(self._deliver(claim, job))
-                running.add(task)
-                task.add_done_callback(running.discard)
+                task = self._spawn(claim, job)
+                claimed_pushes.add(task)
+                task.add_done_callback(claimed_pushes.discard)
+            # All that was asked for: more may be due as soon as there is room.
+            more_due = len(claimed) == room
+            poll = self.settings.push_poll_seconds
+            await self._until_next_round(held, None if more_due else poll)
+        # Stopping: the running pushes end (the waiting ones give their claims back), and their
+        # outcomes are recorded as they come, not only when the last one ends.
+        while self._in_hand:
             if not self._outcomes:
-                full = len(running) >= self.settings.push_concurrency
-                await self._wait(None if full else self.settings.push_poll_seconds)
-        await asyncio.gather(*running)
-        await self._round(self._take_outcomes(), 0)  # raises only when it claims
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._outcome_arrived.wait(), self.settings.push_poll_seconds
+                    )
+            await self._round(self._take_outcomes(), 0)  # raises only when it claims
+        await asyncio.gather(*claimed_pushes)
+        await self._round(self._take_outcomes(), 0)
+
+    async def _until_next_round(self, held: int, timeout: float | None) -> None:
+        """Wait until half the room is free again (so a round records a batch of outcomes
+        and claims a batch: under load, one commit per `push_concurrency` pushes), or every
+        claimed push has ended, or `timeout` seconds pass, or the dispatcher stops. The pushes
+        waiting behind the running ones keep the EHR busy meanwhile. An outcome waits at most
+        the poll interval to be recorded, however slow the other pushes are."""
+        batch = self.settings.push_concurrency
+        loop = asyncio.get_running_loop()
+        deadline = math.inf if timeout is None else loop.time() + timeout
+        recording_due = False
+        while not self._stop.is_set():
+            if self._outcomes:
+                if held - self._in_hand >= batch or self._in_hand == 0:
+                    return
+                if not recording_due:
+                    recording_due = True
+                    deadline = min(deadline, loop.time() + self.settings.push_poll_seconds)
+            remaining = None if deadline == math.inf else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return
+            self._outcome_arrived.clear()
+            await self._wait(remaining)
 
     async def _wait(self, timeout: float | None) -> None:
         """Until a push ends, the dispatcher stops, or `timeout` seconds pass."""
@@ -146,7 +189,7 @@ class PushDispatcher:
         """Claim what is due (up to `push_concurrency` pairs), push it and record the
         outcomes; returns how many were claimed."""
         claimed = await self._round(self._take_outcomes(), self.settings.push_concurrency)
-        await asyncio.gather(*(self._deliver(claim, job) for claim, job in claimed))
+        await asyncio.gather(*(self._spawn(claim, job) for claim, job in claimed))
         await self._round(self._take_outcomes(), 0)
         return len(claimed)
 
@@ -167,7 +210,8 @@ class PushDispatcher:
             return []
         try:
             async with self.database.connection() as connection:
-                for outcome in outcomes:
+                # In the order every writer locks pair rows in (see service.push.outbox).
+                for outcome in sorted(outcomes, key=_pair):
                     await self._record(connection, outcome)
                 return await self._claim(connection, free) if free > 0 else []
         except Exception:
@@ -207,6 +251,9 @@ class PushDispatcher:
         claim = outcome.claim
         try:
             async with savepoint(connection):
+                if outcome.released:
+                    await claims.release(connection, claim)
+                    return
                 if outcome.error is None:
                     status = await self._finish(connection, outcome)
                 else:
@@ -219,12 +266,25 @@ class PushDispatcher:
         elif status is SyncStatus.dead:
             log.error("push of case %s dead-lettered: %s", claim.case_id, outcome.error)
 
+    def _spawn(self, claim: Claim, job: PushJob | Exception) -> asyncio.Task[None]:
+        self._in_hand += 1
+        return asyncio.create_task(self._deliver(claim, job))
+
     async def _deliver(self, claim: Claim, job: PushJob | Exception) -> None:
+        """Push once a place is free; the lease is kept from the claim on."""
         renewing = asyncio.create_task(self._keep_lease(claim))
         try:
-            outcome = await self._push(claim, job)
+            async with self._places:
+                if renewing.done():  # the lease was lost while this push waited
+                    log.warning("push of case %s lost its lease before it began", claim.case_id)
+                    return
+                if self._stop.is_set():
+                    outcome = Outcome(claim, released=True)
+                else:
+                    outcome = await self._push(claim, job)
         finally:
             renewing.cancel()
+            self._in_hand -= 1
         self._outcomes.append(outcome)
         self._outcome_arrived.set()
 
@@ -330,6 +390,10 @@ class PushDispatcher:
         )
         self._clients[connection_id] = fresh
         return fresh.client, fresh.capabilities
+
+
+def _pair(outcome: Outcome) -> tuple[str, str]:
+    return outcome.claim.case_id, outcome.claim.connection_id
 
 
 @dataclass

@@ -40,6 +40,9 @@ async def enqueue_pushes(session: AsyncSession) -> None:
     ).all()
     if not pairs:
         return
+    # Pair rows are locked in one order everywhere (the dispatcher records outcomes in it too),
+    # so two transactions that lock several never wait on each other in a cycle.
+    pairs = sorted(pairs)
     now = utcnow()
     session.add_all(
         PushOutboxEntry(

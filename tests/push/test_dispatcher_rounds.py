@@ -1,6 +1,7 @@
 """The dispatcher's rounds: a push hands its outcome back and the next round records every
 outcome that came in, together with the next claim, in one transaction. A round that fails
-still records its outcomes, one by one."""
+still records its outcomes, one by one. Claimed pushes wait for a place; as many as there
+are places are claimed ahead of them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from sqlalchemy import event
 
 from service.db.session import Database
 from service.push import claims
+from service.push import dispatcher as dispatcher_module
 from service.push.dispatcher import PushDispatcher
+from service.push.pusher import push_pair as real_push_pair
 from tests.api.case_factory import ok
 from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
 from tests.push.linked_cases import case_of_linked_patient
@@ -80,3 +83,87 @@ async def test_a_failed_round_still_records_its_outcomes(
     assert calls >= 2
     assert "a push round failed; its outcomes are recorded one by one" in caplog.text
     assert len(fake.of_type("CarePlan")) == 1
+
+
+async def test_claimed_pushes_wait_for_a_place(
+    client: httpx.AsyncClient,
+    database: Database,
+    fake: FakeEhr,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No more than `push_concurrency` pushes run at once; as many more are claimed (and their
+    jobs loaded) behind them, so a place that frees is taken without waiting for a round."""
+    settings = database.settings.model_copy(update={"push_concurrency": 2})
+    monkeypatch.setattr(database, "settings", settings)
+    connection = await fake_connection(database, capabilities(transaction=True))
+    cases = [await case_of_linked_patient(client, database, connection, f"p{n}") for n in range(5)]
+    running = most_running = 0
+    most_in_flight = 0
+
+    async def slow_push_pair(*args: Any, **kwargs: Any) -> Any:
+        nonlocal running, most_running, most_in_flight
+        running += 1
+        most_running = max(most_running, running)
+        in_flight = [
+            s for s in ok(await client.get("/api/push/status")) if s["status"] == "in-flight"
+        ]
+        most_in_flight = max(most_in_flight, len(in_flight))
+        await asyncio.sleep(0.05)
+        try:
+            return await real_push_pair(*args, **kwargs)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(dispatcher_module, "push_pair", slow_push_pair)
+    pusher = PushDispatcher(database)
+    pusher.start()
+    try:
+        async with asyncio.timeout(5):
+            while set((await statuses(client)).values()) != {"synced"}:
+                await asyncio.sleep(0.02)
+    finally:
+        await pusher.close()
+
+    assert most_running == 2
+    assert most_in_flight == 4  # two pushing, two claimed behind them
+    assert len(fake.of_type("CarePlan")) == len(cases)
+
+
+async def test_an_outcome_is_recorded_within_the_poll_interval_while_others_run(
+    client: httpx.AsyncClient,
+    database: Database,
+    fake: FakeEhr,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rounds wait for a batch of outcomes, but not for slow pushes: an ended push's outcome
+    is recorded within the poll interval."""
+    settings = database.settings.model_copy(
+        update={"push_concurrency": 2, "push_poll_seconds": 0.1}
+    )
+    monkeypatch.setattr(database, "settings", settings)
+    connection = await fake_connection(database, capabilities(transaction=True))
+    fast = await case_of_linked_patient(client, database, connection, "fast")
+    for n in range(3):
+        await case_of_linked_patient(client, database, connection, f"slow{n}")
+
+    async def push_pair_slow_but_one(*args: Any, **kwargs: Any) -> Any:
+        job = args[3]
+        if job.case_id != fast["id"]:
+            await asyncio.sleep(1.5)
+        return await real_push_pair(*args, **kwargs)
+
+    monkeypatch.setattr(dispatcher_module, "push_pair", push_pair_slow_but_one)
+    pusher = PushDispatcher(database)
+    pusher.start()
+    try:
+        async with asyncio.timeout(1.0):
+            while (await statuses(client))[fast["id"]] != "synced":
+                await asyncio.sleep(0.02)
+        assert list((await statuses(client)).values()).count("in-flight") == 3
+    finally:
+        await pusher.close()
+    # Stopping, the two running pushes end and are recorded; the one still waiting for a place
+    # gives its claim back, its attempt uncounted.
+    ended = ok(await client.get("/api/push/status"))
+    assert sorted(s["status"] for s in ended) == ["pending", "synced", "synced", "synced"]
+    assert [s["attempts"] for s in ended if s["status"] == "pending"] == [0]
