@@ -289,8 +289,9 @@ class PushDispatcher:
         self._outcome_arrived.set()
 
     async def _keep_lease(self, claim: Claim) -> None:
-        """Renew the lease at a third of its length while the push runs, so a slow EHR does
-        not let another worker take the pair over mid-push."""
+        """Renew the lease at a third of its length from the claim until the push ends
+        (waiting for a place included), so a slow EHR does not let another worker take the
+        pair over mid-push."""
         lease = self.settings.push_lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
