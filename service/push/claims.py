@@ -70,16 +70,14 @@ _LEASE = (
     )
     .returning(_sync.case_id, _sync.connection_id, _sync.attempts, _sync.next_attempt_at)
 )
-# Every undelivered outbox row of the pairs just leased joins the push (coalesced).
+# Every undelivered outbox row of a pair just leased joins the push (coalesced). Run once per
+# pair, so that it reads the pair's index whatever the outbox holds (delivered rows are kept).
 _TIE_OUTBOX = (
     update(_outboxes)
     .where(
+        _outbox.case_id == bindparam("the_case"),
+        _outbox.connection_id == bindparam("the_connection"),
         _outbox.delivered_at.is_(None),
-        exists().where(
-            _sync.case_id == _outbox.case_id,
-            _sync.connection_id == _outbox.connection_id,
-            _sync.lease_token == bindparam("token"),
-        ),
     )
     .values(claim_token=bindparam("token"))
 )
@@ -100,7 +98,11 @@ async def claim_due(
     ).all()
     if not leased:
         return []
-    await session.execute(_TIE_OUTBOX, {"token": token})
+    pairs = sorted({(row.case_id, row.connection_id) for row in leased})  # in lock order
+    await session.execute(
+        _TIE_OUTBOX,
+        [{"the_case": case, "the_connection": to, "token": token} for case, to in pairs],
+    )
     # RETURNING keeps no order on PostgreSQL: the pair due first is pushed first.
     return [
         Claim(row.case_id, row.connection_id, token, row.attempts)

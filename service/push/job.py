@@ -118,16 +118,24 @@ _OPEN_CONFLICT = and_(
     _conflicts.connection_id == bindparam("connection"),
     _conflicts.status == ConflictStatus.open,
 )
-_WITHDRAWN_LINK = and_(
+# What a push created from a resource the case has since deleted: read from the case's deleted
+# resources, each looking up its own link (a read from the connection's links would grow with
+# every case the connection has).
+_PUSHED_LINK = and_(
     _links.connection_id == bindparam("connection"),
+    _links.resource_type == _stored.resource_type,
+    _links.local_id == _stored.id,
     _links.origin == LinkOrigin.pushed,
-    _links.remote_id.is_not(None),
-    _stored.resource_type == _links.resource_type,
-    _stored.id == _links.local_id,
-    _stored.case_id == bindparam("case"),
-    _stored.deleted.is_(True),
 )
-_WITHDRAWN = select(_links.resource_type, _links.local_id, _links.remote_id).where(_WITHDRAWN_LINK)
+_DELETED_IN_CASE = and_(_stored.case_id == bindparam("case"), _stored.deleted.is_(True))
+_WITHDRAWN = select(
+    _stored.resource_type,
+    _stored.id.label("local_id"),
+    select(_links.remote_id).where(_PUSHED_LINK).scalar_subquery().label("remote_id"),
+).where(_DELETED_IN_CASE)
+_ANY_WITHDRAWN = exists().where(
+    _DELETED_IN_CASE, exists().where(_PUSHED_LINK, _links.remote_id.is_not(None))
+)
 # The link of the plan's DocumentReference: its id derives from the CarePlan's, which is the
 # case's own (mappings.to_fhir.care_plan).
 _document_links = _links_table.alias("document_links")
@@ -142,7 +150,7 @@ _CASE_AND_REMOTE_PATIENT = (
         .label("document_fallback"),
         # Flags for the rarer reads, so a common push skips them.
         exists().where(_OPEN_CONFLICT).label("parked"),
-        exists().where(_WITHDRAWN_LINK).label("withdrawn"),
+        _ANY_WITHDRAWN.label("withdrawn"),
         *(_document_links.c[name].label(f"document_link_{name}") for name in _LINK_COLUMNS),
     )
     .outerjoin(

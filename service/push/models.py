@@ -86,9 +86,12 @@ class PushSync(Base):
 
 class PushConflict(Base):
     __tablename__ = "push_conflicts"
+    # A push looks up its pair's open conflicts: an index on the whole key keeps that one
+    # lookup however many conflicts a connection has had.
+    __table_args__ = (sa.Index("ix_push_conflicts_pair", "case_id", "connection_id", "status"),)
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
-    case_id: Mapped[str] = mapped_column(sa.ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[str] = mapped_column(sa.ForeignKey("cases.id", ondelete="CASCADE"))
     connection_id: Mapped[str] = mapped_column(
         sa.ForeignKey("ehr_connections.id", ondelete="CASCADE"), index=True
     )
