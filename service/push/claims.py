@@ -17,11 +17,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, and_, bindparam, case, exists, literal, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from service.db.base import new_id, utcnow
-from service.push.dialect import Executor, is_postgres
-from service.push.job import LinkState, LocalResource, record_links
+from service.push.dialect import Executor
+from service.push.job import LinkState, LocalResource, record_links_of
 from service.push.models import ConflictStatus, PushConflict, PushOutboxEntry, PushSync, SyncStatus
 
 CLAIMABLE = (SyncStatus.pending, SyncStatus.failed)
@@ -135,9 +147,24 @@ async def renew(
 
 # ---- finish ------------------------------------------------------------------------------------
 
-# On PostgreSQL the row stays locked from here on: an outbox row committed meanwhile (its
-# writer locks the same row first) is then seen by the statements that follow, never missed.
-_HELD_LOCKED = select(_sync.id).where(_OF_THE_CLAIM).with_for_update()
+# The pairs of some claims whose leases are still theirs. On PostgreSQL their rows stay locked
+# from here on, taken in pair order as every writer takes them: an outbox row committed
+# meanwhile (its writer locks the same row first) is then seen by the statements that follow,
+# never missed. A lock, not a write: a row written twice in one transaction has its foreign
+# keys checked again, which would wait on a case row an API write holds while that write waits
+# on this one. SQLite's single writer needs no lock (it renders no FOR UPDATE).
+_HELD = (
+    select(_sync.case_id, _sync.connection_id)
+    .where(
+        # The cases alone as well: what SQLite can look up in the pair index.
+        _sync.case_id.in_(bindparam("cases", expanding=True)),
+        tuple_(_sync.case_id, _sync.connection_id, _sync.lease_token).in_(
+            bindparam("claims", expanding=True)
+        ),
+    )
+    .order_by(_sync.case_id, _sync.connection_id)
+    .with_for_update()
+)
 _DELIVERED = (
     update(_outboxes)
     .where(
@@ -181,8 +208,68 @@ _SETTLE = (
         lease_expires_at=None,
         last_error=None,
     )
-    .returning(_sync.status)
 )
+_STATUS = select(_sync.status).where(
+    _sync.case_id == bindparam("the_case"), _sync.connection_id == bindparam("the_connection")
+)
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A push that ended well, to be recorded."""
+
+    claim: Claim
+    synced_version: int | None
+    unsupported: dict[str, str]
+    links: Sequence[tuple[LocalResource, LinkState]] = ()
+
+
+def pair_of(claim: Claim) -> tuple[str, str]:
+    return claim.case_id, claim.connection_id
+
+
+async def hold(session: Executor, held: Sequence[Claim]) -> set[tuple[str, str]]:
+    """The pairs of `held` whose leases are still theirs, this transaction's until it ends
+    (see `_HELD`). A round takes all its pairs at once, so that its writes never lock them out
+    of order."""
+    if not held:
+        return set()
+    found = await session.execute(
+        _HELD,
+        {
+            "cases": sorted({c.case_id for c in held}),
+            "claims": [(c.case_id, c.connection_id, c.token) for c in held],
+        },
+    )
+    return {(row.case_id, row.connection_id) for row in found}
+
+
+async def finish_all(
+    session: Executor, finishes: Sequence[Finish], held: set[tuple[str, str]]
+) -> list[Claim]:
+    """Record pushes that ended well, whatever their number in four statements: their links,
+    their claimed outbox rows delivered, each pair's status. `held`: what `hold` returned in
+    this transaction. Returns the claims whose leases were lost: their outbox rows were tied to
+    the new lease's token, so none is marked delivered here, and their pairs are not settled;
+    their links are recorded all the same (they are true)."""
+    await record_links_of(session, [(f.claim.connection_id, f.links) for f in finishes])
+    kept = sorted((f for f in finishes if pair_of(f.claim) in held), key=lambda f: pair_of(f.claim))
+    if kept:
+        now = utcnow()
+        await session.execute(_DELIVERED, [{**_params(f.claim), "now": now} for f in kept])
+        await session.execute(_SETTLE, [_settled(f, now) for f in kept])
+    return [f.claim for f in finishes if pair_of(f.claim) not in held]
+
+
+def _settled(finish: Finish, now: dt.datetime) -> dict[str, Any]:
+    delivered_no_plan = "CarePlan" in finish.unsupported and finish.synced_version is None
+    return {
+        **_params(finish.claim),
+        "now": now,
+        "done": SyncStatus.unsupported if delivered_no_plan else SyncStatus.synced,
+        "version": finish.synced_version,
+        "unsupported_types": dict(finish.unsupported),
+    }
 
 
 async def finish(
@@ -193,31 +280,12 @@ async def finish(
     unsupported: dict[str, str],
     links: Sequence[tuple[LocalResource, LinkState]] = (),
 ) -> SyncStatus | None:
-    """Record the push's links, mark the claimed outbox rows delivered and set the pair's
-    status. None: the lease was lost (the links are recorded all the same: they are true)."""
-    await record_links(session, claim.connection_id, links)
-    params = _params(claim)
-    # SQLite's single writer needs no lock; a lost lease shows as no row settled below (its
-    # outbox rows were tied to the new lease's token, so none is marked delivered here).
-    if is_postgres(session) and await session.scalar(_HELD_LOCKED, params) is None:
+    """Record one push that ended well (see `finish_all`) and return its pair's status. None:
+    the lease was lost."""
+    held = await hold(session, [claim])
+    if await finish_all(session, [Finish(claim, synced_version, unsupported, links)], held):
         return None
-    now = utcnow()
-    await session.execute(_DELIVERED, {**params, "now": now})
-    done = (
-        SyncStatus.unsupported
-        if "CarePlan" in unsupported and synced_version is None
-        else SyncStatus.synced
-    )
-    status: SyncStatus | None = await session.scalar(
-        _SETTLE,
-        {
-            **params,
-            "now": now,
-            "done": done,
-            "version": synced_version,
-            "unsupported_types": dict(unsupported),
-        },
-    )
+    status: SyncStatus | None = await session.scalar(_STATUS, _params(claim))
     return status
 
 

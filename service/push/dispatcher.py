@@ -210,9 +210,7 @@ class PushDispatcher:
             return []
         try:
             async with self.database.connection() as connection:
-                # In the order every writer locks pair rows in (see service.push.outbox).
-                for outcome in sorted(outcomes, key=_pair):
-                    await self._record(connection, outcome)
+                await self._record_all(connection, outcomes)
                 return await self._claim(connection, free) if free > 0 else []
         except Exception:
             if not outcomes:
@@ -244,6 +242,28 @@ class PushDispatcher:
                 loaded.append((claim, job))
         return loaded
 
+    async def _record_all(self, connection: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
+        """Record a round's outcomes: every pair taken first (in the order every writer locks
+        pair rows in, see service.push.outbox), then the pushes that ended well in a fixed
+        handful of statements, then the rest one by one. Should the batch fail, its outcomes
+        are recorded one by one too."""
+        if not outcomes:
+            return
+        held = await claims.hold(connection, [outcome.claim for outcome in outcomes])
+        ended_well = [o for o in outcomes if o.error is None and not o.released]
+        rest = [o for o in outcomes if o.error is not None or o.released]
+        try:
+            async with savepoint(connection):
+                lost = await claims.finish_all(connection, [_finish(o) for o in ended_well], held)
+        except Exception:
+            log.exception("recording %d pushes together failed", len(ended_well))
+            rest += ended_well
+        else:
+            for claim in lost:
+                log.warning("push of case %s ended after its lease was lost", claim.case_id)
+        for outcome in sorted(rest, key=_pair):
+            await self._record(connection, outcome)
+
     async def _record(self, connection: AsyncConnection, outcome: Outcome) -> None:
         """Record one outcome. A failure is logged and leaves the others to be recorded (under
         a savepoint on PostgreSQL, whose transaction would otherwise be lost with it): the
@@ -255,7 +275,14 @@ class PushDispatcher:
                     await claims.release(connection, claim)
                     return
                 if outcome.error is None:
-                    status = await self._finish(connection, outcome)
+                    finished = _finish(outcome)
+                    status = await claims.finish(
+                        connection,
+                        outcome.claim,
+                        synced_version=finished.synced_version,
+                        unsupported=finished.unsupported,
+                        links=finished.links,
+                    )
                 else:
                     status = await self._fail(connection, claim, outcome.error)
         except Exception:
@@ -321,16 +348,6 @@ class PushDispatcher:
         plan_delivered = "CarePlan" not in report.unsupported or report.plan_sent_as_document
         return Outcome(claim, report, care_plan_version if plan_delivered else None)
 
-    async def _finish(self, connection: AsyncConnection, outcome: Outcome) -> SyncStatus | None:
-        report = outcome.report or PushReport()
-        return await claims.finish(
-            connection,
-            outcome.claim,
-            synced_version=outcome.synced_version,
-            unsupported=report.unsupported,
-            links=report.links,
-        )
-
     async def _fail(
         self, connection: AsyncConnection, claim: Claim, exc: Exception
     ) -> SyncStatus | None:
@@ -394,7 +411,12 @@ class PushDispatcher:
 
 
 def _pair(outcome: Outcome) -> tuple[str, str]:
-    return outcome.claim.case_id, outcome.claim.connection_id
+    return claims.pair_of(outcome.claim)
+
+
+def _finish(outcome: Outcome) -> claims.Finish:
+    report = outcome.report or PushReport()
+    return claims.Finish(outcome.claim, outcome.synced_version, report.unsupported, report.links)
 
 
 @dataclass

@@ -308,28 +308,42 @@ async def record_links(
 ) -> None:
     """Store the ResourceLinks of confirmed writes in one upsert. A link made by a pull keeps
     its origin: only what the write changed is updated."""
-    latest = {(r.resource_type, r.id): (r, state) for r, state in links}
-    if not latest:
-        return
+    await record_links_of(session, [(connection_id, links)])
+
+
+async def record_links_of(
+    session: Executor,
+    pushes: Sequence[tuple[str, Sequence[tuple[LocalResource, LinkState]]]],
+) -> None:
+    """`record_links` for several pushes, each with its connection, in one upsert."""
     now = utcnow()
-    rows = [
-        {
-            "v_id": new_id(),
-            "v_connection_id": connection_id,
-            "v_resource_type": resource.resource_type,
-            "v_local_id": resource.id,
-            "v_origin": LinkOrigin.pushed,
-            "v_remote_id": state.remote_id,
-            "v_remote_version_id": state.remote_version_id,
-            "v_pushed_version_id": state.pushed_version_id,
-            "v_pushed_content": orjson.dumps(state.pushed_content)
-            if state.pushed_content is not None
-            else None,
-            "v_updated_at": now,
-        }
-        for resource, state in latest.values()
-    ]
+    rows = []
+    relinked = []
+    for connection_id, links in pushes:
+        latest = {(r.resource_type, r.id): (r, state) for r, state in links}
+        for resource, state in latest.values():
+            relinked.append((resource, state))
+            rows.append(
+                {
+                    "v_id": new_id(),
+                    "v_connection_id": connection_id,
+                    "v_resource_type": resource.resource_type,
+                    "v_local_id": resource.id,
+                    "v_origin": LinkOrigin.pushed,
+                    "v_remote_id": state.remote_id,
+                    "v_remote_version_id": state.remote_version_id,
+                    "v_pushed_version_id": state.pushed_version_id,
+                    "v_pushed_content": orjson.dumps(state.pushed_content)
+                    if state.pushed_content is not None
+                    else None,
+                    "v_updated_at": now,
+                }
+            )
+    if not rows:
+        return
+    # In key order, so that two writers upserting the same links cannot deadlock.
+    rows.sort(key=lambda row: (row["v_connection_id"], row["v_resource_type"], row["v_local_id"]))
     dialect = "postgresql" if is_postgres(session) else "sqlite"
     await session.execute(_UPSERT_LINKS[dialect], rows)
-    for resource, state in latest.values():
+    for resource, state in relinked:
         resource.relink(state)

@@ -10,12 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from service.db.session import Database
+from service.links.models import ResourceLink
 from service.push import claims
 from service.push import dispatcher as dispatcher_module
 from service.push.dispatcher import PushDispatcher
+from service.push.job import PUSH_ORDER
 from service.push.pusher import push_pair as real_push_pair
 from tests.api.case_factory import ok
 from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
@@ -49,6 +51,67 @@ async def test_the_outcomes_of_pushes_are_recorded_together(
     synced = await statuses(client)
     assert [synced[case["id"]] for case in cases] == ["synced"] * 3
     assert len(fake.of_type("CarePlan")) == 4
+
+
+async def test_pushes_that_ended_well_are_recorded_in_one_statement_each_step(
+    client: httpx.AsyncClient, database: Database, fake: FakeEhr, dispatcher: PushDispatcher
+) -> None:
+    """Their pairs taken, links stored, outbox rows delivered, statuses set: one statement for
+    each, however many pushes the round records."""
+    connection = await fake_connection(database, capabilities(transaction=True))
+    cases = [await case_of_linked_patient(client, database, connection, f"p{n}") for n in (1, 2, 3)]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        assert await dispatcher.run_once() == 3
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+
+    def run(prefix: str) -> int:
+        return sum(statement.startswith(prefix) for statement in statements)
+
+    assert run("SELECT push_syncs.case_id, push_syncs.connection_id FROM push_syncs") == 1
+    assert run("INSERT INTO ehr_resource_links") == 1
+    assert run("UPDATE push_outbox SET delivered_at") == 1
+    assert run("UPDATE push_syncs SET status") == 2  # one claims, one settles the three
+    synced = await statuses(client)
+    assert [synced[case["id"]] for case in cases] == ["synced"] * 3
+    async with database.transaction(write=False) as session:
+        links = await session.scalar(select(func.count()).select_from(ResourceLink))
+    written = [r for t in PUSH_ORDER for r in fake.of_type(t)]
+    assert len(fake.of_type("CarePlan")) == 3
+    assert links == len(written)  # one per resource written
+
+
+async def test_pushes_that_cannot_be_recorded_together_are_recorded_alone(
+    client: httpx.AsyncClient,
+    database: Database,
+    fake: FakeEhr,
+    dispatcher: PushDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connection = await fake_connection(database, capabilities(transaction=True))
+    cases = [await case_of_linked_patient(client, database, connection, f"p{n}") for n in (1, 2)]
+
+    real_finish_all = claims.finish_all
+
+    async def failing_together(session: Any, finishes: Any, held: Any) -> list[claims.Claim]:
+        if len(finishes) > 1:
+            raise ConnectionResetError("the statement failed")
+        return await real_finish_all(session, finishes, held)
+
+    monkeypatch.setattr(claims, "finish_all", failing_together)
+    assert await dispatcher.run_once() == 2
+
+    assert "recording 2 pushes together failed" in caplog.text
+    synced = await statuses(client)
+    assert [synced[case["id"]] for case in cases] == ["synced"] * 2
+    assert len(fake.of_type("CarePlan")) == 2
 
 
 async def test_a_failed_round_still_records_its_outcomes(

@@ -58,7 +58,7 @@ def plan_problems(path: str, statements: dict[str, Any]) -> list[str]:
                 continue
             for row in connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters):
                 step: str = row[3]
-                read = re.match(r"(SCAN|SEARCH) (\w+)", step)
+                read = re.match(r"(SCAN|SEARCH) ([a-z_]+)\b", step)  # not "SCAN 2 CONSTANT ROWS"
                 if read is None or read.group(2) in SMALL_TABLES:
                     continue
                 if read.group(1) == "SCAN" or "(connection_id=?)" in step:

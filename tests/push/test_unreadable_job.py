@@ -7,6 +7,7 @@ claimed again when the lease runs out."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -20,7 +21,6 @@ from service.push import dispatcher as dispatcher_module
 from service.push.dialect import Executor
 from service.push.dispatcher import PushDispatcher
 from service.push.job import PushJob, load_job
-from service.push.models import SyncStatus
 from tests.api.case_factory import ok
 from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
 from tests.push.linked_cases import case_of_linked_patient
@@ -97,16 +97,21 @@ async def test_a_push_whose_outcome_cannot_be_recorded_is_claimed_again(
 ) -> None:
     connection = await fake_connection(database, capabilities(transaction=True))
     case = await case_of_linked_patient(client, database, connection, "p1")
-    real_finish = claims.finish
-    failures = iter([True])
+    database_away = True
 
-    async def finish_failing_once(*args: Any, **kwargs: Any) -> SyncStatus | None:
-        if next(failures, False):
-            raise ConnectionResetError("the database went away")
-        return await real_finish(*args, **kwargs)
+    def failing_while_away(real: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def recording(*args: Any, **kwargs: Any) -> Any:
+            if database_away:
+                raise ConnectionResetError("the database went away")
+            return await real(*args, **kwargs)
 
-    monkeypatch.setattr(claims, "finish", finish_failing_once)
+        return recording
+
+    # Recorded together, then (that failing) alone: both fail.
+    monkeypatch.setattr(claims, "finish_all", failing_while_away(claims.finish_all))
+    monkeypatch.setattr(claims, "finish", failing_while_away(claims.finish))
     assert await dispatcher.run_once() == 1  # the dispatcher outlives it ...
+    database_away = False
     assert "recording the push of case" in caplog.text
     [status] = ok(await client.get("/api/push/status"))
     assert status["status"] == "in-flight"  # ... the lease holds until it runs out ...
