@@ -40,7 +40,7 @@ from service.errors import CaseBridgeError
 from service.push import claims
 from service.push.claims import Claim
 from service.push.dialect import savepoint
-from service.push.job import NothingToPush, PushJob, load_job
+from service.push.job import NothingToPush, PushJob, load_job, load_jobs
 from service.push.models import SyncStatus
 from service.push.pusher import push_pair
 from service.push.writes import PushReport
@@ -229,14 +229,25 @@ class PushDispatcher:
     async def _claim(
         self, connection: AsyncConnection, limit: int
     ) -> list[tuple[Claim, PushJob | Exception]]:
+        """Lease up to `limit` due pairs and load their jobs together; should that fail, each
+        on its own, so that one unreadable pair does not undo the claims of the others."""
+        claimed = await claims.claim_due(connection, limit, self.settings.push_lease_seconds)
+        if not claimed:
+            return []
+        try:
+            async with savepoint(connection):
+                jobs = await load_jobs(connection, [claims.pair_of(c) for c in claimed])
+        except Exception:
+            log.exception("loading %d push jobs together failed", len(claimed))
+        else:
+            return [(claim, jobs[claims.pair_of(claim)]) for claim in claimed]
         loaded: list[tuple[Claim, PushJob | Exception]] = []
-        for claim in await claims.claim_due(connection, limit, self.settings.push_lease_seconds):
+        for claim in claimed:
             try:
                 async with savepoint(connection):
                     job = await load_job(connection, claim.case_id, claim.connection_id)
             except Exception as exc:
-                # The push fails with it, recorded on the pair and retried like any
-                # failure: one unreadable pair must not undo the claims of the others.
+                # The push fails with it, recorded on the pair and retried like any failure.
                 loaded.append((claim, exc))
             else:
                 loaded.append((claim, job))

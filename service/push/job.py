@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, and_, bindparam, exists, select
+from sqlalchemy import Table, and_, bindparam, exists, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mappings.to_fhir.plan_document import plan_document, plan_document_id
@@ -112,7 +112,9 @@ _LINK_COLUMNS = (
     "remote_edits",
 )
 
-# A push's reads are built once (they run once per push, on the hot path), as plain Core.
+# A push's reads are built once (they run for every push, on the hot path), as plain Core.
+# The head and the resources are read for every case a round claims on one connection at once;
+# the rarer reads (open conflicts, withdrawn resources) only for the cases flagged in the head.
 _OPEN_CONFLICT = and_(
     _conflicts.case_id == bindparam("case"),
     _conflicts.connection_id == bindparam("connection"),
@@ -127,20 +129,19 @@ _PUSHED_LINK = and_(
     _links.local_id == _stored.id,
     _links.origin == LinkOrigin.pushed,
 )
-_DELETED_IN_CASE = and_(_stored.case_id == bindparam("case"), _stored.deleted.is_(True))
 _WITHDRAWN = select(
     _stored.resource_type,
     _stored.id.label("local_id"),
     select(_links.remote_id).where(_PUSHED_LINK).scalar_subquery().label("remote_id"),
-).where(_DELETED_IN_CASE)
-_ANY_WITHDRAWN = exists().where(
-    _DELETED_IN_CASE, exists().where(_PUSHED_LINK, _links.remote_id.is_not(None))
-)
-# The link of the plan's DocumentReference: its id derives from the CarePlan's, which is the
-# case's own (mappings.to_fhir.care_plan).
+).where(_stored.case_id == bindparam("case"), _stored.deleted.is_(True))
+_PARKED = select(_conflicts.local_id).where(_OPEN_CONFLICT)
+# The link of each plan's DocumentReference: its id is a prefix and the CarePlan's, which is
+# the case's own (mappings.to_fhir.care_plan).
+_DOCUMENT_ID_PREFIX = plan_document_id("")
 _document_links = _links_table.alias("document_links")
-_CASE_AND_REMOTE_PATIENT = (
+_HEADS = (
     select(
+        _cases.id,
         _cases.patient_id,
         _cases.manager,
         _patient_links.remote_id.label("remote_patient_id"),
@@ -149,8 +150,20 @@ _CASE_AND_REMOTE_PATIENT = (
         .scalar_subquery()
         .label("document_fallback"),
         # Flags for the rarer reads, so a common push skips them.
-        exists().where(_OPEN_CONFLICT).label("parked"),
-        _ANY_WITHDRAWN.label("withdrawn"),
+        exists()
+        .where(
+            _conflicts.case_id == _cases.id,
+            _conflicts.connection_id == bindparam("connection"),
+            _conflicts.status == ConflictStatus.open,
+        )
+        .label("parked"),
+        exists()
+        .where(
+            _stored.case_id == _cases.id,
+            _stored.deleted.is_(True),
+            exists().where(_PUSHED_LINK, _links.remote_id.is_not(None)),
+        )
+        .label("withdrawn"),
         *(_document_links.c[name].label(f"document_link_{name}") for name in _LINK_COLUMNS),
     )
     .outerjoin(
@@ -165,18 +178,18 @@ _CASE_AND_REMOTE_PATIENT = (
         and_(
             _document_links.c.connection_id == bindparam("connection"),
             _document_links.c.resource_type == "DocumentReference",
-            _document_links.c.local_id == bindparam("document"),
+            _document_links.c.local_id == literal(_DOCUMENT_ID_PREFIX) + _cases.id,
         ),
     )
-    .where(_cases.id == bindparam("case"))
-    .order_by(_patient_links.created_at)
-    .limit(1)
+    .where(_cases.id.in_(bindparam("cases", expanding=True)))
+    # A patient linked to the connection twice: its first link counts.
+    .order_by(_cases.id, _patient_links.created_at)
 )
-_PARKED = select(_conflicts.local_id).where(_OPEN_CONFLICT)
 # Each current resource with its link, if any, and the local content that link last pushed
 # (the version it names): the rebase's base.
 _CURRENT_WITH_LINKS = (
     select(
+        _stored.case_id,
         _stored.resource_type,
         _stored.id,
         _stored.version_id,
@@ -201,7 +214,7 @@ _CURRENT_WITH_LINKS = (
         ),
     )
     .where(
-        _stored.case_id == bindparam("case"),
+        _stored.case_id.in_(bindparam("cases", expanding=True)),
         _stored.deleted.is_(False),
         _stored.resource_type.in_(PUSH_ORDER),
     )
@@ -222,39 +235,76 @@ def _link_state(row: Any, prefix: str) -> LinkState | None:
     )
 
 
+Pair = tuple[str, str]  # (case id, connection id)
+
+
 async def load_job(session: Executor, case_id: str, connection_id: str) -> PushJob:
-    document_id = plan_document_id(case_id)
-    ids = {"case": case_id, "connection": connection_id}
-    found = await session.execute(_CASE_AND_REMOTE_PATIENT, {**ids, "document": document_id})
-    head = found.first()
-    if head is None:
-        raise NothingToPush(f"case {case_id} no longer exists")
-    if head.remote_patient_id is None:
-        raise NothingToPush(f"the patient of case {case_id} is not linked to the connection")
-    resources = []
-    for row in await session.execute(_CURRENT_WITH_LINKS, ids):
-        resources.append(
-            LocalResource(
-                resource_type=row.resource_type,
-                id=row.id,
-                version_id=row.version_id,
-                content=orjson.loads(row.content),
-                link=_link_state(row, "link_"),
-                content_at_push=orjson.loads(row.content_at_push) if row.content_at_push else None,
+    """What the push of one pair works from (see `load_jobs`)."""
+    job = (await load_jobs(session, [(case_id, connection_id)]))[(case_id, connection_id)]
+    if isinstance(job, NothingToPush):
+        raise job
+    return job
+
+
+async def load_jobs(
+    session: Executor, pairs: Sequence[Pair]
+) -> dict[Pair, PushJob | NothingToPush]:
+    """What the push of each pair works from, read in two statements per connection however
+    many pairs there are (plus the rarer reads for the cases that need them)."""
+    by_connection: dict[str, list[str]] = {}
+    for case_id, connection_id in pairs:
+        by_connection.setdefault(connection_id, []).append(case_id)
+    jobs: dict[Pair, PushJob | NothingToPush] = {}
+    for connection_id, case_ids in by_connection.items():
+        params = {"connection": connection_id, "cases": case_ids}
+        heads: dict[str, Any] = {}
+        for head in await session.execute(_HEADS, params):
+            heads.setdefault(head.id, head)
+        resources: dict[str, list[LocalResource]] = {case_id: [] for case_id in case_ids}
+        for row in await session.execute(_CURRENT_WITH_LINKS, params):
+            resources[row.case_id].append(
+                LocalResource(
+                    resource_type=row.resource_type,
+                    id=row.id,
+                    version_id=row.version_id,
+                    content=orjson.loads(row.content),
+                    link=_link_state(row, "link_"),
+                    content_at_push=orjson.loads(row.content_at_push)
+                    if row.content_at_push
+                    else None,
+                )
             )
-        )
+        for case_id in case_ids:
+            jobs[(case_id, connection_id)] = await _job(
+                session, connection_id, case_id, heads.get(case_id), resources[case_id]
+            )
+    return jobs
+
+
+async def _job(
+    session: Executor,
+    connection_id: str,
+    case_id: str,
+    head: Any,
+    resources: list[LocalResource],
+) -> PushJob | NothingToPush:
+    if head is None:
+        return NothingToPush(f"case {case_id} no longer exists")
+    if head.remote_patient_id is None:
+        return NothingToPush(f"the patient of case {case_id} is not linked to the connection")
     resources.sort(key=lambda r: (PUSH_ORDER.index(r.resource_type), r.id))
     care_plan = next((r for r in resources if r.resource_type == "CarePlan"), None)
     document = None
     if care_plan is not None:
         document = LocalResource(
             resource_type="DocumentReference",
-            id=document_id,
+            id=plan_document_id(case_id),
             version_id=care_plan.version_id,
             content=plan_document(care_plan.content),
             link=_link_state(head, "document_link_"),
             content_at_push=None,
         )
+    ids = {"case": case_id, "connection": connection_id}
     withdrawn = [
         (row.resource_type, row.local_id, row.remote_id)
         for row in (await session.execute(_WITHDRAWN, ids) if head.withdrawn else ())

@@ -53,11 +53,12 @@ async def test_the_outcomes_of_pushes_are_recorded_together(
     assert len(fake.of_type("CarePlan")) == 4
 
 
-async def test_pushes_that_ended_well_are_recorded_in_one_statement_each_step(
+async def test_a_round_reads_and_records_its_pushes_in_one_statement_each_step(
     client: httpx.AsyncClient, database: Database, fake: FakeEhr, dispatcher: PushDispatcher
 ) -> None:
-    """Their pairs taken, links stored, outbox rows delivered, statuses set: one statement for
-    each, however many pushes the round records."""
+    """The claimed pairs' cases and resources read; then the pushes that ended well: their
+    pairs taken, links stored, outbox rows delivered, statuses set. One statement for each,
+    however many pushes the round holds."""
     connection = await fake_connection(database, capabilities(transaction=True))
     cases = [await case_of_linked_patient(client, database, connection, f"p{n}") for n in (1, 2, 3)]
     statements: list[str] = []
@@ -74,6 +75,8 @@ async def test_pushes_that_ended_well_are_recorded_in_one_statement_each_step(
     def run(prefix: str) -> int:
         return sum(statement.startswith(prefix) for statement in statements)
 
+    assert run("SELECT cases.id") == 1
+    assert run("SELECT fhir_resources.case_id") == 1
     assert run("SELECT push_syncs.case_id, push_syncs.connection_id FROM push_syncs") == 1
     assert run("INSERT INTO ehr_resource_links") == 1
     assert run("UPDATE push_outbox SET delivered_at") == 1

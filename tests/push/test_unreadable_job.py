@@ -7,7 +7,7 @@ claimed again when the lease runs out."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ from service.push import claims
 from service.push import dispatcher as dispatcher_module
 from service.push.dialect import Executor
 from service.push.dispatcher import PushDispatcher
-from service.push.job import PushJob, load_job
+from service.push.job import Pair, PushJob, load_jobs
 from tests.api.case_factory import ok
 from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
 from tests.push.linked_cases import case_of_linked_patient
@@ -76,11 +76,18 @@ async def test_a_database_error_in_one_jobs_load_keeps_the_other_claims(
     broken = await case_of_linked_patient(client, database, connection, "p1")
     healthy = await case_of_linked_patient(client, database, connection, "p2")
 
-    async def failing_for_broken(session: Executor, case_id: str, connection_id: str) -> PushJob:
-        if case_id == broken["id"]:
+    async def failing_with_broken(session: Executor, pairs: Sequence[Pair]) -> dict[Pair, Any]:
+        if broken["id"] in {case_id for case_id, _ in pairs}:
             await session.execute(text("SELECT * FROM no_such_table"))
-        return await load_job(session, case_id, connection_id)
+        return await load_jobs(session, pairs)
 
+    async def failing_for_broken(session: Executor, case_id: str, connection_id: str) -> PushJob:
+        [(_, job)] = (await failing_with_broken(session, [(case_id, connection_id)])).items()
+        assert isinstance(job, PushJob)
+        return job
+
+    # Loaded together, then (that failing) one by one.
+    monkeypatch.setattr(dispatcher_module, "load_jobs", failing_with_broken)
     monkeypatch.setattr(dispatcher_module, "load_job", failing_for_broken)
     assert await dispatcher.run_once() == 2
 
