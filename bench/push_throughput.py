@@ -1,19 +1,20 @@
 """Push throughput against a loopback FHIR server (sekmet-fhir), and the ratio to that server's
 own raw write rate measured in the same run.
 
-    python -m bench.push_throughput [--cases 60] [--concurrency 4] [--database-url ...]
+    python -m bench.push_throughput [--cases 100] [--rounds 5] [--concurrency 4]
+                                    [--database-url ...]
 
-Three sets of `--cases` planned cases are made through the API (one need, one goal, one
-referral each). Then, one after another:
+Planned cases are made through the API (one need, one goal, one referral each): three sets of
+`--cases` for each round. Each round then runs, one after another:
 
-1. **raw (before)**: a bare httpx client sends each case of set 1 to sekmet the way a push does
-   (one transaction Bundle of conditional creates plus a Provenance written by id; the same
-   resource types, the same JSON as stored), `--concurrency` at a time. Nothing else: no
-   database, no outbox.
-2. **push**: the cases of set 2 belong to a patient linked to the connection, so their outbox
-   rows were written with them; a `PushDispatcher` delivers them, timed from its start until
-   every pair is `synced`.
-3. **raw (after)**: like 1 with set 3, so the server's growth does not favour one side.
+1. **raw (before)**: a bare httpx client sends each case of its first set to sekmet the way a
+   push does (one transaction Bundle of conditional creates plus a Provenance written by id;
+   the same resource types, the same JSON as stored), `--concurrency` at a time. Nothing else:
+   no database, no outbox.
+2. **push**: the cases of the second set belong to a patient linked to the connection, so
+   their outbox rows were written with them (and held back until their round); a
+   `PushDispatcher` delivers them, timed from its start until every pair is `synced`.
+3. **raw (after)**: like 1 with the third set, so the server's growth favours neither side.
 
 Each side is warmed up first on 4 cases not measured: its client made, its connections open.
 
@@ -23,10 +24,11 @@ never sends more). The dispatcher runs its default number of pushes at once
 (`CASEBRIDGE_PUSH_CONCURRENCY`, more than that: a push spends part of its time here, building
 the Bundle and recording the outcome, not at the EHR).
 
-It prints pushes/s for each and `push / mean(raw)`; the target is at least 0.8x. sekmet runs
-without auth here (both sides alike), so token round trips are not measured. The machine is
-shared and noisy: compare the ratio from one run, not figures across runs. Nothing here passes
-or fails on timing.
+It prints each round's pushes/s and `push / mean(raw)`, then the median ratio over the rounds;
+the target is at least 0.8x. The machine is shared and noisy, its speed drifting within a run:
+a round's three phases run seconds apart, and the median of several rounds is the figure to
+read, not one round's, nor figures across runs. sekmet runs without auth here (both sides
+alike), so token round trips are not measured. Nothing here passes or fails on timing.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ import asyncio
 import base64
 import datetime as dt
 import os
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -264,23 +268,28 @@ SYNC_COUNTS = select(PushSync.__table__.c.status, func.count()).group_by(
 )
 
 
-async def warmed_up_dispatcher(database: Database, measured: Sequence[str]) -> PushDispatcher:
+def held_back(case_ids: Sequence[str], until: dt.datetime) -> Any:
+    """Makes the pushes of `case_ids` due at `until`: later rounds' cases wait for theirs."""
+    return update(PushSync).where(PushSync.case_id.in_(case_ids)).values(next_attempt_at=until)
+
+
+async def warmed_up_dispatcher(database: Database, warm_up: Sequence[str]) -> PushDispatcher:
     """A dispatcher that has pushed the warm-up cases (its client made, its connections to
-    sekmet open), as the raw client sent its own before it was timed. The measured cases wait
-    meanwhile: they become due again when it returns."""
-    held = update(PushSync).where(PushSync.case_id.in_(measured))
+    sekmet open), as the raw client sent its own before it was timed."""
     async with database.connection() as connection:
-        far = utcnow() + dt.timedelta(days=1)
-        await connection.execute(held.values(next_attempt_at=far))
+        await connection.execute(held_back(warm_up, utcnow()))
     dispatcher = PushDispatcher(database)
     await dispatcher.run_until_idle()
-    async with database.connection() as connection:
-        await connection.execute(held.values(next_attempt_at=utcnow()))
     return dispatcher
 
 
-async def push_all(dispatcher: PushDispatcher, database: Database, expected: int) -> float:
-    """Seconds from starting the dispatcher until every pair is synced."""
+async def push_all(
+    dispatcher: PushDispatcher, database: Database, measured: Sequence[str], synced: int
+) -> float:
+    """Seconds from making `measured` due and starting the dispatcher until `synced` pairs in
+    all are synced."""
+    async with database.connection() as connection:
+        await connection.execute(held_back(measured, utcnow()))
     started = time.perf_counter()
     dispatcher.start()
     try:
@@ -288,7 +297,7 @@ async def push_all(dispatcher: PushDispatcher, database: Database, expected: int
             async with database.connection(write=False) as connection:
                 rows = await connection.execute(SYNC_COUNTS)
                 counts: dict[SyncStatus, int] = dict(rows.all())
-            if counts.get(SyncStatus.synced) == expected:
+            if counts.get(SyncStatus.synced) == synced:
                 return time.perf_counter() - started
             if counts.get(SyncStatus.failed) or counts.get(SyncStatus.dead):
                 raise RuntimeError("some pushes failed: see push_syncs.last_error")
@@ -296,6 +305,69 @@ async def push_all(dispatcher: PushDispatcher, database: Database, expected: int
             await asyncio.sleep(0.05)
     finally:
         await dispatcher.close()
+
+
+@dataclass
+class Round:
+    """One round's cases: (case id, remote patient id) for the raw sets, case ids pushed."""
+
+    before: list[tuple[str, str]]
+    pushed: list[str]
+    after: list[tuple[str, str]]
+    warm_up: list[tuple[str, str]]
+    push_warm_up: list[str]
+
+
+@dataclass
+class Phase:
+    seconds: float
+    cpu: CpuMeter
+
+
+async def make_round(
+    api: httpx.AsyncClient, database: Database, ehr: httpx.AsyncClient, cases: int, linked: str
+) -> Round:
+    async def linked_cases(count: int) -> list[str]:
+        made = [case for case, _ in await make_cases(api, database, ehr, count, linked)]
+        async with database.connection() as connection:
+            await connection.execute(held_back(made, utcnow() + dt.timedelta(days=1)))
+        return made
+
+    return Round(
+        before=await make_cases(api, database, ehr, cases, None),
+        pushed=await linked_cases(cases),
+        after=await make_cases(api, database, ehr, cases, None),
+        warm_up=await make_cases(api, database, ehr, 4, None),
+        push_warm_up=await linked_cases(4),
+    )
+
+
+async def run_round(
+    round_: Round,
+    database: Database,
+    ehr: httpx.AsyncClient,
+    caps: Capabilities,
+    args: argparse.Namespace,
+    sekmet_pid: int,
+    synced: int,
+) -> tuple[Phase, Phase, Phase]:
+    """The round's raw (before), push and raw (after) phases; `synced`: pairs synced before."""
+    await send_raw(ehr, await raw_bundles(database, round_.warm_up, caps), args.concurrency)
+    bundles = await raw_bundles(database, round_.before, caps)
+    with CpuMeter(sekmet_pid) as raw_before_cpu:
+        raw_before = await send_raw(ehr, bundles, args.concurrency)
+    dispatcher = await warmed_up_dispatcher(database, round_.push_warm_up)
+    total = synced + len(round_.push_warm_up) + len(round_.pushed)
+    with CpuMeter(sekmet_pid) as push_cpu:
+        push = await push_all(dispatcher, database, round_.pushed, total)
+    bundles = await raw_bundles(database, round_.after, caps)
+    with CpuMeter(sekmet_pid) as raw_after_cpu:
+        raw_after = await send_raw(ehr, bundles, args.concurrency)
+    return (
+        Phase(raw_before, raw_before_cpu),
+        Phase(push, push_cpu),
+        Phase(raw_after, raw_after_cpu),
+    )
 
 
 async def run(
@@ -337,45 +409,38 @@ async def run(
             )
         ).json()
         caps = Capabilities.model_validate(connection["capabilities"])
-        print(f"making 3 x {args.cases} cases ...", flush=True)
-        before = await make_cases(api, database, ehr, args.cases, None)
-        pushed = await make_cases(api, database, ehr, args.cases, connection["id"])
-        after = await make_cases(api, database, ehr, args.cases, None)
-        # Warm both sides up (a client made, its connections open) on cases not measured.
-        warm_up = await make_cases(api, database, ehr, 4, None)
-        push_warm_up = await make_cases(api, database, ehr, 4, connection["id"])
-        await send_raw(ehr, await raw_bundles(database, warm_up, caps), args.concurrency)
-        bundles = await raw_bundles(database, before, caps)
-        with CpuMeter(sekmet_pid) as raw_cpu:
-            raw_before = await send_raw(ehr, bundles, args.concurrency)
-        dispatcher = await warmed_up_dispatcher(database, [case for case, _ in pushed])
-        with CpuMeter(sekmet_pid) as push_cpu:
-            push_seconds = await push_all(dispatcher, database, len(pushed) + len(push_warm_up))
-        bundles = await raw_bundles(database, after, caps)
-        with CpuMeter(sekmet_pid) as raw_after_cpu:
-            raw_after = await send_raw(ehr, bundles, args.concurrency)
-    rates = {
-        "raw before": args.cases / raw_before,
-        "push": args.cases / push_seconds,
-        "raw after": args.cases / raw_after,
-    }
-    for name, rate in rates.items():
-        print(f"{name:>10}: {rate:7.1f} pushes/s")
-    raw = (rates["raw before"] + rates["raw after"]) / 2
+        print(f"making {args.rounds} x 3 x {args.cases} cases ...", flush=True)
+        rounds = [
+            await make_round(api, database, ehr, args.cases, connection["id"])
+            for _ in range(args.rounds)
+        ]
+        ratios = []
+        synced = 0
+        for number, round_ in enumerate(rounds, 1):
+            phases = await run_round(round_, database, ehr, caps, args, sekmet_pid, synced)
+            synced += len(round_.push_warm_up) + len(round_.pushed)
+            before, push, after = (args.cases / phase.seconds for phase in phases)
+            ratios.append(push / ((before + after) / 2))
+            print(
+                f"round {number}: raw before {before:6.1f}/s, push {push:6.1f}/s,"
+                f" raw after {after:6.1f}/s: push / raw {ratios[-1]:.2f}x",
+                flush=True,
+            )
+            cpu = " / ".join(f"{1000 * p.cpu.ours / args.cases:4.1f}" for p in phases)
+            server = " / ".join(f"{1000 * p.cpu.server / args.cases:4.1f}" for p in phases)
+            print(f"         CPU ms per push (raw / push / raw): here {cpu}, sekmet {server}")
     print(
-        f"push / raw: {rates['push'] / raw:.2f}x (target >= 0.8x), at most {args.concurrency}"
-        f" requests at once, {settings.push_concurrency} pushes at once"
+        f"push / raw: median {statistics.median(ratios):.2f}x over {len(ratios)} rounds"
+        f" (from {min(ratios):.2f}x to {max(ratios):.2f}x); target >= 0.8x;"
+        f" at most {args.concurrency} requests at once, {settings.push_concurrency} pushes"
+        " at once"
     )
-    for name, meter in (("raw before", raw_cpu), ("push", push_cpu), ("raw after", raw_after_cpu)):
-        print(
-            f"{name:>10}: CPU ms per push: this process {1000 * meter.ours / args.cases:6.1f},"
-            f" sekmet {1000 * meter.server / args.cases:6.1f}"
-        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", type=int, default=60)
+    parser.add_argument("--cases", type=int, default=100, help="cases per phase")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--database-url", help="an empty database (default: temporary SQLite)")
     args = parser.parse_args()
