@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 
 from service.db.base import new_id, utcnow
-from service.push.dialect import Executor
+from service.push.dialect import Executor, is_postgres
 from service.push.job import LinkState, LocalResource, record_links_of
 from service.push.models import ConflictStatus, PushConflict, PushOutboxEntry, PushSync, SyncStatus
 
@@ -147,24 +147,34 @@ async def renew(
 
 # ---- finish ------------------------------------------------------------------------------------
 
+
 # The pairs of some claims whose leases are still theirs. On PostgreSQL their rows stay locked
 # from here on, taken in pair order as every writer takes them: an outbox row committed
 # meanwhile (its writer locks the same row first) is then seen by the statements that follow,
 # never missed. A lock, not a write: a row written twice in one transaction has its foreign
 # keys checked again, which would wait on a case row an API write holds while that write waits
 # on this one. SQLite's single writer needs no lock (it renders no FOR UPDATE).
-_HELD = (
-    select(_sync.case_id, _sync.connection_id)
-    .where(
-        # The cases alone as well: what SQLite can look up in the pair index.
-        _sync.case_id.in_(bindparam("cases", expanding=True)),
-        tuple_(_sync.case_id, _sync.connection_id, _sync.lease_token).in_(
-            bindparam("claims", expanding=True)
-        ),
+def _held(*order: Any) -> Any:
+    return (
+        select(_sync.case_id, _sync.connection_id, _sync.lease_token)
+        .where(
+            # The cases alone as well: what SQLite can look up in the pair index.
+            _sync.case_id.in_(bindparam("cases", expanding=True)),
+            tuple_(_sync.case_id, _sync.connection_id, _sync.lease_token).in_(
+                bindparam("claims", expanding=True)
+            ),
+        )
+        .order_by(*order)
+        .with_for_update()
     )
-    .order_by(_sync.case_id, _sync.connection_id)
-    .with_for_update()
-)
+
+
+# The writers sort pairs in Python, by code point: PostgreSQL locks in that order under its
+# "C" collation, whatever the database's own.
+_HELD = {
+    "postgresql": _held(_sync.case_id.collate("C"), _sync.connection_id.collate("C")),
+    "sqlite": _held(_sync.case_id, _sync.connection_id),
+}
 _DELIVERED = (
     update(_outboxes)
     .where(
@@ -228,24 +238,26 @@ def pair_of(claim: Claim) -> tuple[str, str]:
     return claim.case_id, claim.connection_id
 
 
-async def hold(session: Executor, held: Sequence[Claim]) -> set[tuple[str, str]]:
-    """The pairs of `held` whose leases are still theirs, this transaction's until it ends
+async def hold(session: Executor, held: Sequence[Claim]) -> set[Claim]:
+    """The claims of `held` whose leases are still theirs (by token: a lease that ran out and
+    the later claim of its pair are told apart), their pairs this transaction's until it ends
     (see `_HELD`). A round takes all its pairs at once, so that its writes never lock them out
     of order."""
     if not held:
         return set()
     found = await session.execute(
-        _HELD,
+        _HELD["postgresql" if is_postgres(session) else "sqlite"],
         {
             "cases": sorted({c.case_id for c in held}),
             "claims": [(c.case_id, c.connection_id, c.token) for c in held],
         },
     )
-    return {(row.case_id, row.connection_id) for row in found}
+    leases = {(row.case_id, row.connection_id, row.lease_token) for row in found}
+    return {c for c in held if (c.case_id, c.connection_id, c.token) in leases}
 
 
 async def finish_all(
-    session: Executor, finishes: Sequence[Finish], held: set[tuple[str, str]]
+    session: Executor, finishes: Sequence[Finish], held: set[Claim]
 ) -> list[Claim]:
     """Record pushes that ended well, whatever their number in four statements: their links,
     their claimed outbox rows delivered, each pair's status. `held`: what `hold` returned in
@@ -253,12 +265,12 @@ async def finish_all(
     the new lease's token, so none is marked delivered here, and their pairs are not settled;
     their links are recorded all the same (they are true)."""
     await record_links_of(session, [(f.claim.connection_id, f.links) for f in finishes])
-    kept = sorted((f for f in finishes if pair_of(f.claim) in held), key=lambda f: pair_of(f.claim))
+    kept = sorted((f for f in finishes if f.claim in held), key=lambda f: pair_of(f.claim))
     if kept:
         now = utcnow()
         await session.execute(_DELIVERED, [{**_params(f.claim), "now": now} for f in kept])
         await session.execute(_SETTLE, [_settled(f, now) for f in kept])
-    return [f.claim for f in finishes if pair_of(f.claim) not in held]
+    return [f.claim for f in finishes if f.claim not in held]
 
 
 def _settled(finish: Finish, now: dt.datetime) -> dict[str, Any]:

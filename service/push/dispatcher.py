@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import math
 import random
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.connections.fhir_clients import fhir_client_for
 from service.connections.service import load_connection, stored_capabilities
+from service.db.base import utcnow
 from service.db.session import Database
 from service.ehr.client import FhirClient
 from service.ehr.discovery import Capabilities
@@ -208,10 +210,16 @@ class PushDispatcher:
         lease runs out."""
         if not outcomes and free <= 0:
             return []
+        # Claimed as of the round's start: a pair this round settles back to pending (a change
+        # came in during its push) is due from its settling on, so the next round pushes it.
+        # Leasing a row this transaction has written already would check its foreign keys
+        # again on PostgreSQL, waiting on a case row that an API write may hold while it
+        # waits on the pair.
+        started = utcnow()
         try:
             async with self.database.connection() as connection:
                 await self._record_all(connection, outcomes)
-                return await self._claim(connection, free) if free > 0 else []
+                return await self._claim(connection, free, started) if free > 0 else []
         except Exception:
             if not outcomes:
                 raise
@@ -227,11 +235,13 @@ class PushDispatcher:
             return []
 
     async def _claim(
-        self, connection: AsyncConnection, limit: int
+        self, connection: AsyncConnection, limit: int, now: dt.datetime
     ) -> list[tuple[Claim, PushJob | Exception]]:
-        """Lease up to `limit` due pairs and load their jobs together; should that fail, each
-        on its own, so that one unreadable pair does not undo the claims of the others."""
-        claimed = await claims.claim_due(connection, limit, self.settings.push_lease_seconds)
+        """Lease up to `limit` pairs due at `now` and load their jobs together; should that
+        fail, each on its own, so that one unreadable pair does not undo the claims of the
+        others."""
+        lease = self.settings.push_lease_seconds
+        claimed = await claims.claim_due(connection, limit, lease, now)
         if not claimed:
             return []
         try:

@@ -77,6 +77,34 @@ async def test_an_expired_lease_is_claimed_again_and_the_old_one_cannot_finish(
     assert (sync.status, sync.attempts, sync.lease_token) == (SyncStatus.synced, 0, None)
 
 
+async def test_a_batch_tells_the_lost_lease_from_the_later_claim_of_its_pair(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """A round may hold two outcomes of one pair: a claim whose lease ran out and the claim
+    that took the pair over. The first is lost, the second is recorded."""
+    connection = await fake_connection(database, capabilities())
+    stale_case = await case_of_linked_patient(client, database, connection, "p1")
+    await case_of_linked_patient(client, database, connection, "p2")
+    first = {c.case_id: c for c in await claim(database)}
+    crashed = first.pop(stale_case["id"])
+    [running] = first.values()
+    later = utcnow() + dt.timedelta(seconds=LEASE + 1)
+    async with database.transaction(hooks=False) as session:
+        assert await claims.renew(session, running, LEASE, now=later)
+    [taken_over] = await claim(database, later)
+    assert taken_over.case_id == stale_case["id"]
+    assert taken_over.token != crashed.token
+
+    finishes = [claims.Finish(c, 1, {}) for c in (crashed, running, taken_over)]
+    async with database.transaction(hooks=False) as session:
+        held = await claims.hold(session, [f.claim for f in finishes])
+        assert held == {running, taken_over}
+        assert await claims.finish_all(session, finishes, held) == [crashed]
+    async with database.transaction(write=False) as session:
+        syncs = list(await session.scalars(select(PushSync)))
+    assert {(s.status, s.lease_token) for s in syncs} == {(SyncStatus.synced, None)}
+
+
 async def test_renewal_pushes_the_expiry_forward(
     client: httpx.AsyncClient, database: Database
 ) -> None:

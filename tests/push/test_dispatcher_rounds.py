@@ -18,8 +18,9 @@ from service.push import claims
 from service.push import dispatcher as dispatcher_module
 from service.push.dispatcher import PushDispatcher
 from service.push.job import PUSH_ORDER
+from service.push.models import PushOutboxEntry
 from service.push.pusher import push_pair as real_push_pair
-from tests.api.case_factory import ok
+from tests.api.case_factory import ok, patch_case
 from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
 from tests.push.linked_cases import case_of_linked_patient
 
@@ -77,7 +78,7 @@ async def test_a_round_reads_and_records_its_pushes_in_one_statement_each_step(
 
     assert run("SELECT cases.id") == 1
     assert run("SELECT fhir_resources.case_id") == 1
-    assert run("SELECT push_syncs.case_id, push_syncs.connection_id FROM push_syncs") == 1
+    assert run("SELECT push_syncs.case_id, push_syncs.connection_id, push_syncs.lease_") == 1
     assert run("INSERT INTO ehr_resource_links") == 1
     assert run("UPDATE push_outbox SET delivered_at") == 1
     assert run("UPDATE push_syncs SET status") == 2  # one claims, one settles the three
@@ -95,26 +96,37 @@ async def test_pushes_that_cannot_be_recorded_together_are_recorded_alone(
     database: Database,
     fake: FakeEhr,
     dispatcher: PushDispatcher,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The batch fails after some of its statements ran (undone to its savepoint on
+    PostgreSQL, kept on SQLite): each push is then recorded on its own, completely."""
     connection = await fake_connection(database, capabilities(transaction=True))
     cases = [await case_of_linked_patient(client, database, connection, f"p{n}") for n in (1, 2)]
 
-    real_finish_all = claims.finish_all
-
-    async def failing_together(session: Any, finishes: Any, held: Any) -> list[claims.Claim]:
-        if len(finishes) > 1:
+    def settling_together_fails(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, _ctx: Any, many: bool
+    ) -> None:
+        # Half way through the batch: its outbox rows are marked delivered by now.
+        if many and statement.startswith("UPDATE push_syncs SET status"):
             raise ConnectionResetError("the statement failed")
-        return await real_finish_all(session, finishes, held)
 
-    monkeypatch.setattr(claims, "finish_all", failing_together)
-    assert await dispatcher.run_once() == 2
+    event.listen(database.engine.sync_engine, "before_cursor_execute", settling_together_fails)
+    try:
+        assert await dispatcher.run_once() == 2
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", settling_together_fails)
 
     assert "recording 2 pushes together failed" in caplog.text
     synced = await statuses(client)
     assert [synced[case["id"]] for case in cases] == ["synced"] * 2
     assert len(fake.of_type("CarePlan")) == 2
+    async with database.transaction(write=False) as session:
+        undelivered = await session.scalar(
+            select(func.count())
+            .select_from(PushOutboxEntry)
+            .where(PushOutboxEntry.delivered_at.is_(None))
+        )
+    assert undelivered == 0
 
 
 async def test_a_failed_round_still_records_its_outcomes(
@@ -156,6 +168,55 @@ async def test_a_failed_round_still_records_its_outcomes(
     assert "a push round failed; its outcomes are recorded one by one" in caplog.text
     assert pushes == 1  # recorded from the first push, not after a second one
     assert len(fake.of_type("CarePlan")) == 1
+
+
+async def test_a_pair_settled_back_to_pending_is_claimed_by_a_later_round(
+    client: httpx.AsyncClient,
+    database: Database,
+    fake: FakeEhr,
+    dispatcher: PushDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A change that came in during a push leaves its pair pending. The round that records
+    this does not lease the pair again in the same transaction (on PostgreSQL that would check
+    the row's foreign keys again, waiting on a case row an API write may hold while it waits on
+    the pair); a later round does."""
+    connection = await fake_connection(database, capabilities(transaction=True))
+    case = await case_of_linked_patient(client, database, connection, "p1")
+    pushes = 0
+    settled_in: dict[int, set[tuple[str, str]]] = {}
+    claimed_where_settled: list[claims.Claim] = []
+    real_finish_all, real_claim_due = claims.finish_all, claims.claim_due
+
+    async def changed_during_the_first(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pushes
+        pushes += 1
+        pushed = await real_push_pair(*args, **kwargs)
+        if pushes == 1:
+            current = ok(await client.get(f"/api/cases/{case['id']}"))
+            ok(await patch_case(client, current, title="Changed meanwhile"))
+        return pushed
+
+    async def finish_all(session: Any, finishes: Any, held: Any) -> list[claims.Claim]:
+        settled_in[id(session)] = {claims.pair_of(f.claim) for f in finishes}
+        return await real_finish_all(session, finishes, held)
+
+    async def claim_due(session: Any, *args: Any) -> list[claims.Claim]:
+        claimed = await real_claim_due(session, *args)
+        settled = settled_in.pop(id(session), set())
+        claimed_where_settled.extend(c for c in claimed if claims.pair_of(c) in settled)
+        return claimed
+
+    monkeypatch.setattr(dispatcher_module, "push_pair", changed_during_the_first)
+    monkeypatch.setattr(claims, "finish_all", finish_all)
+    monkeypatch.setattr(claims, "claim_due", claim_due)
+    dispatcher.start()
+    async with asyncio.timeout(30):  # a guard against a hang only
+        while pushes < 2 or (await statuses(client)).get(case["id"]) != "synced":
+            await asyncio.sleep(0.02)
+
+    assert pushes == 2
+    assert claimed_where_settled == []
 
 
 async def test_claimed_pushes_wait_for_a_place(
