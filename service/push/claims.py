@@ -284,20 +284,13 @@ def _settled(finish: Finish, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-async def finish(
-    session: Executor,
-    claim: Claim,
-    *,
-    synced_version: int | None,
-    unsupported: dict[str, str],
-    links: Sequence[tuple[LocalResource, LinkState]] = (),
-) -> SyncStatus | None:
+async def finish(session: Executor, finished: Finish) -> SyncStatus | None:
     """Record one push that ended well (see `finish_all`) and return its pair's status. None:
     the lease was lost."""
-    held = await hold(session, [claim])
-    if await finish_all(session, [Finish(claim, synced_version, unsupported, links)], held):
+    held = await hold(session, [finished.claim])
+    if await finish_all(session, [finished], held):
         return None
-    status: SyncStatus | None = await session.scalar(_STATUS, _params(claim))
+    status: SyncStatus | None = await session.scalar(_STATUS, _params(finished.claim))
     return status
 
 

@@ -296,14 +296,7 @@ class PushDispatcher:
                     await claims.release(connection, claim)
                     return
                 if outcome.error is None:
-                    finished = _finish(outcome)
-                    status = await claims.finish(
-                        connection,
-                        outcome.claim,
-                        synced_version=finished.synced_version,
-                        unsupported=finished.unsupported,
-                        links=finished.links,
-                    )
+                    status = await claims.finish(connection, _finish(outcome))
                 else:
                     status = await self._fail(connection, claim, outcome.error)
         except Exception:

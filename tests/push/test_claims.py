@@ -42,7 +42,7 @@ async def test_a_pair_is_claimed_once_with_its_pending_rows_coalesced(
 
     ok(await patch_case(client, ok(await client.get(f"/api/cases/{case['id']}")), title="Again"))
     async with database.transaction(hooks=False) as session:
-        status = await claims.finish(session, first, synced_version=3, unsupported={})
+        status = await claims.finish(session, claims.Finish(first, 3, {}))
     assert status is SyncStatus.pending  # a change arrived during the push: it goes again
     [second] = await claim(database)
     assert second.token != first.token
@@ -67,9 +67,9 @@ async def test_an_expired_lease_is_claimed_again_and_the_old_one_cannot_finish(
 
     async with database.transaction(hooks=False) as session:
         assert not await claims.renew(session, crashed, LEASE)
-        assert await claims.finish(session, crashed, synced_version=1, unsupported={}) is None
+        assert await claims.finish(session, claims.Finish(crashed, 1, {})) is None
         assert await claims.renew(session, taken_over, LEASE)
-        done = await claims.finish(session, taken_over, synced_version=1, unsupported={})
+        done = await claims.finish(session, claims.Finish(taken_over, 1, {}))
     assert done is SyncStatus.synced
     async with database.transaction(write=False) as session:
         sync = await session.scalar(select(PushSync))
