@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from service.db.base import new_id, utcnow
 from service.push.dialect import Executor, is_postgres
-from service.push.job import LinkState, LocalResource, record_links_of
+from service.push.job import LinkState, LocalResource, Pair, record_links_of
 from service.push.models import ConflictStatus, PushConflict, PushOutboxEntry, PushSync, SyncStatus
 
 CLAIMABLE = (SyncStatus.pending, SyncStatus.failed)
@@ -234,7 +234,7 @@ class Finish:
     links: Sequence[tuple[LocalResource, LinkState]] = ()
 
 
-def pair_of(claim: Claim) -> tuple[str, str]:
+def pair_of(claim: Claim) -> Pair:
     return claim.case_id, claim.connection_id
 
 

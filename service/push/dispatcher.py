@@ -42,7 +42,7 @@ from service.errors import CaseBridgeError
 from service.push import claims
 from service.push.claims import Claim
 from service.push.dialect import savepoint
-from service.push.job import NothingToPush, PushJob, load_job, load_jobs
+from service.push.job import NothingToPush, Pair, PushJob, load_job, load_jobs
 from service.push.models import SyncStatus
 from service.push.pusher import push_pair
 from service.push.writes import PushReport
@@ -424,7 +424,7 @@ class PushDispatcher:
         return fresh.client, fresh.capabilities
 
 
-def _pair(outcome: Outcome) -> tuple[str, str]:
+def _pair(outcome: Outcome) -> Pair:
     return claims.pair_of(outcome.claim)
 
 

@@ -112,14 +112,20 @@ _LINK_COLUMNS = (
     "remote_edits",
 )
 
+
+def _open_conflict(case_id: Any) -> Any:
+    """An open conflict of the connection's pair with `case_id` (a parameter or a column)."""
+    return and_(
+        _conflicts.case_id == case_id,
+        _conflicts.connection_id == bindparam("connection"),
+        _conflicts.status == ConflictStatus.open,
+    )
+
+
 # A push's reads are built once (they run for every push, on the hot path), as plain Core.
 # The head and the resources are read for every case a round claims on one connection at once;
 # the rarer reads (open conflicts, withdrawn resources) only for the cases flagged in the head.
-_OPEN_CONFLICT = and_(
-    _conflicts.case_id == bindparam("case"),
-    _conflicts.connection_id == bindparam("connection"),
-    _conflicts.status == ConflictStatus.open,
-)
+
 # What a push created from a resource the case has since deleted: read from the case's deleted
 # resources, each looking up its own link (a read from the connection's links would grow with
 # every case the connection has).
@@ -134,7 +140,7 @@ _WITHDRAWN = select(
     _stored.id.label("local_id"),
     select(_links.remote_id).where(_PUSHED_LINK).scalar_subquery().label("remote_id"),
 ).where(_stored.case_id == bindparam("case"), _stored.deleted.is_(True))
-_PARKED = select(_conflicts.local_id).where(_OPEN_CONFLICT)
+_PARKED = select(_conflicts.local_id).where(_open_conflict(bindparam("case")))
 # The link of each plan's DocumentReference: its id is a prefix and the CarePlan's, which is
 # the case's own (mappings.to_fhir.care_plan).
 _DOCUMENT_ID_PREFIX = plan_document_id("")
@@ -150,13 +156,7 @@ _HEADS = (
         .scalar_subquery()
         .label("document_fallback"),
         # Flags for the rarer reads, so a common push skips them.
-        exists()
-        .where(
-            _conflicts.case_id == _cases.id,
-            _conflicts.connection_id == bindparam("connection"),
-            _conflicts.status == ConflictStatus.open,
-        )
-        .label("parked"),
+        exists().where(_open_conflict(_cases.id)).label("parked"),
         exists()
         .where(
             _stored.case_id == _cases.id,
