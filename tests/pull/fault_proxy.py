@@ -1,6 +1,11 @@
 """A reverse proxy of the tests' own, on loopback, between CaseBridge and the FHIR server: it
-injects faults (429 and 503 with Retry-After, timeouts, truncated and garbage pages, a `next`
-link loop) and latency, and forces small pages so that searches page.
+injects faults (429 and 503 with Retry-After, timeouts, truncated and garbage pages, `next`
+link loops) and latency, and forces small pages so that searches page.
+
+The loops are deterministic: the first `$everything` answers link back to themselves, so those
+patients are read type by type, and the first Observation searches that reach a second page are
+linked back to their first. The way back to the first page (`_offset=0`, a URL only a loop
+names) is served without periodic faults, so that what the client meets there is the loop.
 
 It runs under uvicorn in a thread. Bodies are rewritten so that the server's own URLs (self
 and next links) name the proxy, as they would behind a real gateway."""
@@ -36,6 +41,7 @@ class FaultPlan:
     timeout_every: int = 23  # answered after the client's timeout
     truncated_every: int = 29  # 200 with half a Bundle
     garbage_every: int = 31  # 200 with an HTML error page
+    everything_loops: int = 8  # the first $everything answers link back to themselves
     loops: int = 8  # Observation page 2 links back to page 1, this many times
     timeout_seconds: float = 1.0
     latency_seconds: float = 0.0
@@ -91,13 +97,18 @@ class FaultProxy:
         plan = self.plan
         if not plan.enabled:
             return None
-        # The loop first: a periodic fault on the same request would hide it.
+        # The loops first: a periodic fault on the same request would hide them.
         if (
-            request.url.path.endswith("/Observation")
-            and request.query_params.get("_offset") == str(plan.page_size)
-            and plan.injected["loop"] < plan.loops
+            request.url.path.endswith("/$everything")
+            and plan.injected["everything-loop"] < plan.everything_loops
         ):
-            return "loop"
+            return "everything-loop"
+        offset = request.query_params.get("_offset")
+        if request.url.path.endswith("/Observation"):
+            if offset == str(plan.page_size) and plan.injected["loop"] < plan.loops:
+                return "loop"
+            if offset == "0":
+                return None
         for kind, every in (
             ("rate-limited", plan.rate_limit_every),
             ("unavailable", plan.unavailable_every),
@@ -154,12 +165,16 @@ class FaultProxy:
             body = body[: len(body) // 2]
         elif fault == "garbage":
             body = b"<html><body>502 upstream hiccup</body></html>"
-        elif fault == "loop":
-            # The page's next link goes back to the first page.
+        elif fault in ("loop", "everything-loop"):
+            # The page's next link (added if it is the last page) goes back to the first page.
+            first = (
+                request.url
+                if fault == "everything-loop"
+                else request.url.include_query_params(_offset="0")
+            )
             page = orjson.loads(body)
-            for link in page.get("link") or []:
-                if link.get("relation") == "next":
-                    link["url"] = str(request.url.include_query_params(_offset="0"))
+            links = [link for link in page.get("link") or [] if link.get("relation") != "next"]
+            page["link"] = [*links, {"relation": "next", "url": str(first)}]
             body = orjson.dumps(page)
         headers = {
             k: v

@@ -180,15 +180,25 @@ async def test_faults_mid_pull_lose_nothing_and_duplicate_nothing(
         connection_id = await register(client, proxy.base_url, "sekmet behind a faulty proxy")
         plan.enabled = True
         faulty = await run_pull(app, client, connection_id, ids)
-        assert {"rate-limited", "unavailable", "timeout", "truncated", "garbage", "loop"} <= set(
-            plan.injected
-        ), plan.injected
+        assert {
+            "rate-limited",
+            "unavailable",
+            "timeout",
+            "truncated",
+            "garbage",
+            "everything-loop",
+            "loop",
+        } <= set(plan.injected), plan.injected
         expected = await truth(seeded_ehr, ids)
         local = await stored(database, connection_id)
         # What failed is reported with its reason; every type that did not fail is complete.
         failed = {(f["target"], f["resource_type"]) for f in faulty["failures"]}
         assert all(f["reason"] for f in faulty["failures"])
-        assert any("paging loop" in f["reason"] for f in faulty["failures"]), faulty["failures"]
+        # A loop in $everything sends the patient to type-by-type reads; one in a search is the
+        # type's failure, every time.
+        loops = [f for f in faulty["failures"] if "paging loop" in f["reason"]]
+        assert {f["resource_type"] for f in loops} == {"Observation"}, faulty["failures"]
+        assert len(loops) == plan.injected["loop"], faulty["failures"]
         assert faulty["state"] == "failed"
         for remote_id in ids:
             got = local.get(remote_id, {})
