@@ -267,6 +267,9 @@ SYNC_COUNTS = select(PushSync.__table__.c.status, func.count()).group_by(
     PushSync.__table__.c.status
 )
 
+# A pair in one of these waits for a retry, a person or a replay: the run would never end.
+STUCK = frozenset({SyncStatus.failed, SyncStatus.dead, SyncStatus.conflict, SyncStatus.unsupported})
+
 
 def held_back(case_ids: Sequence[str], until: dt.datetime) -> Any:
     """Makes the pushes of `case_ids` due at `until`: later rounds' cases wait for theirs."""
@@ -299,8 +302,8 @@ async def push_all(
                 counts: dict[SyncStatus, int] = dict(rows.all())
             if counts.get(SyncStatus.synced) == synced:
                 return time.perf_counter() - started
-            if counts.get(SyncStatus.failed) or counts.get(SyncStatus.dead):
-                raise RuntimeError("some pushes failed: see push_syncs.last_error")
+            if stuck := {s: n for s, n in counts.items() if s in STUCK and n}:
+                raise RuntimeError(f"pushes that will not sync unaided: {stuck}; see last_error")
             # Often enough to time the run, no more.
             await asyncio.sleep(0.05)
     finally:
