@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     push_retry_max_seconds: Annotated[float, Field(gt=0)] = Field(
         900.0, description="Longest delay between retries of a failed push, in seconds."
     )
+    push_outbox_retention_days: Annotated[int, Field(ge=0)] = Field(
+        30,
+        description="Days a delivered outbox row (who changed a case, and when the EHR got "
+        "it) is kept before the dispatcher deletes it; 0 keeps them all.",
+    )
 
     push_document_fallback: bool = Field(
         False,

@@ -45,6 +45,7 @@ from service.push.dialect import savepoint
 from service.push.job import NothingToPush, Pair, PushJob, load_job, load_jobs
 from service.push.models import SyncStatus
 from service.push.pusher import push_pair
+from service.push.retention import PRUNE_BATCH, PRUNE_INTERVAL_SECONDS, prune_delivered
 from service.push.writes import PushReport
 from service.security.encryption import SecretBox
 from service.smart.backend_services import BackendServicesTokens
@@ -95,6 +96,8 @@ class PushDispatcher:
         self._outcome_arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        # When (event-loop time) the next batch of old deliveries is pruned: at the start.
+        self._next_prune = 0.0
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -116,6 +119,7 @@ class PushDispatcher:
         held = 2 * self.settings.push_concurrency
         claimed_pushes: set[asyncio.Task[None]] = set()
         while not self._stop.is_set():
+            await self.prune_outbox()
             room = held - self._in_hand
             try:
                 claimed = await self._round(self._take_outcomes(), room)
@@ -184,6 +188,23 @@ class PushDispatcher:
         taken, self._outcomes = self._outcomes, []
         self._outcome_arrived.clear()
         return taken
+
+    async def prune_outbox(self) -> int:
+        """When it is due, delete a batch of deliveries older than the retention; how many.
+        A full batch leaves the next one due at once: a backlog goes a batch per round,
+        between the pushes, rather than holding them up."""
+        days = self.settings.push_outbox_retention_days
+        now = asyncio.get_running_loop().time()
+        if not days or now < self._next_prune:
+            return 0
+        try:
+            async with self.database.connection() as connection:
+                pruned = await prune_delivered(connection, utcnow() - dt.timedelta(days=days))
+        except Exception:
+            log.exception("pruning delivered outbox rows failed; tried again in an interval")
+            pruned = 0
+        self._next_prune = now + (0.0 if pruned == PRUNE_BATCH else PRUNE_INTERVAL_SECONDS)
+        return pruned
 
     # ---- one round ---------------------------------------------------------------------------
 

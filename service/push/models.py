@@ -45,7 +45,11 @@ class ConflictResolution(StrEnum):
 
 class PushOutboxEntry(Base):
     __tablename__ = "push_outbox"
-    __table_args__ = (sa.Index("ix_push_outbox_pair", "case_id", "connection_id", "delivered_at"),)
+    __table_args__ = (
+        sa.Index("ix_push_outbox_pair", "case_id", "connection_id", "delivered_at"),
+        # The retention prune finds the oldest deliveries without reading the rest.
+        sa.Index("ix_push_outbox_delivered_at", "delivered_at"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
     case_id: Mapped[str] = mapped_column(sa.ForeignKey("cases.id", ondelete="CASCADE"))

@@ -19,10 +19,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
+from service.db.base import utcnow
 from service.db.session import Database
 from service.fhir_auth.principal import FhirPrincipal, authenticate_fhir
 from service.fhir_auth.scopes import parse_scopes
 from service.push.dispatcher import PushDispatcher
+from service.push.retention import prune_delivered
 from tests.api.case_factory import ok, patch_case
 from tests.push.fake_ehr import FakeEhr, capabilities, fake_connection
 from tests.push.linked_cases import case_of_linked_patient
@@ -109,3 +111,13 @@ async def test_the_dispatchers_statements_read_by_index(
     assert len([r for r in fake.requests if r.method == "DELETE"]) == 2
     path = database_url.split(":///", 1)[1]
     assert plan_problems(path, {**first_pushes, **later_pushes}) == []
+
+
+async def test_the_retention_prune_reads_by_index(database: Database, database_url: str) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's plans: PostgreSQL's depend on its table statistics")
+    with statements_run(database) as pruning:
+        async with database.connection() as connection:
+            await prune_delivered(connection, utcnow())
+    assert pruning
+    assert plan_problems(database_url.split(":///", 1)[1], pruning) == []
