@@ -9,6 +9,7 @@ signature, alg, typ, iss, aud and exp; a disabled client's tokens stay valid unt
 from __future__ import annotations
 
 import functools
+import math
 import time
 import uuid
 from typing import Any
@@ -85,6 +86,13 @@ async def verify_access_token(
         registry.validate(claims)  # exp and the rest, on every use of a cached token too
     except (JoseError, ValueError) as exc:
         raise Unauthenticated(f"bearer token rejected: {exc}") from exc
+    issued_at = claims.get("iat")
+    if not await runtime.enabled_clients.allows(
+        database,
+        str(claims["client_id"]),
+        issued_at if isinstance(issued_at, int | float) else math.inf,
+    ):
+        raise Unauthenticated("bearer token rejected: its client is disabled or deleted")
     runtime.verified_tokens.put(token, claims)
     return claims
 

@@ -96,27 +96,38 @@ async def patch_fhir_client(
     client_id: str,
     body: FhirClientUpdate,
     database: DatabaseDep,
+    runtime: RuntimeDep,
     policy: UrlPolicyDep,
     _admin: AdminDep,
     response: Response,
     if_match: IfMatch = None,
 ) -> FhirClientOut:
-    """Change a client (If-Match required). Tokens already issued live until they expire."""
+    """Change a client (If-Match required). Disabling it stops its issued tokens too: on this
+    process at once, on others within seconds (see `EnabledClients`)."""
     expected = required_version(if_match)
     await service.check_jwks_url(body.jwks_url, policy)
     async with database.transaction() as session:
         client = await service.load_client(session, client_id)
         client = await service.update_client(session, client, body, expected)
+    runtime.enabled_clients.forget()  # committed: read the registry again
     return _out(client, response)
 
 
 @admin_router.delete("/{client_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_fhir_client(
-    client_id: str, session: SessionDep, _admin: AdminDep, if_match: IfMatch = None
+    client_id: str,
+    database: DatabaseDep,
+    runtime: RuntimeDep,
+    _admin: AdminDep,
+    if_match: IfMatch = None,
 ) -> None:
-    """Remove a client; If-Match is optional here. Its tokens stop introspecting as active."""
+    """Remove a client; If-Match is optional here. Its issued tokens stop working, as a
+    disabled client's do."""
     expected = None if if_match is None else required_version(if_match)
-    await service.delete_client(session, await service.load_client(session, client_id), expected)
+    async with database.transaction() as session:
+        client = await service.load_client(session, client_id)
+        await service.delete_client(session, client, expected)
+    runtime.enabled_clients.forget()
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Request
 
 from service.auth.oidc import OidcVerifier
 from service.fhir_auth.client_keys import ClientKeyCache
+from service.fhir_auth.enabled_clients import EnabledClients
 from service.fhir_auth.signing_keys import TokenKeyring
 from service.fhir_auth.verified_tokens import VerifiedTokens
 from service.security.encryption import SecretBox
@@ -49,6 +50,7 @@ class FhirAuthRuntime:
     keyring: TokenKeyring
     external: OidcVerifier | None
     verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
+    enabled_clients: EnabledClients = field(default_factory=EnabledClients)
 
     async def aclose(self) -> None:
         if self.external is not None:

@@ -3,6 +3,7 @@ scope rules. A probe route stands in for the /fhir endpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,8 +14,12 @@ import respx
 from fastapi import FastAPI
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from sqlalchemy import update
 
+from service.db.session import Database
 from service.fhir_auth import FhirPrincipalDep, Interaction
+from service.fhir_auth.enabled_clients import EnabledClients
+from service.fhir_auth.models import FhirClient
 from service.settings import Settings
 from tests.api.case_factory import ok
 from tests.conftest import settings_for
@@ -180,3 +185,57 @@ async def test_an_external_token_signed_by_another_key_is_unauthenticated(
     forged = external_token(key=RSAKey.generate_key(2048, parameters={"kid": "idp-1"}))
     response = await anonymous.get("/probe/CarePlan/p1", headers=bearer(forged))
     assert response.status_code == 401
+
+
+async def test_a_disabled_or_deleted_clients_tokens_stop_at_once(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, fhir_app: App
+) -> None:
+    await register(client, "app-2", scopes=["system/CarePlan.rs"])
+    token = (await get_token(anonymous, fhir_app))["access_token"]
+    other = (await get_token(anonymous, App("app-2", ES384_KEY, "ES384")))["access_token"]
+    for live in (token, other):
+        ok(await anonymous.get("/probe/CarePlan/p1", headers=bearer(live)))
+
+    url = "/api/admin/fhir-clients/app-1"
+    ok(await client.patch(url, json={"enabled": False}, headers={"If-Match": "*"}))
+    refused = await anonymous.get("/probe/CarePlan/p1", headers=bearer(token))
+    assert refused.status_code == 401
+    assert "disabled or deleted" in refused.json()["detail"]
+    ok(await anonymous.get("/probe/CarePlan/p1", headers=bearer(other)))  # others go on
+
+    ok(await client.patch(url, json={"enabled": True}, headers={"If-Match": "*"}))
+    ok(await anonymous.get("/probe/CarePlan/p1", headers=bearer(token)))  # its token again
+    assert (await client.delete("/api/admin/fhir-clients/app-2")).status_code == 204
+    assert (await anonymous.get("/probe/CarePlan/p1", headers=bearer(other))).status_code == 401
+
+
+async def test_a_client_disabled_by_another_process_is_refused_after_the_refresh(
+    anonymous: httpx.AsyncClient, fhir_app: App, database: Database
+) -> None:
+    app = anonymous._transport.app  # type: ignore[attr-defined]
+    enabled = EnabledClients(refresh_seconds=0.2)
+    app.state.fhir_auth.enabled_clients = enabled
+    token = (await get_token(anonymous, fhir_app))["access_token"]
+    ok(await anonymous.get("/probe/CarePlan/p1", headers=bearer(token)))
+    async with database.transaction() as session:  # as another process's admin API would
+        await session.execute(
+            update(FhirClient).where(FhirClient.client_id == "app-1").values(enabled=False)
+        )
+    await asyncio.sleep(0.25)
+    assert (await anonymous.get("/probe/CarePlan/p1", headers=bearer(token))).status_code == 401
+
+
+async def test_a_client_registered_after_the_last_read_is_looked_up_again(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, database: Database
+) -> None:
+    enabled: EnabledClients = anonymous._transport.app.state.fhir_auth.enabled_clients  # type: ignore[attr-defined]
+    assert not await enabled.allows(database, "app-3", issued_at=0)  # read: no app-3 yet
+    await register(client, "app-3", scopes=["system/CarePlan.rs"])
+    # Registered on this process, but as another process would: nothing told `enabled`.
+    enabled._read_at_wall -= 10  # its last read is older than the new client's token
+    token = (await get_token(anonymous, App("app-3", ES384_KEY, "ES384")))["access_token"]
+    ok(await anonymous.get("/probe/CarePlan/p1", headers=bearer(token)))
+    # A token older than the last read names a client that read did not find: no read again.
+    last_read = enabled._read_at
+    assert not await enabled.allows(database, "app-4", issued_at=0)
+    assert enabled._read_at == last_read
