@@ -46,6 +46,7 @@ from service.ehr.errors import (
     EhrUnauthorized,
     EhrUrlRefused,
 )
+from service.ehr.pinned_transport import vetted_transport
 from service.ehr.url_policy import UrlPolicy, same_origin
 from service.settings import Settings
 
@@ -144,11 +145,14 @@ class FhirClient:
         self._checked_origins: set[tuple[str, str, int | None]] = set()
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_seconds),
-            # Keep every connection alive: a pull or push at full concurrency reuses them all.
-            limits=httpx.Limits(
-                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            transport=vetted_transport(
+                policy,
+                # Keep every connection alive: a pull or push at full concurrency reuses them.
+                limits=httpx.Limits(
+                    max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+                ),
             ),
+            timeout=httpx.Timeout(timeout_seconds),
             follow_redirects=False,
             headers={"Accept": FHIR_JSON},
         )

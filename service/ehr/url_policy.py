@@ -8,9 +8,10 @@ routable, unless the settings explicitly allow them (dev and loopback tests).
 Redirects are never followed by httpx (`follow_redirects=False`); the FHIR client follows a
 redirect only when it stays on the same origin (`same_origin`).
 
-Known limit: the address is checked at resolution time and httpx resolves again when it
-connects, so a DNS-rebinding server could swap addresses in between. Pinning the resolved
-address into the transport would close that; it is not done yet.
+The check runs before a URL is called; httpx would resolve the host again when it connects, so
+the clients that call such URLs connect through `pinned_transport.vetted_transport`, which
+resolves and checks at connect time too (`addresses_to_connect`) and connects to the addresses
+it checked: a DNS-rebinding server cannot swap in an internal address between the two.
 """
 
 from __future__ import annotations
@@ -88,12 +89,25 @@ class UrlPolicy:
         if self.allow_private_networks:
             return parsed
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        for address in await self._addresses(parsed.host, port, text):
+        self._refuse_private(parsed.host, await self._addresses(parsed.host, port, text), text)
+        return parsed
+
+    async def addresses_to_connect(self, host: str, port: int) -> list[str]:
+        """Where a connection to `host:port` may go: every address it resolves to now, each
+        allowed; EhrUrlRefused if any is not (a mixed answer is a rebinding attempt too)."""
+        where = f"{host}:{port}"
+        addresses = await self._addresses(host, port, where)
+        if not self.allow_private_networks:
+            self._refuse_private(host, addresses, where)
+        return list(dict.fromkeys(str(address) for address in addresses))
+
+    @staticmethod
+    def _refuse_private(host: str, addresses: list[IpAddress], url: str) -> None:
+        for address in addresses:
             if not is_public_address(address):
                 raise EhrUrlRefused(
-                    f"{parsed.host} resolves to {address}, which is not a public address", url=text
+                    f"{host} resolves to {address}, which is not a public address", url=url
                 )
-        return parsed
 
     async def _addresses(self, host: str, port: int, url: str) -> list[IpAddress]:
         try:

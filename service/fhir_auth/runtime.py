@@ -13,6 +13,8 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 
 from service.auth.oidc import OidcVerifier
+from service.ehr.pinned_transport import vetted_transport
+from service.ehr.url_policy import UrlPolicy
 from service.fhir_auth.client_keys import ClientKeyCache
 from service.fhir_auth.enabled_clients import EnabledClients
 from service.fhir_auth.signing_keys import TokenKeyring
@@ -60,7 +62,12 @@ class FhirAuthRuntime:
 
 def build_runtime(settings: Settings) -> FhirAuthRuntime:
     assert settings.encryption_key is not None  # the settings validator guarantees one
-    http = httpx.AsyncClient(timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=False)
+    # Client JWKS URLs are an admin's say-so: connections go only where the SSRF policy allows.
+    http = httpx.AsyncClient(
+        transport=vetted_transport(UrlPolicy.from_settings(settings)),
+        timeout=JWKS_FETCH_TIMEOUT_SECONDS,
+        follow_redirects=False,
+    )
     external = None
     if settings.fhir_external_issuer and settings.fhir_external_jwks_url:
         external = OidcVerifier(

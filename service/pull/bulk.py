@@ -25,6 +25,7 @@ import orjson
 
 from service.ehr.client import FhirClient, JsonObject, TokenProvider, json_object, parse_retry_after
 from service.ehr.errors import EhrProtocolError, EhrTimeout
+from service.ehr.pinned_transport import vetted_transport
 from service.ehr.url_policy import UrlPolicy, same_origin
 from service.pull.reader import format_instant, parse_instant
 
@@ -133,7 +134,11 @@ class BulkExport:
                 )
             headers["Authorization"] = f"Bearer {await self._tokens.access_token()}"
         async with (
-            httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as http,
+            httpx.AsyncClient(
+                transport=vetted_transport(self._policy),
+                timeout=self._timeout,
+                follow_redirects=False,
+            ) as http,
             http.stream("GET", url, headers=headers) as response,
         ):
             if response.status_code != 200:

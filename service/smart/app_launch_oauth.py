@@ -16,6 +16,7 @@ from typing import Any
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from service.ehr.pinned_transport import vetted_transport
 from service.ehr.url_policy import UrlPolicy
 from service.smart.backend_services import ASSERTION_LIFETIME_SECONDS, SmartPrivateKeyJWT
 from service.smart.keys import SigningKey
@@ -100,6 +101,7 @@ class LaunchTokens:
                 client_id=client.client_id,
                 token_endpoint_auth_method=auth_method,
                 redirect_uri=client.redirect_uri,
+                transport=vetted_transport(self._policy),
                 timeout=self._timeout_seconds,
                 follow_redirects=False,
             ) as oauth,

@@ -22,6 +22,7 @@ from typing import Any
 
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 
+from service.ehr.pinned_transport import vetted_transport
 from service.ehr.url_policy import UrlPolicy
 from service.smart.keys import SigningKey
 from service.smart.oauth_client import AsyncOAuth2Client
@@ -151,6 +152,7 @@ class BackendServicesTokens:
                     grant.signing_key, ASSERTION_LIFETIME_SECONDS
                 ),
                 scope=" ".join(grant.scopes),
+                transport=vetted_transport(self._policy),
                 timeout=self._timeout_seconds,
                 follow_redirects=False,
             ) as oauth,

@@ -16,6 +16,7 @@ from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
 from service.ehr.errors import EhrProtocolError
+from service.ehr.pinned_transport import vetted_transport
 from service.ehr.url_policy import UrlPolicy
 
 ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "ES256", "ES384"]
@@ -32,7 +33,9 @@ async def verified_id_token_claims(
 ) -> dict[str, Any]:
     await policy.check(jwks_uri)
     try:
-        async with httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False) as http:
+        async with httpx.AsyncClient(
+            transport=vetted_transport(policy), timeout=timeout_seconds, follow_redirects=False
+        ) as http:
             response = await http.get(jwks_uri)
         response.raise_for_status()
         key_set = KeySet.import_key_set(response.json())
