@@ -7,12 +7,16 @@ with the policy's resolver, refuses the connection if any address is not allowed
 to the addresses it vetted. TLS still names the host (SNI and certificate checks use the URL's
 host, not the address), so nothing else changes for the server.
 
+A client given a transport does not take proxies from the environment (`HTTPS_PROXY` and the
+like): these connections are made directly, or the check would be the proxy's to make.
+
 httpx has no parameter for a connection pool's network backend; it is set on the pool that the
 transport builds (`_pool._network_backend`, httpcore 1.x). A test pins that seam.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,11 +39,37 @@ class _VettedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        # One deadline for the lookup and every address, as httpcore's own backend keeps.
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._connect(host, port, timeout, local_address, socket_options)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
+
+    async def _connect(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None,
+        local_address: str | None,
+        socket_options: Iterable[Any] | None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await self._policy.addresses_to_connect(host, port)
+        except OSError as exc:  # a DNS failure: transient, as httpx reports one
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         failure: Exception | None = None
-        for address in await self._policy.addresses_to_connect(host, port):
+        for index, address in enumerate(addresses):
+            # Each address gets an equal share of the time left, so that one that does not
+            # answer leaves time for the next (no happy eyeballs: one attempt at a time).
+            share = (
+                None if deadline is None else (deadline - loop.time()) / (len(addresses) - index)
+            )
             try:
                 return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
+                    address, port, share, local_address, socket_options
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc  # the next address, as a resolver's list is meant

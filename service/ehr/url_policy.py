@@ -94,11 +94,13 @@ class UrlPolicy:
 
     async def addresses_to_connect(self, host: str, port: int) -> list[str]:
         """Where a connection to `host:port` may go: every address it resolves to now, each
-        allowed; EhrUrlRefused if any is not (a mixed answer is a rebinding attempt too)."""
-        where = f"{host}:{port}"
-        addresses = await self._addresses(host, port, where)
+        allowed; EhrUrlRefused if any is not (a mixed answer is a rebinding attempt too).
+        OSError if it does not resolve now: a failure to connect, retried like one."""
+        addresses = await self._resolve(host, port)
+        if not addresses:
+            raise OSError(f"{host} does not resolve to any address")
         if not self.allow_private_networks:
-            self._refuse_private(host, addresses, where)
+            self._refuse_private(host, addresses, f"{host}:{port}")
         return list(dict.fromkeys(str(address) for address in addresses))
 
     @staticmethod
@@ -111,14 +113,20 @@ class UrlPolicy:
 
     async def _addresses(self, host: str, port: int, url: str) -> list[IpAddress]:
         try:
-            return [ipaddress.ip_address(host)]
-        except ValueError:
-            pass
-        try:
-            resolved = await self.resolver(host, port)
+            resolved = await self._resolve(host, port)
         except OSError as exc:
             raise EhrUrlRefused(f"cannot resolve {host}: {exc}", url=url) from exc
         if not resolved:
             raise EhrUrlRefused(f"{host} does not resolve to any address", url=url)
+        return resolved
+
+    async def _resolve(self, host: str, port: int) -> list[IpAddress]:
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            pass
         # Scoped IPv6 literals come back as "fe80::1%eth0"; the zone is not part of the address.
-        return [ipaddress.ip_address(entry.split("%", 1)[0]) for entry in resolved]
+        return [
+            ipaddress.ip_address(entry.split("%", 1)[0])
+            for entry in await self.resolver(host, port)
+        ]

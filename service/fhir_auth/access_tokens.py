@@ -2,8 +2,8 @@
 
 Claims: `iss` (our base URL), `aud` (our /fhir base URL), `sub` and `client_id` (the client),
 `scope` (the granted SMART scopes, as requested), `jti`, `iat` and `exp`. They are verified by
-signature, alg, typ, iss, aud and exp; a disabled client's tokens stay valid until they expire
-(at most the configured lifetime), except at introspection, which checks the client.
+signature, alg, typ, iss, aud and exp, and their client must still be enabled: a disabled or
+deleted client's tokens stop working (`EnabledClients` says how soon on each process).
 """
 
 from __future__ import annotations

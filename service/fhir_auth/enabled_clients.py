@@ -20,8 +20,9 @@ from service.db.session import Database
 from service.fhir_auth.models import FhirClient
 
 REFRESH_SECONDS = 5.0
-# Processes' clocks differ: a token issued this long before a read may still be newer than it.
-ISSUE_SKEW_SECONDS = 2.0
+# Processes' clocks differ, and `iat` is in whole seconds: a token issued this long before a
+# read began may still be newer than what the read saw.
+ISSUE_SKEW_SECONDS = 5.0
 
 _ENABLED = select(FhirClient.client_id).where(FhirClient.enabled.is_(True))
 
@@ -30,27 +31,38 @@ class EnabledClients:
     def __init__(self, refresh_seconds: float = REFRESH_SECONDS) -> None:
         self._refresh_seconds = refresh_seconds
         self._ids: frozenset[str] = frozenset()
-        self._read_at = -math.inf  # monotonic, for the refresh
-        self._read_at_wall = -math.inf  # epoch seconds, against a token's `iat`
+        # When the read behind `_ids` began: monotonic for the refresh, epoch against `iat`.
+        self._read_at = -math.inf
+        self._read_at_wall = -math.inf
+        # Moved on by `forget`: a read that began before a change must not be taken as fresh.
+        self._generation = 0
         self._lock = asyncio.Lock()
 
     def forget(self) -> None:
         """Read the registry again on next use (this process changed it)."""
+        self._generation += 1
         self._read_at = self._read_at_wall = -math.inf
 
     async def allows(self, database: Database, client_id: str, issued_at: float) -> bool:
-        stale = time.monotonic() - self._read_at >= self._refresh_seconds
-        newer_token = issued_at >= self._read_at_wall - ISSUE_SKEW_SECONDS
-        if stale or (client_id not in self._ids and newer_token):
-            await self._read(database)
+        if self._needs_read(client_id, issued_at):
+            async with self._lock:
+                if self._needs_read(client_id, issued_at):  # not read by whom it waited for
+                    await self._read(database)
         return client_id in self._ids
 
+    def _needs_read(self, client_id: str, issued_at: float) -> bool:
+        stale = time.monotonic() - self._read_at >= self._refresh_seconds
+        newer_token = issued_at >= self._read_at_wall - ISSUE_SKEW_SECONDS
+        return stale or (client_id not in self._ids and newer_token)
+
     async def _read(self, database: Database) -> None:
-        seen = self._read_at
-        async with self._lock:
-            if self._read_at != seen:
-                return  # another request read it while this one waited
+        while True:
+            generation = self._generation
             read_at, read_at_wall = time.monotonic(), time.time()
             async with database.transaction(write=False) as session:
-                self._ids = frozenset(await session.scalars(_ENABLED))
-            self._read_at, self._read_at_wall = read_at, read_at_wall
+                ids = frozenset(await session.scalars(_ENABLED))
+            self._ids = ids
+            if generation == self._generation:
+                self._read_at, self._read_at_wall = read_at, read_at_wall
+                return
+            # forgotten meanwhile: this read may predate the change; read again

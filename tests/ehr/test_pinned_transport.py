@@ -51,15 +51,20 @@ async def listener() -> AsyncIterator[Listener]:
 
 
 class Dns:
-    """Answers from a script, one answer per lookup; the last answer repeats."""
+    """Answers from a script, one answer per lookup (an OSError is raised); the last repeats."""
 
-    def __init__(self, *answers: list[str]) -> None:
+    def __init__(self, *answers: list[str] | OSError, delay: float = 0.0) -> None:
         self.answers = list(answers)
+        self.delay = delay
         self.lookups: list[str] = []
 
     async def __call__(self, host: str, port: int) -> list[str]:
         self.lookups.append(host)
-        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        await asyncio.sleep(self.delay)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, OSError):
+            raise answer
+        return answer
 
 
 def policy(dns: Dns, *, private: bool) -> UrlPolicy:
@@ -102,6 +107,30 @@ async def test_the_next_vetted_address_is_tried_when_one_refuses(listener: Liste
         response = await http.get(f"http://two.example:{listener.port}/")
     assert response.status_code == 200
     assert listener.hosts == [f"two.example:{listener.port}"]
+
+
+async def test_a_lookup_that_fails_at_connect_time_is_a_connection_failure_and_retried(
+    listener: Listener,
+) -> None:
+    # Private networks allowed: the URL check does not resolve, each connection does.
+    dns = Dns(OSError("Temporary failure in name resolution"), ["127.0.0.1"])
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    url = f"http://flaky.example:{listener.port}/fhir"
+    async with FhirClient(url, policy=policy(dns, private=True), sleep=no_wait) as client:
+        assert (await client.read("Patient", "p1"))["id"] == "p1"
+    assert len(dns.lookups) == 2  # the failed connect, then the retried one
+    assert listener.hosts == [f"flaky.example:{listener.port}"]
+
+
+async def test_the_lookup_counts_against_the_connect_timeout(listener: Listener) -> None:
+    transport = vetted_transport(policy(Dns(["127.0.0.1"], delay=5.0), private=True))
+    async with httpx.AsyncClient(transport=transport, timeout=0.2) as http:
+        with pytest.raises(httpx.ConnectTimeout):
+            await http.get(f"http://slow-dns.example:{listener.port}/")
+    assert listener.hosts == []
 
 
 async def test_a_token_request_is_held_to_the_policy_at_connect_time_too(

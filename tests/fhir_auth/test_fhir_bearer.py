@@ -231,8 +231,7 @@ async def test_a_client_registered_after_the_last_read_is_looked_up_again(
     enabled: EnabledClients = anonymous._transport.app.state.fhir_auth.enabled_clients  # type: ignore[attr-defined]
     assert not await enabled.allows(database, "app-3", issued_at=0)  # read: no app-3 yet
     await register(client, "app-3", scopes=["system/CarePlan.rs"])
-    # Registered on this process, but as another process would: nothing told `enabled`.
-    enabled._read_at_wall -= 10  # its last read is older than the new client's token
+    # Registered as on another process: nothing told `enabled`, whose read is still fresh.
     token = (await get_token(anonymous, App("app-3", ES384_KEY, "ES384")))["access_token"]
     ok(await anonymous.get("/probe/CarePlan/p1", headers=bearer(token)))
     # A token older than the last read names a client that read did not find: no read again.
