@@ -41,8 +41,10 @@ class _VettedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         # One deadline for the lookup and every address, as httpcore's own backend keeps.
         try:
-            async with asyncio.timeout(timeout):
-                return await self._connect(host, port, timeout, local_address, socket_options)
+            async with asyncio.timeout(timeout) as deadline:
+                return await self._connect(
+                    host, port, deadline.when(), local_address, socket_options
+                )
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
 
@@ -50,16 +52,16 @@ class _VettedBackend(httpcore.AsyncNetworkBackend):
         self,
         host: str,
         port: int,
-        timeout: float | None,
+        deadline: float | None,
         local_address: str | None,
         socket_options: Iterable[Any] | None,
     ) -> httpcore.AsyncNetworkStream:
+        """`deadline`: event-loop time by which the lookup and every attempt are done."""
         try:
             addresses = await self._policy.addresses_to_connect(host, port)
         except OSError as exc:  # a DNS failure: transient, as httpx reports one
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
         failure: Exception | None = None
         for index, address in enumerate(addresses):
             # Each address gets an equal share of the time left, so that one that does not
