@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     ehr_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     ehr_max_concurrency: Annotated[int, Field(gt=0)] = 4
     ehr_max_retries: Annotated[int, Field(ge=0)] = 5
+    smart_key_overlap_seconds: Annotated[int, Field(ge=0)] = Field(
+        900,
+        description="After a key rotation, how long the new key is published before it signs "
+        "(longer than the JWKS caches of EHRs, commonly 5 minutes).",
+    )
 
     pull_patients_per_connection: Annotated[int, Field(gt=0)] = Field(
         4, description="Patients pulled at the same time from one EHR connection."

@@ -4,7 +4,7 @@ connection row into a client, choosing the token provider by the connection's au
 from __future__ import annotations
 
 from service.connections.models import AuthMode, Connection
-from service.connections.service import signing_key, stored_capabilities
+from service.connections.service import signing_keys, stored_capabilities
 from service.ehr.client import FhirClient, TokenProvider
 from service.ehr.errors import EhrDiscoveryError
 from service.ehr.url_policy import UrlPolicy
@@ -34,7 +34,7 @@ def backend_services_grant(
         token_endpoint=capabilities.smart.token_endpoint,
         client_id=connection.client_id,
         scopes=tuple(connection.scopes if scopes is None else scopes),
-        signing_key=signing_key(connection, box),
+        signing_keys=signing_keys(connection, box),
     )
 
 

@@ -40,8 +40,9 @@ class Connection(VersionedRow, Base):
 
 
 class ConnectionKey(Base):
-    """One signing key pair. The active key has no `retire_after`; a rotated-out key keeps being
-    published in the JWKS until `retire_after` has passed."""
+    """One signing key pair, published in the JWKS until `retire_after` has passed (never, while
+    unset). It signs from `signs_from` (from its creation, while unset) until a later key's
+    `signs_from` comes: a rotated-in key is published before it signs."""
 
     __tablename__ = "ehr_connection_keys"
 
@@ -55,3 +56,4 @@ class ConnectionKey(Base):
     encrypted_private_pem: Mapped[bytes] = mapped_column(sa.LargeBinary())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     retire_after: Mapped[dt.datetime | None]
+    signs_from: Mapped[dt.datetime | None]

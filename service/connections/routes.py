@@ -161,12 +161,31 @@ async def rotate_connection_key(
     body: KeyRotation | None = None,
     if_match: IfMatch = None,
 ) -> ConnectionOut:
-    """A new key signs from now on; the previous public key stays in the JWKS for a grace
-    period (the longest assertion lifetime plus clock skew), then leaves it."""
+    """Publish a new key at once; it signs after `CASEBRIDGE_SMART_KEY_OVERLAP_SECONDS` (or on
+    `…/keys/activate`), so EHRs that cache our JWKS see it before they meet it. A second
+    rotation while one is pending is refused (409)."""
     expected = required_version(if_match)
     connection = await service.load_connection(session, connection_id)
     alg = body.signing_alg if body is not None else None
-    connection = await service.rotate_key(session, connection, alg, box, expected)
+    overlap = dt.timedelta(seconds=database.settings.smart_key_overlap_seconds)
+    connection = await service.rotate_key(session, connection, alg, box, expected, overlap)
+    return _out(connection, database.settings, response)
+
+
+@router.post("/{connection_id}/keys/activate", responses=UPDATE_PROBLEMS)
+async def activate_connection_key(
+    connection_id: str,
+    session: SessionDep,
+    database: DatabaseDep,
+    _admin: AdminDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ConnectionOut:
+    """Let the pending key sign now, once the EHR is known to have the new JWKS (409 when no
+    key is pending)."""
+    expected = required_version(if_match)
+    connection = await service.load_connection(session, connection_id)
+    connection = await service.activate_key(session, connection, expected)
     return _out(connection, database.settings, response)
 
 

@@ -67,6 +67,10 @@ class KeyOut(BaseModel):
     retire_after: dt.datetime | None = Field(
         description="Set once the key was rotated out; it leaves the JWKS after this moment."
     )
+    signs_from: dt.datetime | None = Field(
+        description="When a rotated-in key starts signing (null: since it was made); it is "
+        "published before."
+    )
 
 
 class ConnectionOut(StoredRecord):

@@ -20,9 +20,11 @@ from service.errors import NotFound, RuleViolation
 from service.security.encryption import SecretBox
 from service.settings import Settings
 from service.smart.keys import (
+    ScheduledSigningKey,
     SigningAlgorithm,
     SigningKey,
     generate_key_pair,
+    key_signing_at,
     load_signing_key,
     retirement_time,
 )
@@ -132,11 +134,28 @@ async def delete_connection(
     await session.flush()
 
 
-def active_key(connection: Connection) -> ConnectionKey:
-    for key in reversed(connection.keys):
-        if key.retire_after is None:
-            return key
-    raise RuleViolation("connection.key.active", f"connection {connection.id} has no active key")
+def _published(connection: Connection, now: dt.datetime) -> list[ConnectionKey]:
+    return [k for k in connection.keys if k.retire_after is None or k.retire_after > now]
+
+
+def _signs_by(key: ConnectionKey, now: dt.datetime) -> bool:
+    return key.signs_from is None or key.signs_from <= now
+
+
+def active_key(connection: Connection, now: dt.datetime | None = None) -> ConnectionKey:
+    """The key that signs at `now`: the newest published key whose signing time has come
+    (see `service.smart.keys` on rotation)."""
+    moment = now or utcnow()
+    due = [k for k in _published(connection, moment) if _signs_by(k, moment)]
+    if not due:
+        raise RuleViolation("connection.key.active", f"connection {connection.id} has no key")
+    return max(due, key=lambda k: k.created_at)
+
+
+def pending_key(connection: Connection, now: dt.datetime | None = None) -> ConnectionKey | None:
+    """A key rotated in that is published but does not sign yet."""
+    moment = now or utcnow()
+    return next((k for k in connection.keys if not _signs_by(k, moment)), None)
 
 
 async def rotate_key(
@@ -145,26 +164,78 @@ async def rotate_key(
     alg: SigningAlgorithm | None,
     box: SecretBox,
     expected_version: int | None,
+    overlap: dt.timedelta,
     now: dt.datetime | None = None,
 ) -> Connection:
-    """A new key signs from now on; the old one stays published until its retirement time."""
+    """Publish a new key now; it signs after `overlap` (or on `activate_key`), while the current
+    key signs until then and stays published for an assertion's lifetime after."""
     check_version(connection.version, expected_version)
     moment = now or utcnow()
-    for key in connection.keys:
-        if key.retire_after is None:
-            key.retire_after = retirement_time(moment)
+    pending = pending_key(connection, moment)
+    if pending is not None:
+        raise RuleViolation(
+            "connection.key.rotation-pending",
+            f"key {pending.kid} is published and signs from {pending.signs_from:%Y-%m-%dT%H:%M}Z;"
+            " activate it (POST .../keys/activate) or wait before rotating again",
+        )
+    current = active_key(connection, moment)
+    signs_from = moment + overlap
+    current.retire_after = retirement_time(signs_from)
     new_alg: SigningAlgorithm = alg or ("ES384" if connection.signing_alg == "ES384" else "RS384")
     connection.signing_alg = new_alg
-    connection.keys.append(_new_key(new_alg, box))
+    new_key = _new_key(new_alg, box)
+    new_key.signs_from = signs_from
+    connection.keys.append(new_key)
     touch(connection)
     await session.flush()
     return connection
 
 
+async def activate_key(
+    session: AsyncSession,
+    connection: Connection,
+    expected_version: int | None,
+    now: dt.datetime | None = None,
+) -> Connection:
+    """Let the pending key sign now (the EHR has its new JWKS); the key it replaces stays
+    published for an assertion's lifetime plus clock skew."""
+    check_version(connection.version, expected_version)
+    moment = now or utcnow()
+    pending = pending_key(connection, moment)
+    if pending is None:
+        raise RuleViolation(
+            "connection.key.none-pending", "no rotated key waits to sign: rotate first"
+        )
+    for key in _published(connection, moment):
+        if key is not pending and key.retire_after is not None:
+            key.retire_after = min(key.retire_after, retirement_time(moment))
+    pending.signs_from = moment
+    touch(connection)
+    await session.flush()
+    return connection
+
+
+def signing_keys(connection: Connection, box: SecretBox) -> tuple[ScheduledSigningKey, ...]:
+    """Every published key that signs now or will, each with the moment it starts: a client
+    built now picks the right one at each token request, across a rotation's switch."""
+    moment = utcnow()
+    keys = [active_key(connection, moment)]  # creation order, as `key_signing_at` wants
+    pending = pending_key(connection, moment)
+    if pending is not None:
+        keys.append(pending)
+    return tuple(
+        ScheduledSigningKey(
+            k.signs_from,
+            load_signing_key(
+                "ES384" if k.alg == "ES384" else "RS384", k.kid, k.encrypted_private_pem, box
+            ),
+        )
+        for k in keys
+    )
+
+
 def signing_key(connection: Connection, box: SecretBox) -> SigningKey:
-    key = active_key(connection)
-    alg: SigningAlgorithm = "ES384" if key.alg == "ES384" else "RS384"
-    return load_signing_key(alg, key.kid, key.encrypted_private_pem, box)
+    return key_signing_at(signing_keys(connection, box), utcnow())
 
 
 def stored_capabilities(connection: Connection) -> Capabilities | None:

@@ -18,13 +18,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 
 from service.ehr.pinned_transport import vetted_transport
 from service.ehr.url_policy import UrlPolicy
-from service.smart.keys import SigningKey
+from service.smart.keys import ScheduledSigningKey, SigningKey, key_signing_at
 from service.smart.oauth_client import AsyncOAuth2Client
 from service.smart.token_requests import checked_token, mapped_token_errors
 
@@ -40,7 +41,12 @@ class BackendServicesGrant:
     token_endpoint: str
     client_id: str
     scopes: tuple[str, ...]
-    signing_key: SigningKey
+    # More than one during a key rotation's overlap: the one whose time has come signs.
+    signing_keys: tuple[ScheduledSigningKey, ...]
+
+    @property
+    def signing_key(self) -> SigningKey:
+        return key_signing_at(self.signing_keys, datetime.now(UTC))
 
     @property
     def cache_key(self) -> tuple[str, frozenset[str]]:

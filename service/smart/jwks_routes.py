@@ -27,14 +27,16 @@ def _jwks_response(jwks: dict[str, Any], response: Response) -> dict[str, Any]:
     return jwks
 
 
-@router.get("/.well-known/jwks.json", response_model=None)
+@router.api_route("/.well-known/jwks.json", methods=["GET", "HEAD"], response_model=None)
 async def service_jwks(session: SessionDep, response: Response) -> dict[str, Any]:
     """Every published key of every connection."""
     now = utcnow()
     return _jwks_response(build_jwks(await repository.published_keys(session, now), now), response)
 
 
-@router.get("/smart/connections/{connection_id}/jwks.json", response_model=None)
+@router.api_route(
+    "/smart/connections/{connection_id}/jwks.json", methods=["GET", "HEAD"], response_model=None
+)
 async def connection_jwks(
     connection_id: str, session: SessionDep, response: Response
 ) -> dict[str, Any]:

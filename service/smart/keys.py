@@ -5,15 +5,19 @@ ES384 (P-384), the two algorithms SMART Backend Services requires servers to sup
 is the RFC 7638 thumbprint, so it is stable and derived from the key itself. Private keys are
 stored as PKCS#8 PEM encrypted with SecretBox; they are only decrypted to sign.
 
-Rotation: the new key signs from the moment it exists; the previous key stays in the JWKS until
-`retire_after`, so an EHR holding an assertion signed a moment ago (or a cached JWKS) can still
-verify it. Retiring after the longest assertion lifetime plus clock skew is enough for that.
+Rotation publishes first and signs later: a new key enters the JWKS at once but signs only from
+`signs_from` (the rotation plus an overlap longer than the JWKS caches EHRs keep, commonly five
+minutes), so an EHR that cached the old JWKS refetches it before it meets the new `kid`
+(RFC 7517 §5 key sets; SMART App Launch 2.x, Backend Services, "Registering a client": the EHR
+fetches the client's JWKS URL and may cache it). The previous key signs until then and stays
+published until `retire_after`, the longest assertion lifetime plus clock skew later, so an
+assertion it signed a moment before the switch still verifies.
 Keys are generated with joserfc (authlib's JOSE engine); nothing here builds a JWT by hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -49,6 +53,22 @@ class NewKeyPair:
     public_jwk: dict[str, Any]
     encrypted_private_pem: bytes
     signing_key: SigningKey
+
+
+@dataclass(frozen=True)
+class ScheduledSigningKey:
+    """A key and the moment it starts signing (`None`: since it was made)."""
+
+    signs_from: datetime | None
+    key: SigningKey
+
+
+def key_signing_at(keys: Sequence[ScheduledSigningKey], now: datetime) -> SigningKey:
+    """The key that signs at `now`: of `keys` (oldest first) whose time has come, the newest."""
+    due = [k for k in keys if k.signs_from is None or k.signs_from <= now]
+    if not due:
+        raise ValueError("no key signs yet")
+    return due[-1].key
 
 
 class PublishableKey(Protocol):

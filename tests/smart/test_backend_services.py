@@ -27,7 +27,7 @@ from service.ehr.errors import (
 )
 from service.security.encryption import SecretBox
 from service.smart.backend_services import BackendServicesGrant, BackendServicesTokens
-from service.smart.keys import SigningAlgorithm, generate_key_pair
+from service.smart.keys import ScheduledSigningKey, SigningAlgorithm, generate_key_pair
 from tests.ehr.fakes import BASE, public_dns_policy
 
 TOKEN_URL = "https://auth.example.com/token"
@@ -57,7 +57,7 @@ def make_grant(
         token_endpoint=token_url,
         client_id=CLIENT_ID,
         scopes=scopes,
-        signing_key=pair.signing_key,
+        signing_keys=(ScheduledSigningKey(None, pair.signing_key),),
     )
     return grant, pair.public_jwk
 
@@ -155,14 +155,14 @@ async def test_tokens_are_cached_per_connection_and_scope_set(
         token_endpoint=grant.token_endpoint,
         client_id=grant.client_id,
         scopes=tuple(reversed(SCOPES)),
-        signing_key=grant.signing_key,
+        signing_keys=grant.signing_keys,
     )
     fewer_scopes = BackendServicesGrant(
         connection_id=grant.connection_id,
         token_endpoint=grant.token_endpoint,
         client_id=grant.client_id,
         scopes=SCOPES[:1],
-        signing_key=grant.signing_key,
+        signing_keys=grant.signing_keys,
     )
     assert await tokens.access_token(grant) == "tok-1"
     assert await tokens.access_token(grant) == "tok-1"
@@ -288,7 +288,7 @@ async def test_forget_drops_only_that_connections_tokens(
         token_endpoint=grant.token_endpoint,
         client_id=grant.client_id,
         scopes=grant.scopes,
-        signing_key=grant.signing_key,
+        signing_keys=grant.signing_keys,
     )
     assert await tokens.access_token(grant) == "tok-1"
     assert await tokens.access_token(other) == "tok-2"
