@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.vocabulary import CaseStatus
 from service.cases.models import Case
+from service.connections.models import Connection
 from service.db.base import new_id, utcnow
 from service.ehr.client import JsonObject
 from service.links.models import PatientLink
@@ -26,6 +27,7 @@ from service.pull.models import (
     PullState,
 )
 from service.pull.reader import parse_instant
+from service.pull.summary import StoredRecord
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -179,6 +181,28 @@ async def records_of_patient(
         .order_by(PulledRecord.resource_type, PulledRecord.remote_id)
     )
     return list(rows)
+
+
+async def summary_records(
+    session: AsyncSession, patient_id: str, resource_types: Sequence[str]
+) -> list[StoredRecord]:
+    """Every connection's pulled records of these types for a local patient, with the name of
+    the connection each came from."""
+    rows = await session.execute(
+        select(
+            PulledRecord.connection_id,
+            Connection.name,
+            PulledRecord.resource_type,
+            PulledRecord.remote_id,
+            PulledRecord.content,
+        )
+        .join(Connection, Connection.id == PulledRecord.connection_id)
+        .where(
+            PulledRecord.patient_id == patient_id,
+            PulledRecord.resource_type.in_(resource_types),
+        )
+    )
+    return [StoredRecord(*row) for row in rows]
 
 
 async def stored_resources(

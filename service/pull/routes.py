@@ -3,6 +3,8 @@ the records pulled for a patient."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 
 from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES
@@ -10,6 +12,7 @@ from service.auth.deps import ActorDep
 from service.connections.service import load_connection
 from service.db.session import SessionDep
 from service.errors import Conflict, NotFound
+from service.patients.service import load_patient
 from service.pull import repository
 from service.pull.case_opening import open_case_from_ehr
 from service.pull.identity import resolve_conflict
@@ -20,11 +23,13 @@ from service.pull.schemas import (
     ConflictResolution,
     IdentityConflictOut,
     ImportedResourceOut,
+    PatientSummaryOut,
     PullCreate,
     PulledRecordOut,
     PullOut,
     SkippedResourceOut,
 )
+from service.pull.summary import SUMMARY_TYPES, summarise
 
 router = APIRouter(tags=["pulls"], responses=PROBLEM_RESPONSES)
 
@@ -135,6 +140,20 @@ async def get_pulled_records(
     """What the last pulls stored for a local patient from that connection."""
     records = await repository.records_of_patient(session, connection_id, patient_id)
     return [PulledRecordOut.model_validate(record) for record in records]
+
+
+@router.get("/api/patients/{patient_id}/summary")
+async def get_patient_summary(
+    patient_id: str, session: SessionDep, _actor: ActorDep
+) -> PatientSummaryOut:
+    """Problems, medications, allergies, recent encounters, vital signs and labs from every
+    EHR this patient was pulled from, each with its source and date (see `summary`)."""
+    await load_patient(session, patient_id)
+    records = await repository.summary_records(session, patient_id, SUMMARY_TYPES)
+    summary = summarise(records)
+    return PatientSummaryOut.model_validate(
+        {"patient_id": patient_id, **dataclasses.asdict(summary)}
+    )
 
 
 @router.post(

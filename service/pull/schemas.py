@@ -134,3 +134,32 @@ class CaseFromEhrOut(BaseModel):
     case_id: str
     imported: list[ImportedResourceOut]
     skipped: list[SkippedResourceOut]
+
+
+class SummarySourceOut(BaseModel):
+    connection_id: str
+    connection_name: str
+    resource: str = Field(description="Type/id of the record on that EHR.")
+    last_updated: str | None = Field(description="The record's meta.lastUpdated on the EHR.")
+
+
+class SummaryItemOut(BaseModel):
+    text: str
+    date: str | None = Field(description="As the EHR wrote it (a date, or a dateTime).")
+    status: str | None
+    code: str | None = Field(description="system|code of its first coding.")
+    value: str | None = Field(description="A measurement, dosage or reaction, as sent.")
+    category: str | None
+    source: SummarySourceOut
+
+
+class PatientSummaryOut(BaseModel):
+    """What the EHRs hold on a patient, as last pulled, for the planner to read."""
+
+    patient_id: str
+    problems: list[SummaryItemOut]
+    medications: list[SummaryItemOut]
+    allergies: list[SummaryItemOut]
+    encounters: list[SummaryItemOut] = Field(description="The 10 most recent.")
+    vital_signs: list[SummaryItemOut] = Field(description="The latest of each kind.")
+    labs: list[SummaryItemOut] = Field(description="The latest of each test.")
