@@ -27,16 +27,14 @@ def _jwks_response(jwks: dict[str, Any], response: Response) -> dict[str, Any]:
     return jwks
 
 
-@router.api_route("/.well-known/jwks.json", methods=["GET", "HEAD"], response_model=None)
+@router.get("/.well-known/jwks.json", response_model=None)
 async def service_jwks(session: SessionDep, response: Response) -> dict[str, Any]:
     """Every published key of every connection."""
     now = utcnow()
     return _jwks_response(build_jwks(await repository.published_keys(session, now), now), response)
 
 
-@router.api_route(
-    "/smart/connections/{connection_id}/jwks.json", methods=["GET", "HEAD"], response_model=None
-)
+@router.get("/smart/connections/{connection_id}/jwks.json", response_model=None)
 async def connection_jwks(
     connection_id: str, session: SessionDep, response: Response
 ) -> dict[str, Any]:
@@ -45,3 +43,14 @@ async def connection_jwks(
     now = utcnow()
     keys = await repository.published_keys(session, now, connection_id)
     return _jwks_response(build_jwks(keys, now), response)
+
+
+# HEAD answers as GET does, without a body (RFC 9110 §9.3.2): some EHRs probe a JWKS URL with
+# HEAD at registration. Out of the OpenAPI document, where it would repeat GET's operation.
+for _path, _endpoint in (
+    ("/.well-known/jwks.json", service_jwks),
+    ("/smart/connections/{connection_id}/jwks.json", connection_jwks),
+):
+    router.add_api_route(
+        _path, _endpoint, methods=["HEAD"], response_model=None, include_in_schema=False
+    )
