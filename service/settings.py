@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         32, description="Requests that may wait for a slot; beyond that, 503 at once."
     )
     in_flight_max_wait_seconds: Annotated[float, Field(ge=0)] = Field(
-        0.5, description="Longest wait for a slot before 503, in seconds."
+        0.2, description="Longest wait for a slot before 503, in seconds."
     )
     jwks_refetch_interval_seconds: Annotated[float, Field(ge=0)] = Field(
         10.0,

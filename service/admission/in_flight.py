@@ -7,7 +7,8 @@ concurrency only makes every request slower, and an unbounded backlog makes late
 without limit. Refusing the excess early (a 503 costs a small fraction of a real request)
 keeps the accepted requests near their unloaded latency; clients and load balancers retry
 elsewhere or later (RFC 9110 section 15.6.4, `Retry-After` section 10.2.3). Health and
-readiness probes are exempt: an overloaded process is alive, and its probes must say so.
+readiness probes (and `/metrics`) are exempt: an overloaded process is alive, and its
+probes must say so.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.problems import problem_response
 
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
+# Probes, and metrics scrapes (an overloaded process is the one worth watching).
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER_SECONDS = 1
 
 

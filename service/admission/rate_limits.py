@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from fastapi import Request
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -172,9 +171,6 @@ class RateLimiter:
         self, database: Database, key: str, policy: Policy, now: float
     ) -> repository.Take:
         async with database.connection() as connection:
-            if connection.dialect.name == "postgresql":
-                # Losing the last takes in a crash only refills buckets a little early.
-                await connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
             return await repository.take(
                 connection, key, now, policy.rate, policy.burst, policy.lease
             )
