@@ -92,13 +92,13 @@ class Settings(BaseSettings):
         100, description="/fhir requests per source address, without a verified token, at once."
     )
     max_in_flight: Annotated[int, Field(ge=0)] = Field(
-        16, description="Requests one process handles at once (0: no bound); health exempt."
+        8, description="Requests one process handles at once (0: no bound); health exempt."
     )
     in_flight_queue: Annotated[int, Field(ge=0)] = Field(
-        32, description="Requests that may wait for a slot; beyond that, 503 at once."
+        16, description="Requests that may wait for a slot; beyond that, 503 at once."
     )
     in_flight_max_wait_seconds: Annotated[float, Field(ge=0)] = Field(
-        0.2, description="Longest wait for a slot before 503, in seconds."
+        0.1, description="Longest wait for a slot before 503, in seconds."
     )
     jwks_refetch_interval_seconds: Annotated[float, Field(ge=0)] = Field(
         10.0,
