@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -33,8 +34,9 @@ def settings(database_url: str) -> Settings:
     )
 
 
-@pytest.fixture
-async def held_app(settings: Settings, database: Database) -> AsyncIterator[tuple[FastAPI, Holder]]:
+@asynccontextmanager
+async def holding_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, Holder]]:
+    """The app with a test-only endpoint that holds each request until `release` is set."""
     app = create_app(settings)
     holder = Holder()
 
@@ -46,6 +48,12 @@ async def held_app(settings: Settings, database: Database) -> AsyncIterator[tupl
     app.router.add_api_route(HOLD, hold, methods=["GET"])
     async with app.router.lifespan_context(app):
         yield app, holder
+
+
+@pytest.fixture
+async def held_app(settings: Settings, database: Database) -> AsyncIterator[tuple[FastAPI, Holder]]:
+    async with holding_app(settings) as held:
+        yield held
 
 
 async def until(check: Callable[[], bool]) -> None:
@@ -107,6 +115,12 @@ async def test_a_request_that_waits_too_long_gets_503(
         assert (await http.get(HOLD)).status_code == 200  # the slots are free again
 
 
-async def test_no_bound_when_the_limit_is_zero(database_url: str) -> None:
-    app = create_app(settings_for(database_url, max_in_flight=0))
-    assert not app.state.in_flight.bounded
+async def test_no_bound_when_the_limit_is_zero(database_url: str, database: Database) -> None:
+    async with holding_app(settings_for(database_url, max_in_flight=0)) as (app, holder):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            holding = [asyncio.create_task(http.get(HOLD)) for _ in range(6)]
+            await until(lambda: holder.entered == 6)  # all at once, none refused or queued
+            holder.release.set()
+            for response in await asyncio.gather(*holding):
+                assert response.status_code == 200
