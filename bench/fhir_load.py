@@ -239,6 +239,9 @@ def main() -> None:
             "CASEBRIDGE_BOOTSTRAP_API_KEY": API_KEY,
             "CASEBRIDGE_AUTO_MIGRATE": "true",
             "CASEBRIDGE_FHIR_ACCESS_TOKEN_LIFETIME_SECONDS": "3600",
+            # Throughput, not admission (bench/overload.py measures that): no 429s or 503s.
+            "CASEBRIDGE_RATE_LIMITS_ENABLED": "false",
+            "CASEBRIDGE_MAX_IN_FLIGHT": "0",
         }
         ports = {name: free_port() for name in ("casebridge", "ceiling", "peer")}
         casebridge = f"http://127.0.0.1:{ports['casebridge']}"

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.admission.install import install_admission
 from service.api import health
 from service.api.body_limit import BodySizeLimit
 from service.api.problems import install_problem_handlers
@@ -75,6 +76,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.oidc_jwks_url,
             settings.oidc_audience,
             settings.oidc_algorithms,
+            refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
         )
         if settings.oidc_issuer and settings.oidc_jwks_url
         else None
@@ -133,4 +135,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
+    install_admission(app)  # last: its middlewares run first
     return app

@@ -64,6 +64,47 @@ class Settings(BaseSettings):
         1_048_576, description="Largest request body accepted, in bytes."
     )
 
+    rate_limits_enabled: bool = Field(
+        True, description="Rate-limit /auth/token and /fhir (buckets shared through the database)."
+    )
+    rate_limit_token_client_per_second: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="/auth/token requests per second per client_id (sustained)."
+    )
+    rate_limit_token_client_burst: Annotated[int, Field(gt=0)] = Field(
+        20, description="/auth/token requests per client_id allowed at once."
+    )
+    rate_limit_token_address_per_second: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="/auth/token requests per second per source address."
+    )
+    rate_limit_token_address_burst: Annotated[int, Field(gt=0)] = Field(
+        50, description="/auth/token requests per source address allowed at once."
+    )
+    rate_limit_fhir_client_per_second: Annotated[float, Field(gt=0)] = Field(
+        100.0, description="/fhir requests per second per authenticated client."
+    )
+    rate_limit_fhir_client_burst: Annotated[int, Field(gt=0)] = Field(
+        500, description="/fhir requests per authenticated client allowed at once."
+    )
+    rate_limit_fhir_address_per_second: Annotated[float, Field(gt=0)] = Field(
+        20.0, description="/fhir requests per second per source address, without a verified token."
+    )
+    rate_limit_fhir_address_burst: Annotated[int, Field(gt=0)] = Field(
+        100, description="/fhir requests per source address, without a verified token, at once."
+    )
+    max_in_flight: Annotated[int, Field(ge=0)] = Field(
+        8, description="Requests one process handles at once (0: no bound); health exempt."
+    )
+    in_flight_queue: Annotated[int, Field(ge=0)] = Field(
+        16, description="Requests that may wait for a slot; beyond that, 503 at once."
+    )
+    in_flight_max_wait_seconds: Annotated[float, Field(ge=0)] = Field(
+        0.1, description="Longest wait for a slot before 503, in seconds."
+    )
+    jwks_refetch_interval_seconds: Annotated[float, Field(ge=0)] = Field(
+        10.0,
+        description="Least time between two fetches of one JWKS URL caused by an unknown `kid`.",
+    )
+
     allow_insecure_http: bool = Field(
         False, description="Allow http:// EHR URLs (dev and loopback tests only)."
     )

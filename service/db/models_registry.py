@@ -1,5 +1,6 @@
 """Imports every table module so that `Base.metadata` is complete (Alembic, tests)."""
 
+from service.admission import models as admission
 from service.assessments import models as assessments
 from service.audit import models as audit
 from service.auth import models as auth
@@ -18,6 +19,7 @@ from service.smart import models as smart
 
 __all__ = [
     "Base",
+    "admission",
     "assessments",
     "audit",
     "auth",

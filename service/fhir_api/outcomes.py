@@ -26,6 +26,7 @@ ISSUE_CODE_BY_STATUS: dict[int, str] = {
     415: "not-supported",
     422: "processing",
     428: "required",
+    429: "throttled",
     500: "exception",
     503: "transient",
 }

@@ -4,8 +4,9 @@ A JWKS URL is an admin's input naming a host we will call, so every fetch passes
 policy of `service.ehr.url_policy` first and never follows redirects. Fetched sets are cached
 per URL for `JWKS_TTL_SECONDS`; an assertion whose `kid` is not in the cached set makes the
 caller refresh once (the client may have rotated its keys), unless the set was fetched for
-this very request or less than `REFRESH_COOLDOWN_SECONDS` ago: client ids are not secret, so
-without that pause anyone could make us fetch a client's JWKS URL once per request they send.
+this very request or less than `refetch_interval_seconds` ago (the setting
+`jwks_refetch_interval_seconds`): client ids are not secret, so without that pause anyone
+could make us fetch a client's JWKS URL once per request they send.
 """
 
 from __future__ import annotations
@@ -53,9 +54,14 @@ class FetchedKeys:
 
 class ClientKeyCache:
     def __init__(
-        self, http: httpx.AsyncClient, *, clock: Callable[[], float] = time.monotonic
+        self,
+        http: httpx.AsyncClient,
+        *,
+        refetch_interval_seconds: float = REFRESH_COOLDOWN_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
+        self._refetch_interval = refetch_interval_seconds
         self._clock = clock
         self._entries: dict[str, tuple[float, KeySet]] = {}
         # One lock per URL: a slow client's JWKS host delays only that client's requests.
@@ -66,7 +72,7 @@ class ClientKeyCache:
             entry = self._entries.get(url)
             if entry is not None:
                 age = self._clock() - entry[0]
-                if age < (REFRESH_COOLDOWN_SECONDS if refresh else JWKS_TTL_SECONDS):
+                if age < (self._refetch_interval if refresh else JWKS_TTL_SECONDS):
                     return FetchedKeys(entry[1], fetched_now=False)
             keys = await self._fetch(url, policy)
             self._entries[url] = (self._clock(), keys)

@@ -13,20 +13,33 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 ErrorCode = Literal[
-    "invalid_request", "invalid_client", "invalid_grant", "invalid_scope", "unsupported_grant_type"
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "invalid_scope",
+    "unsupported_grant_type",
+    "temporarily_unavailable",
 ]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class OAuthError(Exception):
-    def __init__(self, error: ErrorCode, description: str, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        error: ErrorCode,
+        description: str,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
         self.status = status or (401 if error == "invalid_client" else 400)
+        self.headers = headers or {}
 
     def response(self) -> Response:
-        headers = dict(NO_STORE)
+        headers = NO_STORE | self.headers
         if self.status == 401:
             headers["WWW-Authenticate"] = 'Bearer error="invalid_client"'
         body = {"error": self.error, "error_description": self.description}

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
+from service.admission.rate_limits import limit_token_requests
 from service.api.concurrency import IfMatch, required_version, set_etag
 from service.api.problems import ADMIN_PROBLEMS, CREATE_PROBLEMS, UPDATE_PROBLEMS
 from service.auth.deps import AdminDep, authenticate
@@ -160,6 +161,7 @@ OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 @oauth_router.post(
     "/token",
     responses=OAUTH_ERRORS,
+    dependencies=[Depends(limit_token_requests)],
     openapi_extra=_form_body(
         "grant_type", "scope", "client_id", "client_assertion_type", "client_assertion"
     ),

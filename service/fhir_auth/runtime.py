@@ -75,10 +75,13 @@ def build_runtime(settings: Settings) -> FhirAuthRuntime:
             settings.fhir_external_jwks_url,
             settings.fhir_external_audience or fhir_base_url(settings),
             EXTERNAL_ALGORITHMS,
+            refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
         )
     return FhirAuthRuntime(
         http=http,
-        client_keys=ClientKeyCache(http),
+        client_keys=ClientKeyCache(
+            http, refetch_interval_seconds=settings.jwks_refetch_interval_seconds
+        ),
         keyring=TokenKeyring(
             SecretBox(settings.encryption_key.get_secret_value()), settings.fhir_token_signing_alg
         ),

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from fastapi import FastAPI
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
 
+from service.auth.oidc import OidcVerifier
 from service.settings import Settings
 from tests.api.case_factory import ok
 from tests.conftest import settings_for
@@ -104,19 +106,29 @@ async def test_bad_tokens_are_refused(
     assert response.headers["content-type"] == "application/problem+json"
 
 
-async def test_an_unknown_kid_refreshes_the_jwks_once(
-    anonymous: httpx.AsyncClient, jwks: respx.Route
+async def test_an_unknown_kid_refreshes_the_jwks_at_most_once_per_interval(
+    app: FastAPI, anonymous: httpx.AsyncClient, jwks: respx.Route
 ) -> None:
+    now_on = [1000.0]
+    app.state.oidc_verifier = OidcVerifier(
+        ISSUER, JWKS_URL, AUDIENCE, ("RS256",), refetch_interval_seconds=10, clock=lambda: now_on[0]
+    )
     rotated = RSAKey.generate_key(2048, parameters={"kid": "k2"})
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bob", "exp": now + 60}
     new_token = jwt.encode({"alg": "RS256", "kid": "k2"}, claims, rotated)
     assert (await anonymous.get("/api/cases", headers=bearer(token()))).status_code == 200
+    assert jwks.call_count == 1
     response = await anonymous.get("/api/cases", headers=bearer(new_token))
     assert response.status_code == 401
-    assert jwks.call_count == 2
+    assert jwks.call_count == 1  # fetched moments ago: not again
+    now_on[0] += 10
+    assert (await anonymous.get("/api/cases", headers=bearer(new_token))).status_code == 401
+    assert (await anonymous.get("/api/cases", headers=bearer(new_token))).status_code == 401
+    assert jwks.call_count == 2  # one refresh per interval
 
     jwks.respond(json={"keys": [rotated.as_dict(private=False)]})
+    now_on[0] += 10
     assert (await anonymous.get("/api/cases", headers=bearer(new_token))).status_code == 200
     assert jwks.call_count == 3
 
