@@ -105,7 +105,7 @@ def test_goal_dates_keep_partial_precision() -> None:
     assert goal_resource(moved, imported.context)["startDate"] == "2018-06-01"
 
 
-@pytest.mark.parametrize("text", ["1.50", "0.1000", "12345678901234567890.123456789", "2.0"])
+@pytest.mark.parametrize("text", ["1.50", "0.1000", "123456789012.123456", "2.0"])
 def test_decimals_come_back_as_sent_even_through_a_float(text: str) -> None:
     body = (
         '{"resourceType":"Goal","id":"g-1","lifecycleStatus":"active",'
@@ -226,3 +226,21 @@ def test_a_goal_target_round_trip_through_the_record_types() -> None:
     )
     assert record.target is not None
     assert str(record.target.detail_quantity) == "1.50"
+
+
+@pytest.mark.parametrize("text", ["12345678901234567890.123456789", "0.1234567"])
+def test_a_quantity_beyond_the_case_is_kept_verbatim_not_rounded(text: str) -> None:
+    """The case holds NUMERIC(18, 6): a value beyond it is not mapped (PostgreSQL would refuse
+    or round it), and the received target comes back exactly."""
+    body = (
+        '{"resourceType":"Goal","id":"g-1","lifecycleStatus":"active",'
+        '"description":{"text":"Walk"},"subject":{"reference":"Patient/p-1"},'
+        '"target":[{"measure":{"coding":[{"system":"http://loinc.org","code":"41953-1"}]},'
+        '"detailQuantity":{"value":' + text + "}}]}"
+    )
+    imported = import_goal(fhir_json.loads(body))
+    assert imported.record.target is not None
+    assert imported.record.target.measure is not None
+    assert imported.record.target.detail_quantity is None
+    raw = fhir_json.dumps(goal_resource(imported.record, imported.context))
+    assert f'"detailQuantity":{{"value":{text}}}'.encode() in raw
