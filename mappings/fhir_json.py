@@ -15,10 +15,18 @@ from typing import Any
 
 import orjson
 
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
 
 def loads(body: bytes | str) -> Any:
-    """Parse JSON, every non-integer number as a `Decimal` (raises `ValueError` if not JSON)."""
-    return json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+    """Parse JSON, every non-integer number as a `Decimal`, and an integer beyond 64 bits too
+    (orjson writes no larger int); raises `ValueError` if not JSON."""
+    return json.loads(body, parse_float=Decimal, parse_int=_integer, parse_constant=_no_constant)
+
+
+def _integer(text: str) -> int | Decimal:
+    value = int(text)
+    return value if _INT64_MIN <= value <= _UINT64_MAX else Decimal(text)
 
 
 def _no_constant(name: str) -> Any:

@@ -132,6 +132,8 @@ def test_fhir_json_reads_decimals_exactly_and_refuses_non_numbers() -> None:
     parsed = fhir_json.loads(b'{"a": 1.50, "b": 7, "c": 1e2}')
     assert parsed == {"a": Decimal("1.50"), "b": 7, "c": Decimal("1e2")}
     assert fhir_json.dumps(parsed) == b'{"a":1.50,"b":7,"c":1E+2}'
+    huge = b'{"valueDecimal":123456789012345678901234567890}'
+    assert fhir_json.dumps(fhir_json.loads(huge)) == huge
     with pytest.raises(ValueError, match="NaN"):
         fhir_json.loads(b'{"a": NaN}')
 
