@@ -110,6 +110,22 @@ class GoalProgressRecord(Record):
     note: str
 
 
+QUANTITY_INTEGER_DIGITS = 12
+QUANTITY_FRACTION_DIGITS = 6
+"""A target quantity the case holds (the column is NUMERIC(18, 6)); a received value beyond
+it is not mapped, and the received target is kept verbatim instead."""
+
+
+def quantity_fits(value: Decimal) -> bool:
+    exponent = value.as_tuple().exponent
+    return (
+        value.is_finite()
+        and isinstance(exponent, int)
+        and -exponent <= QUANTITY_FRACTION_DIGITS
+        and abs(value) < Decimal(10) ** QUANTITY_INTEGER_DIGITS
+    )
+
+
 class GoalTargetRecord(Record):
     measure: CodingRecord | None = None
     detail_quantity: Decimal | None = None

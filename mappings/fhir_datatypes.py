@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from mappings.lexical_forms import first_instant
+
 JsonDict = dict[str, Any]
 
 
@@ -51,27 +53,22 @@ def fhir_decimal(value: Decimal) -> int | float:
 
 
 def parse_datetime(value: object) -> dt.datetime | None:
-    """A full FHIR dateTime as an aware datetime; None for partial dates and non-strings.
+    """A FHIR date, partial date or dateTime as an aware datetime (its first instant; dates
+    read as midnight UTC); None for anything else.
 
-    A date-only value reads as midnight UTC; the element itself is preserved verbatim by the
-    caller when the regenerated text differs (see `mappings.preserved_elements`).
+    The typed value loses the precision and the offset; `mappings.lexical_forms` keeps the
+    received form beside it and writes it back while the value is unchanged.
     """
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+    return first_instant(value) if isinstance(value, str) else None
 
 
 def parse_date(value: object) -> dt.date | None:
-    if not isinstance(value, str) or len(value) < 10:
+    """A FHIR date or partial date (`2017`, `2017-03`) as its first day, the date part of a
+    dateTime; None otherwise."""
+    if not isinstance(value, str):
         return None
-    try:
-        return dt.date.fromisoformat(value[:10])
-    except ValueError:
-        return None
+    instant = first_instant(value[:10])
+    return None if instant is None else instant.date()
 
 
 def first_coding(concept: object, system: str | None = None) -> Mapping[str, Any] | None:

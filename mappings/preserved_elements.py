@@ -15,8 +15,17 @@ shadows an edit.
 Three elements are merged rather than replaced, so the service's own entries are always there:
 `identifier` (the key of conditional writes), `category` (holds the slices US Core requires
 and the program) and `basedOn` (a ServiceRequest's link to the case's CarePlan).
-`meta` and `text` are not kept: meta is the store's, the narrative is
-regenerated from the data.
+
+Three more things are kept beside the elements:
+
+- `as_sent`: the lexical form of every received date, dateTime, instant and decimal (see
+  `mappings.lexical_forms`), written back while the typed value is unchanged;
+- `meta`: the received `profile`, `tag`, `security` and `source` (`versionId` and
+  `lastUpdated` are the store's); received profiles come first, CaseBridge's are added;
+- `text`, the narrative, by the rule of `restore_narrative`.
+
+"Unchanged" compares what the case produced then and now after `lexical_forms.comparable`,
+so a database round trip (an offset normalised to UTC, a decimal's scale) is not a change.
 """
 
 from __future__ import annotations
@@ -25,9 +34,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mappings.fhir_datatypes import JsonDict
+from mappings.lexical_forms import (
+    AS_SENT,
+    apply_lexical_forms,
+    comparable,
+    json_safe,
+    lexical_forms,
+)
 
 MERGED_ELEMENTS = frozenset({"identifier", "category", "basedOn"})
 NOT_PRESERVED = frozenset({"resourceType", "id", "meta", "text"})
+KEPT_META = ("profile", "tag", "security", "source")
+AUTHORED_NARRATIVE = frozenset({"additional", "extensions"})
 
 
 def preserve_elements(received: Mapping[str, Any], generated: Mapping[str, Any]) -> JsonDict:
@@ -35,43 +53,91 @@ def preserve_elements(received: Mapping[str, Any], generated: Mapping[str, Any])
     kept: JsonDict = {}
     produced: JsonDict = {}
     for element, value in received.items():
-        if element in NOT_PRESERVED:
+        if element in NOT_PRESERVED and element != "text":
             continue
         now = generated.get(element)
         if now != value:
-            kept[element] = value
+            kept[element] = json_safe(value)
             produced[element] = now
     for element, now in generated.items():
         if element not in received and element not in NOT_PRESERVED | MERGED_ELEMENTS:
             kept[element] = None
             produced[element] = now
-    return {"received": kept, "generated": produced} if kept else {}
+    extras: JsonDict = {"received": kept, "generated": produced} if kept else {}
+    meta = received.get("meta")
+    ours = generated.get("meta") or {}
+    if isinstance(meta, Mapping) and (
+        kept_meta := {
+            k: json_safe(meta[k]) for k in KEPT_META if k in meta and meta[k] != ours.get(k)
+        }
+    ):
+        extras["meta"] = kept_meta
+    if forms := lexical_forms(received, generated):
+        extras[AS_SENT] = forms
+    return extras
 
 
 def restore_elements(
     generated: JsonDict, extras: Mapping[str, Any], element_order: Sequence[str]
 ) -> JsonDict:
     """`generated` with the preserved received elements put back (see the module doc)."""
-    kept = extras.get("received")
-    if not kept:
+    if not extras:
         return generated
+    kept: Mapping[str, Any] = extras.get("received") or {}
     produced: Mapping[str, Any] = extras.get("generated") or {}
     restored = dict(generated)
     for element, value in kept.items():
         now = generated.get(element)
         then = produced.get(element)
-        if element in MERGED_ELEMENTS:
-            items = _merge_items(value or [], now or [], then or [], unchanged=now == then)
+        unchanged = comparable(now) == comparable(then)
+        if element == "text":
+            restore_narrative(restored, value, unchanged=unchanged)
+        elif element in MERGED_ELEMENTS:
+            items = _merge_items(value or [], now or [], then or [], unchanged=unchanged)
             if items:
                 restored[element] = items
             else:
                 restored.pop(element, None)
-        elif now == then:
+        elif unchanged:
             if value is None:
                 restored.pop(element, None)
             else:
                 restored[element] = value
+    if kept_meta := extras.get("meta"):
+        restored["meta"] = _merged_meta(generated.get("meta") or {}, kept_meta)
+    restored = apply_lexical_forms(restored, extras.get(AS_SENT) or {})
     return _in_element_order(restored, element_order)
+
+
+def restore_narrative(resource: JsonDict, received: Any, *, unchanged: bool) -> None:
+    """Put the sender's narrative back, or leave the generated one (FHIR R4 §2.4 Narrative,
+    DomainResource.text and its `status` codes).
+
+    - `additional` ("contains additional information not found in the structured data") and
+      `extensions` (generated, partly from extensions CaseBridge does not render) were written
+      by the sender and cannot be regenerated here: they are always kept, also after the case
+      changes the data.
+    - `generated` and `empty` are a rendering of the data: the sender's is kept while the case
+      still generates what it generated on receipt (the data is unchanged), and replaced by
+      CaseBridge's rendering once the case changes it, so the narrative never contradicts the
+      data.
+    - No narrative received: CaseBridge generates one (`generated`).
+    """
+    if not isinstance(received, Mapping):
+        return
+    if received.get("status") in AUTHORED_NARRATIVE or unchanged:
+        resource["text"] = received
+
+
+def _merged_meta(generated: Mapping[str, Any], kept: Mapping[str, Any]) -> JsonDict:
+    meta = dict(generated)
+    for key, value in kept.items():
+        if key == "profile":
+            ours = [p for p in generated.get("profile") or () if p not in value]
+            meta["profile"] = [*value, *ours]
+        else:
+            meta[key] = value
+    return meta
 
 
 def _merge_items(

@@ -2,8 +2,9 @@
 
 `service/` calls `project_case` on every committed change and stores each resource as a new
 version. Each resource is built as a plain dict, validated exactly once against fhir.resources
-(R4B models, R4 content), and serialised from the dict with orjson: validation is the cost
-floor, serialisation is nearly free (see bench/mapping_throughput.py).
+(R4B models, R4 content), and serialised from the dict with orjson, decimals exact
+(`fhir_json`): validation is the cost floor, serialisation is nearly free (see
+bench/mapping_throughput.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from mappings import fhir_json
 from mappings.case_model import CaseRecord
 from mappings.fhir import resource_model
 from mappings.fhir_datatypes import JsonDict
@@ -68,7 +68,7 @@ def validated(resource: JsonDict) -> ProjectedResource:
     """Validate once (raises pydantic.ValidationError on a mapping bug) and serialise."""
     resource_type = resource["resourceType"]
     resource_model(resource_type).model_validate(resource)
-    return ProjectedResource(resource_type, resource["id"], orjson.dumps(resource), resource)
+    return ProjectedResource(resource_type, resource["id"], fhir_json.dumps(resource), resource)
 
 
 def project_case(case: CaseRecord) -> CaseProjection:

@@ -10,9 +10,13 @@ Each `import_*` function:
    text, references that do not resolve, extra codings, whole elements the case has no place
    for. The re-export (`mappings.to_fhir`) puts them back, so a resource round-trips.
 
-What a re-export normalises (documented, checked by the round-trip tests):
+What a re-export normalises (documented, checked by the round-trip tests; docs/fidelity.md):
 
-- `meta` is the store's and `text` is regenerated from the data (status `generated`);
+- `meta.versionId` / `meta.lastUpdated` are the store's and CaseBridge's profiles are added
+  after the sender's; the sender's narrative is kept by the rule of
+  `preserved_elements.restore_narrative`, and one is generated when none was sent;
+- dates, instants and decimals are written as received while their value is unchanged
+  (`mappings.lexical_forms`);
 - the CaseBridge identifier is added to `identifier`, and the categories CaseBridge always
   writes (CarePlan `assess-plan` and the program, Condition `health-concern` and the need
   domain, ServiceRequest's category of its type) are added to `category`;

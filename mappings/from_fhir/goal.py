@@ -13,7 +13,12 @@ from mappings.canonical import (
     GOAL_ACHIEVEMENT,
     GOAL_PRIORITY,
 )
-from mappings.case_model import GoalProgressRecord, GoalRecord, GoalTargetRecord
+from mappings.case_model import (
+    GoalProgressRecord,
+    GoalRecord,
+    GoalTargetRecord,
+    quantity_fits,
+)
 from mappings.concept_maps import GOAL_ACHIEVEMENT as ACHIEVEMENT_MAP
 from mappings.concept_maps import GOAL_EXPRESSED_BY, GOAL_LIFECYCLE
 from mappings.concept_maps import GOAL_PRIORITY as PRIORITY_MAP
@@ -40,6 +45,8 @@ def target_record(target: Mapping[str, Any]) -> GoalTargetRecord | None:
             value = Decimal(str(quantity["value"]))
         except InvalidOperation:
             value = None
+        if value is not None and not quantity_fits(value):
+            value = None  # the received target is kept verbatim (fhir_extras)
     texts = [e.get("valueString") for e in extension_values(target, EXT_TARGET_DETAIL_TEXT)]
     text = target.get("detailString") or (texts[0] if texts else None)
     record = GoalTargetRecord(

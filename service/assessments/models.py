@@ -50,4 +50,6 @@ class Need(CaseChild, Base):
     severity: Mapped[Severity | None] = mapped_column(enum_column(Severity))
     status: Mapped[NeedStatus] = mapped_column(enum_column(NeedStatus))
     code: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    # Condition.recordedDate as the sender gave it; None: when the row was created.
+    recorded_at: Mapped[dt.datetime | None]
     fhir_extras: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -104,6 +104,7 @@ async def store_imported_case(session: AsyncSession, actor: Actor, record: CaseR
             severity=n.severity,
             status=n.status,
             code=_coding(n.code),
+            recorded_at=n.recorded_at,
             fhir_extras=n.fhir_extras,
         )
         for n in record.needs
@@ -158,6 +159,7 @@ async def store_imported_case(session: AsyncSession, actor: Actor, record: CaseR
             priority=i.priority,
             scheduled_start=i.scheduled_start,
             scheduled_end=i.scheduled_end,
+            authored_at=i.authored_at,
             requested_by=i.requested_by,
             referral_outcome=i.referral_outcome,
             outcome_note=i.outcome_note,

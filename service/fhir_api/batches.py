@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
-import orjson
 from fastapi import Request
 
+from mappings import fhir_json
 from service.errors import BadRequest
 from service.fhir_api.outcomes import FHIR_JSON
 
@@ -62,7 +62,7 @@ async def process_batch(request: Request, bundle: dict[str, Any], base_url: str)
             await _dispatch(http, entry, index, base_url, forwarded)
             for index, entry in enumerate(entries)
         ]
-    return orjson.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": responses})
+    return fhir_json.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": responses})
 
 
 async def _dispatch(
@@ -94,7 +94,7 @@ async def _dispatch(
     if method in {"POST", "PUT"}:
         if not isinstance(entry.get("resource"), dict):
             return _refused(400, f"a {method} entry needs a resource", f"{where}.resource")
-        content = orjson.dumps(entry["resource"])
+        content = fhir_json.dumps(entry["resource"])
         headers["Content-Type"] = FHIR_JSON
     response = await http.request(method, "/fhir/" + path, content=content, headers=headers)
     return _entry(response, base_url)
@@ -126,7 +126,7 @@ def _entry(response: httpx.Response, base_url: str) -> dict[str, Any]:
     if "last-modified" in response.headers:
         modified = parsedate_to_datetime(response.headers["last-modified"])
         result["lastModified"] = modified.isoformat().replace("+00:00", "Z")
-    body = orjson.loads(response.content) if response.content else None
+    body = fhir_json.loads(response.content) if response.content else None
     entry: dict[str, Any] = {}
     if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
         result["outcome"] = body

@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings import fhir_json
 from mappings.canonical import EXT_ASSESSMENT, EXT_CASE_STATUS
 from mappings.from_fhir import import_care_plan
 from mappings.vocabulary import CaseStatus
@@ -76,7 +76,7 @@ async def update_care_plan(
     resource: dict[str, Any],
     stored_row: StoredResource,
 ) -> None:
-    stored = orjson.loads(stored_row.content)
+    stored = fhir_json.loads(stored_row.content)
     check_owned_elements_unchanged(resource, stored)
     if resource.get("status") != stored.get("status"):
         # The FHIR status changed: it decides, not the finer case status it was projected with.

@@ -163,6 +163,7 @@ async def _add_to_case(
                 session, actor, case, InterventionCreate.model_validate(fields)
             )
             row.fhir_extras = sr_record.fhir_extras
+            row.authored_at = sr_record.authored_at
             row_id = row.id
     except ResourceRejected as exc:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc

@@ -7,10 +7,10 @@ import datetime as dt
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
-import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
+from mappings import fhir_json
 from service.api.concurrency import etag
 from service.errors import BadRequest, CaseBridgeError
 from service.fhir_api.outcomes import FHIR_JSON
@@ -42,8 +42,8 @@ async def check_format(request: Request) -> None:
 def json_body(body: bytes) -> Any:
     """The parsed request body; a 400 OperationOutcome when it is not JSON."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return fhir_json.loads(body)  # decimals exact (FHIR R4 §2.24.0.1)
+    except ValueError as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from exc
 
 

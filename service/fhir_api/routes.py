@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
@@ -15,6 +15,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mappings import fhir_json
+from mappings.unkept_elements import unkept_elements
 from service.audit.events import AccessFacts
 from service.audit.middleware import note_access
 from service.db.session import Database, DatabaseDep, SessionDep
@@ -112,15 +114,16 @@ async def _update(
     resource_type: str,
     resource_id: str,
 ) -> Response:
+    body = await request.body()
     row = await updates.update_resource(
         session,
         principal,
         resource_type,
         resource_id,
-        await request.body(),
+        body,
         request.headers.get("if-match"),
     )
-    return _written(request, row, 200, "updated")
+    return _written(request, row, 200, "updated", received=body)
 
 
 @router.post("/{resource_type}")
@@ -130,16 +133,17 @@ async def create(
     """Create (a CarePlan opens a case; see `creates`), conditional with `If-None-Exist`."""
     supported(resource_type)
     facts = note_access(request, AccessFacts("create", resource_type, agent=principal.subject))
+    body = await request.body()
     result = await creates.create_resource(
         session,
         principal,
         resource_type,
-        await request.body(),
+        body,
         request.headers.get("if-none-exist"),
     )
     facts.resource_id = result.row.id
     if result.created:
-        return _written(request, result.row, 201, "created")
+        return _written(request, result.row, 201, "created", received=body)
     return _written(request, result.row, 200, "an existing resource matches If-None-Exist")
 
 
@@ -167,16 +171,19 @@ async def delete(
     return Response(status_code=204, headers=headers)
 
 
-def _information(text: str) -> dict[str, object]:
+def _information(text: str) -> dict[str, Any]:
     return {
         "resourceType": "OperationOutcome",
         "issue": [{"severity": "information", "code": "informational", "diagnostics": text}],
     }
 
 
-def _written(request: Request, row: StoredResource, status: int, what: str) -> Response:
+def _written(
+    request: Request, row: StoredResource, status: int, what: str, received: bytes | None = None
+) -> Response:
     """The answer to a write, shaped by `Prefer: return=minimal|representation|OperationOutcome`
-    (representation is the default)."""
+    (representation is the default). The OperationOutcome warns about each element of the
+    `received` body that the stored resource does not give back as sent (docs/fidelity.md)."""
     if row.patient_id:
         request.state.audit.patient_ids.add(row.patient_id)
     headers = version_headers(row.version_id, row.last_updated)
@@ -185,9 +192,12 @@ def _written(request: Request, row: StoredResource, status: int, what: str) -> R
     if "return=minimal" in prefer:
         return Response(status_code=status, headers=headers)
     if "return=OperationOutcome" in prefer:
-        return Response(
-            orjson.dumps(_information(what)), status, media_type=FHIR_JSON_UTF8, headers=headers
-        )
+        outcome = _information(what)
+        if received is not None:
+            outcome["issue"] += unkept_elements(
+                fhir_json.loads(received), fhir_json.loads(row.content)
+            )
+        return Response(orjson.dumps(outcome), status, media_type=FHIR_JSON_UTF8, headers=headers)
     return Response(row.content, status, media_type=FHIR_JSON_UTF8, headers=headers)
 
 

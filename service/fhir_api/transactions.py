@@ -18,9 +18,11 @@ from urllib.parse import parse_qsl
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings import fhir_json
 from mappings.bundles import with_references
 from mappings.from_fhir import ResourceRejected, import_case
 from mappings.to_fhir.context import care_team_id
+from mappings.unkept_elements import unkept_elements, warning
 from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.importer import store_imported_case
@@ -28,6 +30,8 @@ from service.db.base import new_id
 from service.errors import BadRequest, UnprocessableEntity
 from service.fhir_api.conditionals import identifier_criterion
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_store.models import StoredResource
+from service.fhir_store.projector import project_changes
 from service.patients.repository import identifier_owner
 
 CASE_TYPES = frozenset({"CarePlan", "Goal", "ServiceRequest", "Condition", "CareTeam", "Patient"})
@@ -44,6 +48,7 @@ class _Entry:
     full_url: str | None
     if_none_exist: str | None
     reused: str | None = None  # "Patient/<id>" when a conditional create matched
+    received: dict[str, Any] | None = None  # with its id and references resolved
 
 
 def _entries(bundle: Any) -> list[_Entry]:
@@ -95,7 +100,21 @@ async def process_transaction(
 ) -> bytes:
     entries = _entries(bundle)
     case_id = await _store_case(session, principal, entries)
-    return _response(entries, base_url, case_id)
+    await session.flush()
+    await project_changes(session)  # now, so each entry can say what was not kept as sent
+    outcomes = {e.index: await _unkept(session, e, case_id) for e in entries if e.reused is None}
+    return _response(entries, base_url, case_id, outcomes)
+
+
+async def _unkept(session: AsyncSession, entry: _Entry, case_id: str) -> list[dict[str, Any]]:
+    """Warnings for the entry's elements the stored resource does not give back as sent."""
+    assert entry.received is not None
+    kind = entry.received["resourceType"]
+    resource_id = care_team_id(case_id) if kind == "CareTeam" else entry.received["id"]
+    row = await session.get(StoredResource, (kind, resource_id))
+    if row is None or row.deleted:
+        return [warning(kind, f"the {kind} is not kept: the case has no place for it")]
+    return unkept_elements(entry.received, fhir_json.loads(row.content))
 
 
 async def create_case(
@@ -119,6 +138,8 @@ async def _store_case(
         if entry.full_url:
             references[entry.full_url] = target
     resources = [with_references(e.resource, references) for e in entries]
+    for entry, resolved in zip(entries, resources, strict=True):
+        entry.received = resolved
     patient_id = _patient_of(resources)
     for entry in entries:
         principal.require(entry.resource["resourceType"], Interaction.create, patient_id=patient_id)
@@ -149,13 +170,15 @@ def _patient_of(resources: list[dict[str, Any]]) -> str | None:
     return next(iter(patients), None)
 
 
-def _response(entries: list[_Entry], base_url: str, case_id: str) -> bytes:
+def _response(
+    entries: list[_Entry], base_url: str, case_id: str, outcomes: dict[int, list[dict[str, Any]]]
+) -> bytes:
     response_entries = []
     for entry in entries:
         kind, resource_id = entry.resource["resourceType"], entry.resource["id"]
         if kind == "CareTeam":  # the case's team has the case's id (see mappings.from_fhir)
             resource_id = care_team_id(case_id)
-        response: dict[str, str] = (
+        response: dict[str, Any] = (
             {"status": "200 OK", "location": f"{kind}/{resource_id}"}
             if entry.reused
             else {
@@ -164,6 +187,8 @@ def _response(entries: list[_Entry], base_url: str, case_id: str) -> bytes:
                 "etag": 'W/"1"',
             }
         )
+        if issues := outcomes.get(entry.index):
+            response["outcome"] = {"resourceType": "OperationOutcome", "issue": issues}
         response_entries.append(
             {"fullUrl": f"{base_url}/{kind}/{resource_id}", "response": response}
         )

@@ -165,6 +165,7 @@ async def update_resource(
                 session, actor, case, row, intervention_update(sr_record), None
             )
             row.fhir_extras = sr_record.fhir_extras
+            row.authored_at = sr_record.authored_at
     except ResourceRejected as exc:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
     # Kept foreign content alone may have changed: re-project in any case (no change, no version).

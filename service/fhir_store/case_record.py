@@ -63,7 +63,7 @@ def _need(row: Need) -> NeedRecord:
         status=row.status,
         code=_coding(row.code),
         assessment_id=row.assessment_id,
-        recorded_at=row.created_at,
+        recorded_at=row.recorded_at or row.created_at,
         fhir_extras=row.fhir_extras,
     )
 
@@ -141,7 +141,7 @@ def _intervention(row: Intervention) -> InterventionRecord:
         priority=row.priority,
         scheduled_start=row.scheduled_start,
         scheduled_end=row.scheduled_end,
-        authored_at=row.created_at,
+        authored_at=row.authored_at or row.created_at,
         requested_by=row.requested_by,
         goal_ids=tuple(row.goal_ids),
         need_ids=tuple(row.need_ids),

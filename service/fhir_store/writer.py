@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings import fhir_json
 from service.db.base import utcnow
 from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
 from service.fhir_store.search_params import index_values
@@ -54,7 +54,7 @@ def _versioned(resource: JsonDict, version_id: int, last_updated: str) -> bytes:
         if key == "id":
             ordered["meta"] = meta
     ordered.setdefault("meta", meta)
-    return orjson.dumps(ordered)
+    return fhir_json.dumps(ordered)
 
 
 async def store_resources(

@@ -111,6 +111,8 @@ class Intervention(CaseChild, Base):
     priority: Mapped[Priority] = mapped_column(enum_column(Priority))
     scheduled_start: Mapped[dt.datetime | None]
     scheduled_end: Mapped[dt.datetime | None]
+    # ServiceRequest.authoredOn as the sender gave it; None: when the row was created.
+    authored_at: Mapped[dt.datetime | None]
     requested_by: Mapped[str | None] = mapped_column(sa.String(200))
     referral_outcome: Mapped[ReferralOutcome | None] = mapped_column(enum_column(ReferralOutcome))
     outcome_note: Mapped[str | None] = mapped_column(sa.Text)

@@ -4,8 +4,9 @@ kept, invalid input is rejected with an OperationOutcome pointing at the element
 The examples in `data/` are copies of the official FHIR R4 (`data/r4`) and US Core 7.0.0
 (`data/us-core`) examples; the tests never read outside the repository.
 
-Documented normalisations of a re-export (see `mappings.from_fhir`): `meta` and `text` are
-not compared (store's / regenerated), the CaseBridge identifier is added, the categories
+Documented normalisations of a re-export (see `mappings.from_fhir`): `meta.versionId` and
+`meta.lastUpdated` are the store's and CaseBridge's profiles are added (the sender's narrative
+is kept and compared), the CaseBridge identifier is added, the categories
 CaseBridge always writes are added after the received ones, a CareTeam takes its case's id.
 """
 
@@ -54,6 +55,7 @@ from tests.mappings.cases import GOLDEN_CASES
 
 DATA = Path(__file__).parent / "data"
 RECEIVED_AT = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
+STORE_META = frozenset({"versionId", "lastUpdated"})
 NOT_IMPORTED = {"Provenance"}  # history of changes, not case data: stored as received
 EXAMPLES = sorted(
     p
@@ -106,11 +108,21 @@ def reexport(resource: JsonDict) -> JsonDict:
 
 def normalised(received: JsonDict, exported: JsonDict) -> JsonDict:
     """`exported` with the documented normalisations undone against `received`."""
-    result = {k: v for k, v in exported.items() if k not in {"meta", "text"}}
+    result = {k: v for k, v in exported.items() if k != "meta"}
+    if "text" not in received:  # none sent: CaseBridge generates one
+        assert result.pop("text")["status"] == "generated"
     if "meta" in received:
-        result["meta"] = received["meta"]
-    if "text" in received:
-        result["text"] = received["text"]
+        # The sender's profile, tag, security and source are kept; versionId and lastUpdated
+        # are the store's, and CaseBridge's profiles are added after the received ones.
+        sent = {k: v for k, v in received["meta"].items() if k not in STORE_META}
+        kept = {k: v for k, v in exported["meta"].items() if k in sent}
+        if "profile" in sent:
+            assert kept["profile"][: len(sent["profile"])] == sent["profile"]
+            kept["profile"] = sent["profile"]
+        result["meta"] = {
+            **kept,
+            **{k: received["meta"][k] for k in STORE_META & set(received["meta"])},
+        }
     if received["resourceType"] == "CareTeam":
         assert result["id"] == f"careteam-{received['id']}"
         result["id"] = received["id"]
