@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         DEFAULT_DATABASE_URL,
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
     )
+    database_pgbouncer_transaction_pooling: bool = Field(
+        False,
+        description="The PostgreSQL URL points at PgBouncer in transaction pooling mode: "
+        "turn off prepared-statement caches and the in-process pool.",
+    )
     auto_migrate: bool = Field(
         False, description="Upgrade the schema at start-up instead of refusing an old one."
     )
