@@ -20,7 +20,8 @@ ENV PATH=/opt/casebridge/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     CASEBRIDGE_DATABASE_URL=sqlite+aiosqlite:////var/lib/casebridge/casebridge.db
-RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/casebridge --create-home casebridge
+RUN groupadd --system --gid 10001 casebridge \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/casebridge --create-home casebridge
 COPY --from=build /opt/casebridge /opt/casebridge
 COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/casebridge-entrypoint
 USER 10001:10001
