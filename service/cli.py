@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from sqlalchemy.exc import DBAPIError
 
 from service.auth.models import Role
 from service.errors import CaseBridgeError
-from service.settings import get_settings
+from service.settings import Settings, get_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(help="CaseBridge: FHIR integration service for case management.")
 db_app = typer.Typer(help="Database schema.")
@@ -31,7 +37,9 @@ def serve(
     import uvicorn
 
     if migrate:
-        asyncio.run(_upgrade())
+        _run_on_database(_upgrade())
+    elif not _settings().auto_migrate:
+        _run_on_database(_require_current_schema())
     uvicorn.run("service.main:app", host=host, port=port, workers=workers, proxy_headers=True)
 
 
@@ -39,7 +47,7 @@ async def _upgrade() -> None:
     from service.db.schema import upgrade_to_head
     from service.db.session import create_engine
 
-    engine = create_engine(get_settings())
+    engine = create_engine(_settings())
     try:
         await upgrade_to_head(engine)
     finally:
@@ -49,7 +57,7 @@ async def _upgrade() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Upgrade the database schema to the newest revision."""
-    asyncio.run(_upgrade())
+    _run_on_database(_upgrade())
     typer.echo("schema is current")
 
 
@@ -60,14 +68,14 @@ def db_current() -> None:
     from service.db.session import create_engine
 
     async def show() -> None:
-        engine = create_engine(get_settings())
+        engine = create_engine(_settings())
         try:
             current = await current_revisions(engine)
         finally:
             await engine.dispose()
         typer.echo(f"database: {sorted(current) or 'empty'}; code: {sorted(head_revisions())}")
 
-    asyncio.run(show())
+    _run_on_database(show())
 
 
 @keys_app.command("create")
@@ -77,7 +85,7 @@ def create_key(name: str, role: Role = Role.case_manager) -> None:
     from service.db.session import Database
 
     async def issue() -> str:
-        database = Database(get_settings())
+        database = Database(_settings())
         try:
             async with database.transaction() as session:
                 _row, key = await issue_api_key(session, name, role)
@@ -86,7 +94,7 @@ def create_key(name: str, role: Role = Role.case_manager) -> None:
         return key
 
     try:
-        typer.echo(asyncio.run(issue()))
+        typer.echo(_run_on_database(issue()))
     except CaseBridgeError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from exc
@@ -99,10 +107,58 @@ def push_worker(
     """Push committed case changes to linked EHRs (run beside the API for scale-out)."""
     from service.push.worker import run_worker
 
-    asyncio.run(run_worker(get_settings(), once=once))
+    asyncio.run(run_worker(_settings(), once=once))
 
 
 @app.command("generate-encryption-key")
 def generate_encryption_key() -> None:
     """Print a fresh value for CASEBRIDGE_ENCRYPTION_KEY."""
     typer.echo(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+
+
+# Errors an operator can fix (settings, an unreachable or old database) end in one line on
+# stderr and a non-zero exit, not a traceback that buries the one line that matters.
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        problems = (
+            f"{'CASEBRIDGE_' + str(error['loc'][0]).upper() + ': ' if error['loc'] else ''}"
+            f"{error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
+        _fail("invalid settings: " + "; ".join(problems))
+
+
+def _run_on_database(work: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(work)
+    except DBAPIError as exc:
+        _fail(f"database: {str(exc.orig).splitlines()[0]}")
+    except OSError as exc:
+        _fail(f"cannot reach the database: {exc}")
+
+
+async def _require_current_schema() -> None:
+    from service.db.schema import is_current
+    from service.db.session import create_engine
+
+    engine = create_engine(_settings())
+    try:
+        current = await is_current(engine)
+    finally:
+        await engine.dispose()
+    if not current:
+        _fail(
+            "the database schema is not current: run `casebridge db upgrade` first, or serve "
+            "with `--migrate` (or CASEBRIDGE_AUTO_MIGRATE=true)"
+        )

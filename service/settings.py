@@ -1,40 +1,62 @@
 """Configuration: environment variables (prefix `CASEBRIDGE_`) plus an optional `.env` file.
 
-Secrets have no default. In dev mode (`CASEBRIDGE_DEV_MODE=true`) the service generates the
-missing ones for this process only and says so in the log; they do not survive a restart.
+Secrets have no default. Each secret (and the database URL, which holds a password) can also
+come from a file named by `CASEBRIDGE_<NAME>_FILE`, as Docker and Kubernetes mount secrets. In
+dev mode (`CASEBRIDGE_DEV_MODE=true`) a missing encryption key is generated once into a local
+file (`CASEBRIDGE_DEV_ENCRYPTION_KEY_PATH`) and reused on every restart.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
+import os
 import secrets
 from functools import lru_cache
-from typing import Annotated, Literal, Self
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
 
+from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./casebridge.db"
+ENV_PREFIX = "CASEBRIDGE_"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CASEBRIDGE_", env_file=".env", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL,
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
     )
+    database_pgbouncer_transaction_pooling: bool = Field(
+        False,
+        description="The PostgreSQL URL points at PgBouncer in transaction pooling mode: "
+        "turn off prepared-statement caches and the in-process pool.",
+    )
     auto_migrate: bool = Field(
         False, description="Upgrade the schema at start-up instead of refusing an old one."
     )
     dev_mode: bool = Field(
         False,
-        description="Generate missing secrets for this process and accept the dev API key.",
+        description="Generate a missing encryption key into `dev_encryption_key_path` (and "
+        "reuse it on restart). Never in production.",
+    )
+    dev_encryption_key_path: Path = Field(
+        Path(".casebridge-dev-key"),
+        description="Dev mode only: the file (mode 0600) that keeps the generated encryption "
+        "key across restarts.",
     )
     public_base_url: str = Field(
         "http://127.0.0.1:8000", description="The URL clients reach this service at."
@@ -205,19 +227,35 @@ class Settings(BaseSettings):
         "the rendered plan as a DocumentReference (LOINC 18776-5) instead.",
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `<NAME>_FILE` and `<NAME>` refuse to be set together, so their order does not
+        # matter; both come before the `.env` file, as the environment always has.
+        return (
+            init_settings,
+            env_settings,
+            SecretFilesSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
     @model_validator(mode="after")
     def _require_secrets(self) -> Self:
         if self.encryption_key is None:
             if not self.dev_mode:
                 raise ValueError(
-                    "CASEBRIDGE_ENCRYPTION_KEY is required (or set CASEBRIDGE_DEV_MODE=true)"
+                    "CASEBRIDGE_ENCRYPTION_KEY (or CASEBRIDGE_ENCRYPTION_KEY_FILE) is required "
+                    "(or set CASEBRIDGE_DEV_MODE=true)"
                 )
-            key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+            key = load_or_create_dev_key(self.dev_encryption_key_path)
             object.__setattr__(self, "encryption_key", SecretStr(key))
-            log.warning(
-                "dev mode: generated a throw-away CASEBRIDGE_ENCRYPTION_KEY; "
-                "encrypted data will not be readable after a restart"
-            )
         return self
 
     @property
@@ -228,3 +266,83 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def file_settings(settings_cls: type[BaseSettings]) -> tuple[str, ...]:
+    """The settings that `<NAME>_FILE` may supply: every secret, and the database URL (it
+    carries the database password)."""
+    secret_fields = (
+        name
+        for name, field in settings_cls.model_fields.items()
+        if SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))
+    )
+    return ("database_url", *secret_fields)
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """`CASEBRIDGE_<NAME>_FILE=/run/secrets/name`: the setting is that file's content, less
+    its trailing newline (the Docker and Kubernetes way of handing secrets over, which keeps
+    them out of `docker inspect`, `/proc/<pid>/environ` and crash dumps of the environment).
+
+    Read from the process environment only. Setting both `<NAME>` and `<NAME>_FILE` is an
+    error rather than a silent precedence: one of the two is stale, and guessing which could
+    start the service with an old key."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in file_settings(self.settings_cls):
+            variable = f"{ENV_PREFIX}{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if path is None:
+                continue
+            if variable in os.environ:
+                raise SettingsError(f"set {variable} or {variable}_FILE, not both")
+            try:
+                value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise SettingsError(
+                    f"{variable}_FILE: cannot read {path}: {exc.strerror or exc}"
+                ) from exc
+            if not value:
+                raise SettingsError(f"{variable}_FILE: {path} is empty")
+            values[name] = value
+        return values
+
+
+def load_or_create_dev_key(path: Path) -> str:
+    """Dev mode's encryption key: the one in `path`, or a new one written there (mode 0600).
+
+    Without this, a restart generated a new key and everything encrypted under the old one,
+    such as the /fhir token signing key, became unreadable for good. The key is written to a
+    temporary file and hard-linked into place, so two workers starting at once agree on one
+    key and neither reads a half-written file."""
+    path = path.expanduser().absolute()
+    created = False
+    if not path.exists():
+        key = Fernet.generate_key().decode()
+        temporary = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(key + "\n")
+        try:
+            os.link(temporary, path)
+            created = True
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            temporary.unlink()
+    key = path.read_text(encoding="utf-8").strip()
+    try:
+        Fernet(key)
+    except ValueError as exc:
+        raise ValueError(f"dev mode: {path} does not hold an encryption key") from exc
+    log.warning(
+        "dev mode: %s the encryption key in %s; keep that file to read encrypted data after "
+        "a restart (never use dev mode in production)",
+        "generated" if created else "using",
+        path,
+    )
+    return key

@@ -63,5 +63,7 @@ def test_missing_secrets_are_refused_outside_dev_mode(
         result = runner.invoke(app, ["db", "current"])
     finally:
         get_settings.cache_clear()
-    assert result.exit_code != 0
-    assert "CASEBRIDGE_ENCRYPTION_KEY is required" in str(result.exception)
+    assert result.exit_code == 1
+    assert "CASEBRIDGE_ENCRYPTION_KEY (or CASEBRIDGE_ENCRYPTION_KEY_FILE) is required" in (
+        result.stderr
+    )

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,6 +46,17 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "heads")
 
 
+# Any constant of our own: the key of the PostgreSQL advisory lock that upgrades hold.
+MIGRATION_LOCK_KEY = 0x63617365627269  # "casebri"
+
+
 async def upgrade_to_head(engine: AsyncEngine) -> None:
+    """Upgrade in one transaction. On PostgreSQL, replicas that start together with
+    CASEBRIDGE_AUTO_MIGRATE queue on a transaction-level advisory lock: the first upgrades,
+    the others then find the schema current instead of racing to create the same tables."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         await connection.run_sync(_upgrade)

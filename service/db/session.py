@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 from service.settings import Settings
 
@@ -40,7 +42,23 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(settings.database_url)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
+    if settings.database_pgbouncer_transaction_pooling:
+        return create_async_engine(
+            settings.database_url, poolclass=NullPool, connect_args=PGBOUNCER_CONNECT_ARGS
+        )
     return create_async_engine(settings.database_url, pool_size=10, max_overflow=10)
+
+
+# PgBouncer in transaction pooling hands each transaction to any server connection, where a
+# statement prepared and cached on another one does not exist. So: no statement cache in
+# asyncpg or in SQLAlchemy's dialect, a unique name for each statement the dialect must
+# still prepare, and no pool of our own (PgBouncer is the pool). See SQLAlchemy's asyncpg
+# dialect docs, "Prepared Statement Name with PGBouncer", and asyncpg's FAQ.
+PGBOUNCER_CONNECT_ARGS: dict[str, Any] = {
+    "statement_cache_size": 0,
+    "prepared_statement_cache_size": 0,
+    "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
+}
 
 
 class Database:

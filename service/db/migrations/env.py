@@ -16,8 +16,10 @@ target_metadata = Base.metadata
 
 def _settings() -> Settings:
     url = context.config.attributes.get("database_url")
-    base = get_settings() if url is None else Settings(database_url=url, dev_mode=True)
-    return base
+    if url is None:
+        return get_settings()
+    # Migrating needs only the URL: no secrets, and no dev-mode key file as a side effect.
+    return Settings.model_construct(database_url=url)
 
 
 def _run(connection: Connection) -> None:
