@@ -13,10 +13,10 @@ from fhir_profiles.artifacts import (
     structure_definition_canonicals,
     us_core_profile_for,
 )
-from service.fhir_api.creates import CREATABLE
-from service.fhir_api.deletes import DELETABLE
-from service.fhir_api.updates import UPDATABLE
 from service.fhir_auth.runtime import token_url
+from service.fhir_engine.creates import CREATABLE
+from service.fhir_engine.deletes import DELETABLE
+from service.fhir_engine.updates import UPDATABLE
 from service.fhir_store.search_params import COMMON_PARAMS, SEARCH_PARAMS, ParamType
 from service.settings import Settings
 

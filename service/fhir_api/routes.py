@@ -19,9 +19,6 @@ from service.audit.events import AccessFacts
 from service.audit.middleware import note_access
 from service.db.session import Database, DatabaseDep, SessionDep
 from service.errors import BadRequest, NotFound
-from service.fhir_api import creates, deletes, reads, updates, validation
-from service.fhir_api.batches import process_batch
-from service.fhir_api.bundles import Entry, bundle_bytes
 from service.fhir_api.http import (
     FHIR_JSON_UTF8,
     bundle_response,
@@ -30,7 +27,11 @@ from service.fhir_api.http import (
     resource_response,
     version_headers,
 )
-from service.fhir_api.search import (
+from service.fhir_auth.principal import FhirPrincipal, FhirPrincipalDep, Interaction
+from service.fhir_engine import creates, deletes, reads, updates, validation
+from service.fhir_engine.batches import process_batch
+from service.fhir_engine.bundles import Entry, bundle_bytes
+from service.fhir_engine.search import (
     Match,
     SearchRequest,
     cursor_after,
@@ -38,8 +39,7 @@ from service.fhir_api.search import (
     encode_cursor,
     parse_search,
 )
-from service.fhir_api.transactions import process_transaction
-from service.fhir_auth.principal import FhirPrincipal, FhirPrincipalDep, Interaction
+from service.fhir_engine.transactions import process_transaction
 from service.fhir_store.models import ResourceVersion, StoredResource
 from service.fhir_store.search_params import SEARCH_PARAMS, date_range
 

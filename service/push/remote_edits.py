@@ -23,9 +23,9 @@ from sqlalchemy import select
 from service.api.concurrency import etag
 from service.db.session import Database
 from service.errors import CaseBridgeError
-from service.fhir_api.updates import UPDATABLE, update_resource
 from service.fhir_auth.principal import FhirPrincipal
 from service.fhir_auth.scopes import parse_scopes
+from service.fhir_engine.updates import UPDATABLE, update_resource
 from service.fhir_store.models import StoredResource
 from service.links.models import ResourceLink
 from service.links.repository import resource_link

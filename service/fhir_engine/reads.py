@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db.session import Database
 from service.errors import Gone, NotFound
-from service.fhir_api.search import MATCH_COLUMNS, Match, SearchRequest, base_statement, paged
+from service.fhir_engine.search import MATCH_COLUMNS, Match, SearchRequest, base_statement, paged
 from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
 
 # Built once: composing the statement per request costs more than running it.

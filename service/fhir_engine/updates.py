@@ -25,12 +25,12 @@ from service.auth.models import Role
 from service.cases.service import load_child, load_open_case
 from service.db.changes import note_case_changed
 from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
-from service.fhir_api.care_plan_updates import update_care_plan
-from service.fhir_api.conditionals import identifier_criterion, ids_with_identifier
 from service.fhir_api.http import json_body
-from service.fhir_api.reads import current
-from service.fhir_api.transactions import FhirRejected
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_engine.care_plan_updates import update_care_plan
+from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
+from service.fhir_engine.reads import current
+from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
 from service.patients.schemas import IdentifierIn

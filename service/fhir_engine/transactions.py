@@ -26,8 +26,8 @@ from service.auth.models import Role
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.errors import BadRequest, UnprocessableEntity
-from service.fhir_api.conditionals import identifier_criterion
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_engine.conditionals import identifier_criterion
 from service.patients.repository import identifier_owner
 
 CASE_TYPES = frozenset({"CarePlan", "Goal", "ServiceRequest", "Condition", "CareTeam", "Patient"})
