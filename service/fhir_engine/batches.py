@@ -1,153 +1,142 @@
-"""`POST /fhir` with a batch Bundle: each entry is an independent interaction.
+"""`POST [base]` with a batch Bundle: each entry is an independent interaction.
 
-Every entry is dispatched, in order, as its own request through this same application (in
-process, over ASGI): the same routes, token and scope checks, transactions and audit events as
-if the client had sent it alone. One entry's failure is that entry's `response.outcome`; the
-others stand. There is no reference resolution between entries: that is what a transaction is
-for.
+Every entry is handed, in order, to the engine itself (`FhirEngine.handle`) as its own
+`FhirRequest`: the same scope checks, transactions and audit facts as if the client had sent it
+alone. One entry's failure is that entry's `response.outcome`; the others stand (FHIR R4
+http.html#3.1.0.11.1). There is no reference resolution between entries: that is what a
+transaction is for.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import httpx
 import orjson
-from fastapi import Request
 
-from service.errors import BadRequest
-from service.fhir_api.outcomes import FHIR_JSON
+from service.audit.events import AccessFacts
+from service.errors import BadRequest, CaseBridgeError
+from service.fhir_auth.principal import FhirPrincipal
+from service.fhir_engine.request import FhirOutcome, FhirRequest, request_from_url
+from service.fhir_engine.responses import FHIR_JSON, outcome_of
 
-MAX_ENTRIES = 500
+log = logging.getLogger(__name__)
+
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE"})
 # Bundle.entry.request element -> the HTTP header it stands for.
 CONDITIONAL_HEADERS = {
-    "ifMatch": "If-Match",
-    "ifNoneMatch": "If-None-Match",
-    "ifModifiedSince": "If-Modified-Since",
-    "ifNoneExist": "If-None-Exist",
+    "ifMatch": "if-match",
+    "ifNoneMatch": "if-none-match",
+    "ifModifiedSince": "if-modified-since",
+    "ifNoneExist": "if-none-exist",
 }
 # Headers of the batch request that each entry's request carries too.
-FORWARDED_HEADERS = ("authorization", "prefer")
+FORWARDED_HEADERS = ("prefer",)
+
+Handle = Callable[[FhirRequest, FhirPrincipal], Awaitable[FhirOutcome]]
 
 
-def batch_entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = bundle.get("entry") or []
-    if not isinstance(entries, list) or not entries:
-        raise BadRequest("the batch has no entries", extra={"expression": ["Bundle.entry"]})
-    if len(entries) > MAX_ENTRIES:
+def bundle_entries(bundle: dict[str, Any], kind: str, max_entries: int) -> list[Any]:
+    """The entries of a batch or transaction: at least one, at most `max_entries`."""
+    entries = bundle.get("entry")
+    if entries is None or entries == []:
+        raise BadRequest(f"the {kind} has no entries", extra={"expression": ["Bundle.entry"]})
+    if not isinstance(entries, list):
+        raise BadRequest("Bundle.entry must be an array", extra={"expression": ["Bundle.entry"]})
+    if len(entries) > max_entries:
         raise BadRequest(
-            f"a batch may hold at most {MAX_ENTRIES} entries; this one has {len(entries)}",
+            f"a {kind} may hold at most {max_entries} entries; this one has {len(entries)}",
             extra={"expression": ["Bundle.entry"]},
         )
     return entries
 
 
-async def process_batch(request: Request, bundle: dict[str, Any], base_url: str) -> bytes:
-    entries = batch_entries(bundle)
-    client = request.client
-    transport = httpx.ASGITransport(
-        app=request.app,
-        raise_app_exceptions=False,
-        client=(client.host, client.port) if client else ("127.0.0.1", 0),
-    )
+async def process_batch(
+    handle: Handle,
+    principal: FhirPrincipal,
+    request: FhirRequest,
+    bundle: dict[str, Any],
+    max_entries: int,
+) -> tuple[bytes, list[tuple[AccessFacts, int]]]:
+    """The batch-response Bundle, and each entry's audit facts with its status."""
+    entries = bundle_entries(bundle, "batch", max_entries)
     forwarded = {
         name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers
     }
-    async with httpx.AsyncClient(transport=transport, base_url=str(request.base_url)) as http:
-        responses = [
-            await _dispatch(http, entry, index, base_url, forwarded)
-            for index, entry in enumerate(entries)
-        ]
-    return orjson.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": responses})
+    responses: list[dict[str, Any]] = []
+    audited: list[tuple[AccessFacts, int]] = []
+    for index, entry in enumerate(entries):
+        try:
+            entry_request = _entry_request(entry, index, request.base_url, forwarded)
+        except CaseBridgeError as error:
+            responses.append({"response": _status(error.status) | {"outcome": outcome_of(error)}})
+            continue
+        result = await handle(entry_request, principal)
+        if result.facts is not None:
+            audited.append((result.facts, result.status))
+        responses.append(_entry(result, request.base_url))
+    body = orjson.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": responses})
+    return body, audited
 
 
-async def _dispatch(
-    http: httpx.AsyncClient,
-    entry: Any,
-    index: int,
-    base_url: str,
-    forwarded: dict[str, str],
-) -> dict[str, Any]:
+def _entry_request(entry: Any, index: int, base_url: str, forwarded: dict[str, str]) -> FhirRequest:
     where = f"Bundle.entry[{index}]"
     request = entry.get("request") if isinstance(entry, dict) else None
     if not isinstance(request, dict):
-        return _refused(400, f"{where}.request is missing", f"{where}.request")
-    method = str(request.get("method", "")).upper()
-    if method not in METHODS:
-        return _refused(400, f"method {method!r} is not supported", f"{where}.request.method")
-    path = _local_path(str(request.get("url", "")), base_url)
-    if path is None:
-        return _refused(
-            400,
-            "request.url must be relative to this server (Type, Type/id, Type?query)",
-            f"{where}.request.url",
+        raise BadRequest(f"{where}.request is missing", extra={"expression": [f"{where}.request"]})
+    method = request.get("method")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise BadRequest(
+            f"method {method!r} is not supported", extra={"expression": [f"{where}.request.method"]}
         )
-    headers = {"Accept": FHIR_JSON, **forwarded}
+    method = method.upper()
+    url = request.get("url")
+    if not isinstance(url, str):
+        raise BadRequest(
+            f"{where}.request.url must be a string", extra={"expression": [f"{where}.request.url"]}
+        )
+    headers = {"accept": FHIR_JSON, **forwarded}
     for element, header in CONDITIONAL_HEADERS.items():
         if isinstance(request.get(element), str):
             headers[header] = request[element]
-    content: bytes | None = None
+    body = b""
     if method in {"POST", "PUT"}:
         if not isinstance(entry.get("resource"), dict):
-            return _refused(400, f"a {method} entry needs a resource", f"{where}.resource")
-        content = orjson.dumps(entry["resource"])
-        headers["Content-Type"] = FHIR_JSON
-    response = await http.request(method, "/fhir/" + path, content=content, headers=headers)
-    return _entry(response, base_url)
+            raise BadRequest(
+                f"a {method} entry needs a resource", extra={"expression": [f"{where}.resource"]}
+            )
+        body = orjson.dumps(entry["resource"])
+        headers["content-type"] = FHIR_JSON
+    try:
+        return request_from_url(method, url, headers=headers, body=body, base_url=base_url)
+    except CaseBridgeError as error:
+        error.extra = {"expression": [f"{where}.request.url"]}
+        raise
 
 
-def _local_path(url: str, base_url: str) -> str | None:
-    """`Type/id?query` of an entry URL, or None when it names another server or no type (a
-    nested batch or transaction)."""
-    if url.startswith(base_url + "/"):
-        url = url[len(base_url) + 1 :]
-    url = url.lstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme or parts.netloc or not parts.path:
-        return None
-    # No dot segments, however encoded: "Goal/../../api/…" would leave /fhir.
-    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
-        return None
-    if not (parts.path[0].isupper() or parts.path == "metadata"):
-        return None
-    return url
+def _status(status: int) -> dict[str, str]:
+    return {"status": f"{status} {HTTPStatus(status).phrase}"}
 
 
-def _entry(response: httpx.Response, base_url: str) -> dict[str, Any]:
-    status = f"{response.status_code} {HTTPStatus(response.status_code).phrase}"
-    result: dict[str, Any] = {"status": status}
-    for header, element in (("location", "location"), ("etag", "etag")):
-        if header in response.headers:
-            result[element] = response.headers[header]
-    if "last-modified" in response.headers:
-        modified = parsedate_to_datetime(response.headers["last-modified"])
-        result["lastModified"] = modified.isoformat().replace("+00:00", "Z")
-    body = orjson.loads(response.content) if response.content else None
+def _entry(result: FhirOutcome, base_url: str) -> dict[str, Any]:
+    response: dict[str, Any] = _status(result.status)
+    headers = {name.lower(): value for name, value in result.headers.items()}
+    for header in ("location", "etag"):
+        if header in headers:
+            response[header] = headers[header]
+    if "last-modified" in headers:
+        modified = parsedate_to_datetime(headers["last-modified"])
+        response["lastModified"] = modified.isoformat().replace("+00:00", "Z")
+    body = orjson.loads(result.body) if result.body else None
     entry: dict[str, Any] = {}
     if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
-        result["outcome"] = body
+        response["outcome"] = body
     elif isinstance(body, dict) and "resourceType" in body:
         if "id" in body and body["resourceType"] != "Bundle":
             entry["fullUrl"] = f"{base_url}/{body['resourceType']}/{body['id']}"
         entry["resource"] = body
-    entry["response"] = result
+    entry["response"] = response
     return entry
-
-
-def _refused(status: int, diagnostics: str, expression: str) -> dict[str, Any]:
-    outcome = {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {
-                "severity": "error",
-                "code": "invalid",
-                "diagnostics": diagnostics,
-                "expression": [expression],
-            }
-        ],
-    }
-    return {"response": {"status": f"{status} {HTTPStatus(status).phrase}", "outcome": outcome}}

@@ -31,10 +31,10 @@ from service.cases.service import load_open_case
 from service.db.base import new_id
 from service.db.changes import note_case_changed
 from service.errors import BadRequest, PreconditionFailed, UnprocessableEntity
-from service.fhir_api.http import json_body
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
 from service.fhir_engine.reads import current
+from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected, create_case
 from service.fhir_engine.updates import goal_update, intervention_update
 from service.fhir_store.models import StoredResource

@@ -118,12 +118,13 @@ async def search_page(
     connection: AsyncConnection, request: SearchRequest, compartment: str | None
 ) -> tuple[list[Match], int | None]:
     """One page of matches (plus one more row, if there is a next page) and the total (None
-    with `_total=none`).
+    with `_total=none`). `_count=0` and `_summary=count` fetch no page, only the true total
+    (FHIR R4 search.html#count: a client asks how many match).
 
     The total costs a second query only when the page does not already tell it: a first page
     with no next page holds every match."""
     statement = base_statement(request, compartment)
-    if not request.summary_count:
+    if not request.summary_count and request.count:
         rows = [Match(*row) for row in await connection.execute(paged(statement, request))]
         if request.cursor is None and len(rows) <= request.count:
             return rows, len(rows)
