@@ -21,9 +21,9 @@ from service.cases.history import record_event
 from service.cases.service import load_open_case
 from service.errors import CaseBridgeError, Conflict
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_engine.reads import current
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
+from service.fhir_store.repository import current
 from service.plans.models import Goal, Intervention, intervention_goals
 
 DELETABLE = frozenset({"Goal", "ServiceRequest"})

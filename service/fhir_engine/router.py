@@ -32,7 +32,7 @@ from service.errors import (
     UnprocessableEntity,
 )
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_engine import creates, deletes, reads, updates, validation
+from service.fhir_engine import creates, deletes, updates, validation
 from service.fhir_engine.batches import process_batch
 from service.fhir_engine.bundles import Entry, bundle_bytes
 from service.fhir_engine.deletes import MethodNotAllowed
@@ -46,7 +46,10 @@ from service.fhir_engine.responses import (
     outcome_of,
     version_headers,
 )
-from service.fhir_engine.search import (
+from service.fhir_engine.transactions import process_transaction
+from service.fhir_store import repository
+from service.fhir_store.models import ResourceVersion, StoredResource
+from service.fhir_store.search import (
     Match,
     SearchRequest,
     cursor_after,
@@ -54,8 +57,6 @@ from service.fhir_engine.search import (
     encode_cursor,
     parse_search,
 )
-from service.fhir_engine.transactions import process_transaction
-from service.fhir_store.models import ResourceVersion, StoredResource
 from service.fhir_store.search_params import SEARCH_PARAMS, date_range
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class FhirEngine:
     ) -> FhirOutcome:
         resource_type, resource_id = str(request.resource_type), str(request.id)
         principal.compartment(resource_type, Interaction.read)  # 403 before revealing anything
-        row = await reads.served(self.database, resource_type, resource_id)
+        row = await repository.served(self.database, resource_type, resource_id)
         facts.patient_ids.update(filter(None, [row.patient_id]))
         principal.require(resource_type, Interaction.read, patient_id=row.patient_id)
         return _resource(request, row.content, row.version_id, row.last_updated)
@@ -203,7 +204,7 @@ class FhirEngine:
             principal.require(resource_type, Interaction.read, patient_id=latest.patient_id)
             if int(version) > MAX_VERSION:
                 raise NotFound(f"{resource_type}/{resource_id} has no version {version}")
-            row = await reads.version(session, resource_type, resource_id, int(version))
+            row = await repository.version(session, resource_type, resource_id, int(version))
         return _resource(request, row.content, row.version_id, row.last_updated)
 
     async def _history(
@@ -234,7 +235,7 @@ class FhirEngine:
                     facts.patient_ids.update(filter(None, [latest.patient_id]))
                 principal.require(resource_type, Interaction.read, patient_id=latest.patient_id)
                 compartment = None
-            rows = await reads.history(
+            rows = await repository.history(
                 session,
                 resource_type,
                 resource_id,
@@ -282,7 +283,7 @@ class FhirEngine:
         search_request = parse_search(resource_type, list(query), strict=strict)
         # A plain connection: a search writes nothing and needs no ORM session.
         async with self.database.engine.connect() as connection:
-            rows, total = await reads.search_page(connection, search_request, compartment)
+            rows, total = await repository.search_page(connection, search_request, compartment)
             page = rows[: search_request.count]
             included, left_out = await _included(
                 connection, search_request, page, principal, self.settings.fhir_include_max
@@ -485,7 +486,7 @@ async def _included(
     ids = [r.id for r in matches]
     keys: set[tuple[str, str]] = set()
     for include in request.includes:
-        for reference in await reads.referenced(
+        for reference in await repository.referenced(
             connection, include.source, include.param.name, ids
         ):
             target_type, _, target_id = reference.rpartition("/")
@@ -493,13 +494,13 @@ async def _included(
                 keys.add((target_type, target_id))
     targets = [f"{request.resource_type}/{i}" for i in ids]
     for include in request.revincludes:
-        for source_id in await reads.referring(
+        for source_id in await repository.referring(
             connection, include.source, include.param.name, targets
         ):
             keys.add((include.source, source_id))
     keys -= {(request.resource_type, i) for i in ids}
     kept = set(sorted(keys)[:at_most])
-    found = [r for r in await reads.by_keys(connection, kept) if _may_read(principal, r)]
+    found = [r for r in await repository.by_keys(connection, kept) if _may_read(principal, r)]
     return found, len(keys) - len(kept)
 
 

@@ -28,11 +28,11 @@ from service.errors import BadRequest, NotFound, PreconditionFailed, Unprocessab
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.care_plan_updates import update_care_plan
 from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
-from service.fhir_engine.reads import current
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
+from service.fhir_store.repository import current
 from service.patients.schemas import IdentifierIn
 from service.plans.models import Goal, Intervention
 from service.plans.schemas import GoalTarget, GoalUpdate, InterventionUpdate, Performer

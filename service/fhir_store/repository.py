@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db.session import Database
 from service.errors import Gone, NotFound
-from service.fhir_engine.search import MATCH_COLUMNS, Match, SearchRequest, base_statement, paged
 from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
+from service.fhir_store.search import MATCH_COLUMNS, Match, SearchRequest, base_statement, paged
 
 # Built once: composing the statement per request costs more than running it.
 _SERVED = select(
