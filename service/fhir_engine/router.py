@@ -197,7 +197,7 @@ class FhirEngine:
             )
         principal.compartment(resource_type, Interaction.read)
         async with self.database.transaction(write=False) as session:
-            latest = await session.get(StoredResource, (resource_type, resource_id))
+            latest = await repository.latest(session, resource_type, resource_id)
             if latest is None:
                 raise NotFound(f"{resource_type}/{resource_id} is not known")
             facts.patient_ids.update(filter(None, [latest.patient_id]))
@@ -228,7 +228,7 @@ class FhirEngine:
             before = _history_cursor(cursor)
         async with self.database.transaction(write=False) as session:
             if resource_id is not None:
-                latest = await session.get(StoredResource, (resource_type, resource_id))
+                latest = await repository.latest(session, resource_type, resource_id)
                 if latest is None:
                     raise NotFound(f"{resource_type}/{resource_id} is not known")
                 if facts is not None:

@@ -1,4 +1,7 @@
-"""Reading the store for `/fhir`: current resources, versions, histories, searches, includes."""
+"""The FhirStore repository: every query of stored resources, their versions and the search
+index (current resources, versions, histories, searches, includes, identifier and case
+lookups). The FHIR engine and the push read the store through it, never its tables; the
+writes are the projector's (`fhir_store.writer`)."""
 
 from __future__ import annotations
 
@@ -42,6 +45,35 @@ async def served(database: Database, resource_type: str, resource_id: str) -> Se
     if row.deleted:
         raise Gone(f"{resource_type}/{resource_id} was deleted")
     return row
+
+
+async def latest(
+    session: AsyncSession, resource_type: str, resource_id: str
+) -> StoredResource | None:
+    """The latest version, deleted or not; None if it never existed."""
+    return await session.get(StoredResource, (resource_type, resource_id))
+
+
+async def ids_with_identifier(
+    session: AsyncSession, resource_type: str, system: str, value: str
+) -> list[str]:
+    """Ids of the resources of this type that carry the identifier `system|value`."""
+    rows = await session.scalars(
+        select(SearchEntry.resource_id).where(
+            SearchEntry.resource_type == resource_type,
+            SearchEntry.param == "identifier",
+            SearchEntry.system == system,
+            SearchEntry.value == value,
+        )
+    )
+    return sorted(set(rows))
+
+
+async def ids_of_case(session: AsyncSession, case_id: str) -> list[str]:
+    """Ids of every resource the case was projected into."""
+    return list(
+        await session.scalars(select(StoredResource.id).where(StoredResource.case_id == case_id))
+    )
 
 
 async def current(session: AsyncSession, resource_type: str, resource_id: str) -> StoredResource:

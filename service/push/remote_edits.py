@@ -26,7 +26,7 @@ from service.auth.models import Role
 from service.db.session import Database
 from service.errors import CaseBridgeError
 from service.fhir_engine.updates import UPDATABLE, apply_update
-from service.fhir_store.models import StoredResource
+from service.fhir_store import repository
 from service.links.models import ResourceLink
 from service.links.repository import resource_link
 from service.push.job import PushJob
@@ -98,7 +98,7 @@ async def apply_to_case(
     actor = Actor(f"ehr:{connection_id}", Role.case_manager)
     try:
         async with database.transaction() as session:
-            stored = await session.get(StoredResource, (resource_type, local_id))
+            stored = await repository.latest(session, resource_type, local_id)
             if stored is None or stored.deleted:
                 return "the case no longer has it"
             local = orjson.loads(stored.content)
