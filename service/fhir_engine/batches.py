@@ -21,7 +21,7 @@ from service.audit.events import AccessFacts
 from service.errors import BadRequest, CaseBridgeError
 from service.fhir_auth.principal import FhirPrincipal
 from service.fhir_engine.request import FhirOutcome, FhirRequest, request_from_url
-from service.fhir_engine.responses import FHIR_JSON, outcome_of
+from service.fhir_engine.responses import FHIR_JSON, outcome, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,15 @@ async def process_batch(
         except CaseBridgeError as error:
             responses.append({"response": _status(error.status) | {"outcome": outcome_of(error)}})
             continue
-        result = await handle(entry_request, principal)
+        try:
+            result = await handle(entry_request, principal)
+        except Exception:
+            # A bug, not the client's input: this entry says so; those before it stand, as
+            # they would had the client sent them one by one.
+            log.exception("batch entry %d failed", index)
+            failure = outcome(f"{_entry_path(index)} failed on the server", code="exception")
+            responses.append({"response": _status(500) | {"outcome": failure}})
+            continue
         if result.facts is not None:
             audited.append((result.facts, result.status))
         responses.append(_entry(result, request.base_url))
@@ -82,8 +90,12 @@ async def process_batch(
     return body, audited
 
 
+def _entry_path(index: int) -> str:
+    return f"Bundle.entry[{index}]"
+
+
 def _entry_request(entry: Any, index: int, base_url: str, forwarded: dict[str, str]) -> FhirRequest:
-    where = f"Bundle.entry[{index}]"
+    where = _entry_path(index)
     request = entry.get("request") if isinstance(entry, dict) else None
     if not isinstance(request, dict):
         raise BadRequest(f"{where}.request is missing", extra={"expression": [f"{where}.request"]})

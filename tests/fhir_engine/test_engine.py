@@ -6,8 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from service.fhir_auth.principal import FhirPrincipal
+from service.fhir_engine.batches import process_batch
+from service.fhir_engine.request import FhirOutcome, FhirRequest
 from service.fhir_engine.router import FhirEngine
 from tests.fhir_api.test_creates_and_deletes import goal
 from tests.fhir_api.test_transactions import discharge_bundle
@@ -165,3 +169,26 @@ async def test_validate_stores_nothing(engine: FhirEngine) -> None:
     result = parsed(await call(engine, "POST", "Goal/$validate", body), 200)
     assert any(i["severity"] == "error" for i in result["issue"])
     assert parsed(await call(engine, "GET", "Goal"), 200)["total"] == 0
+
+
+async def test_a_batch_entry_that_fails_on_the_server_fails_alone() -> None:
+    async def handle(request: FhirRequest, who: FhirPrincipal) -> FhirOutcome:
+        if request.id == "boom":
+            raise RuntimeError("a bug")
+        return FhirOutcome(200, b'{"resourceType":"Goal","id":"fine"}')
+
+    entries = [
+        {"request": {"method": "GET", "url": "Goal/boom"}},
+        {"request": {"method": "GET", "url": "Goal/fine"}},
+    ]
+    body, _audited = await process_batch(
+        handle,
+        principal(),
+        FhirRequest("POST", base_url=BASE),
+        {"resourceType": "Bundle", "type": "batch", "entry": entries},
+        10,
+    )
+    failed, fine = orjson.loads(body)["entry"]
+    assert failed["response"]["status"] == "500 Internal Server Error"
+    assert failed["response"]["outcome"]["issue"][0]["code"] == "exception"
+    assert fine["response"]["status"] == "200 OK"
