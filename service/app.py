@@ -27,6 +27,7 @@ from service.db.session import Database
 from service.ehr.url_policy import UrlPolicy
 from service.fhir_api import metadata as fhir_metadata
 from service.fhir_api import routes as fhir_routes
+from service.fhir_api.http import FhirPathsWithoutRedirect
 from service.fhir_auth import routes as fhir_auth
 from service.links import routes as patient_links
 from service.patients import routes as patients
@@ -135,5 +136,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
+    app.add_middleware(FhirPathsWithoutRedirect)
     install_admission(app)  # last: its middlewares run first
     return app

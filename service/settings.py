@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(gt=0)] = Field(
         1_048_576, description="Largest request body accepted, in bytes."
     )
+    fhir_bundle_max_entries: Annotated[int, Field(gt=0)] = Field(
+        500, description="Most entries a /fhir batch or transaction Bundle may hold."
+    )
+    fhir_include_max: Annotated[int, Field(gt=0)] = Field(
+        500,
+        description="Most _include/_revinclude resources on one /fhir search page; the "
+        "rest are left out with an OperationOutcome warning in the Bundle.",
+    )
 
     rate_limits_enabled: bool = Field(
         True, description="Rate-limit /auth/token and /fhir (buckets shared through the database)."

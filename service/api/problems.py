@@ -37,7 +37,9 @@ def problem_response(
     status: int, kind: str, title: str, detail: str | None, instance: str, **extra: Any
 ) -> Response:
     """problem+json, or an OperationOutcome when the request was made to `/fhir`."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    # RFC 6750 §3: a token that was sent but is not valid says so (`error="invalid_token"`).
+    challenge = 'Bearer error="invalid_token"' if kind == "invalid-token" else "Bearer"
+    headers = {"WWW-Authenticate": challenge} if status == 401 else None
     if is_fhir_path(instance):
         return outcome_response(
             status,

@@ -19,6 +19,13 @@ def note_access(request: Request, facts: AccessFacts) -> AccessFacts:
     return facts
 
 
+def note_entry_access(request: Request, facts: AccessFacts, status: int) -> None:
+    """An interaction inside this request (a batch entry), audited as its own event."""
+    entries: list[tuple[AccessFacts, int]] = getattr(request.state, "audit_entries", [])
+    entries.append((facts, status))
+    request.state.audit_entries = entries
+
+
 def _default_facts(method: str, path: str) -> AccessFacts:
     parts = [p for p in path.removeprefix("/fhir").split("/") if p]
     resource_type = parts[0] if parts else None
@@ -61,9 +68,17 @@ class AuditMiddleware:
         recorder: AuditRecorder | None = getattr(app.state, "audit_recorder", None)
         if recorder is None:
             return
-        facts = scope.get("state", {}).get("audit") or _default_facts(
-            scope["method"], scope["path"]
-        )
+        state = scope.get("state", {})
+        for entry_facts, entry_status in state.get("audit_entries", ()):
+            AuditMiddleware._record_facts(scope, recorder, entry_facts, entry_status)
+        facts = state.get("audit") or _default_facts(scope["method"], scope["path"])
+        AuditMiddleware._record_facts(scope, recorder, facts, status)
+
+    @staticmethod
+    def _record_facts(
+        scope: Scope, recorder: AuditRecorder, facts: AccessFacts, status: int
+    ) -> None:
+        app = scope["app"]
         client = scope.get("client")
         event_id, recorded, event = audit_event(
             facts,

@@ -13,10 +13,10 @@ from fhir_profiles.artifacts import (
     structure_definition_canonicals,
     us_core_profile_for,
 )
-from service.fhir_api.creates import CREATABLE
-from service.fhir_api.deletes import DELETABLE
-from service.fhir_api.updates import UPDATABLE
 from service.fhir_auth.runtime import token_url
+from service.fhir_engine.creates import CREATABLE
+from service.fhir_engine.deletes import DELETABLE
+from service.fhir_engine.updates import UPDATABLE
 from service.fhir_store.search_params import COMMON_PARAMS, SEARCH_PARAMS, ParamType
 from service.settings import Settings
 
@@ -44,6 +44,9 @@ WRITABLE_TYPES: dict[str, frozenset[str]] = {
     "update": UPDATABLE,
     "delete": DELETABLE,
 }
+# `$validate` (FHIR R4 resource-operation-validate), declared on every type it is routed for.
+VALIDATE_ROUTE = _TYPE + "/$validate"
+VALIDATE_OPERATION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 SYSTEM_INTERACTION_ROUTES: dict[str, tuple[str, str]] = {
     "transaction": ("POST", "/fhir"),
     "batch": ("POST", "/fhir"),
@@ -65,7 +68,9 @@ def _profiles_by_type() -> dict[str, list[str]]:
     return found
 
 
-def _resource(resource_type: str, profiles: list[str], interactions: list[str]) -> dict[str, Any]:
+def _resource(
+    resource_type: str, profiles: list[str], interactions: list[str], *, validate: bool
+) -> dict[str, Any]:
     params = SEARCH_PARAMS[resource_type]
     base = us_core_profile_for(resource_type, US_CORE_VERSIONS[-1])
     entry: dict[str, Any] = {"type": resource_type}
@@ -90,6 +95,8 @@ def _resource(resource_type: str, profiles: list[str], interactions: list[str]) 
         ]
         + [{"name": p.name, "type": p.type.value} for p in params.values()],
     }
+    if validate:
+        entry["operation"] = [{"name": "validate", "definition": VALIDATE_OPERATION}]
     if resource_type in UPDATABLE:
         entry["conditionalUpdate"] = True
     if resource_type in CREATABLE:
@@ -103,6 +110,7 @@ def capability_statement(settings: Settings, openapi_paths: dict[str, Any]) -> b
     profiles = _profiles_by_type()
     type_interactions = implemented(openapi_paths, TYPE_INTERACTION_ROUTES)
     system_interactions = implemented(openapi_paths, SYSTEM_INTERACTION_ROUTES)
+    validate = "post" in openapi_paths.get(VALIDATE_ROUTE, {})
     statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -138,7 +146,7 @@ def capability_statement(settings: Settings, openapi_paths: dict[str, Any]) -> b
                     ],
                 },
                 "resource": [
-                    _resource(t, profiles.get(t, []), type_interactions)
+                    _resource(t, profiles.get(t, []), type_interactions, validate=validate)
                     for t in sorted(SEARCH_PARAMS)
                 ],
                 **(

@@ -1,22 +1,23 @@
-"""HTTP semantics of `/fhir`: media types and `_format`, ETag and Last-Modified, conditional
-reads (If-None-Match, If-Modified-Since), and serving stored bytes as they are."""
+"""HTTP around the engine: content negotiation (`_format`, Accept, Content-Type), `/fhir` paths
+without redirects, and turning a `FhirRequest`/`FhirOutcome` pair into a Starlette request and
+response. Everything FHIR itself means lives in `service.fhir_engine`."""
 
 from __future__ import annotations
 
-import datetime as dt
-from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
-
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mappings import fhir_json
-from service.api.concurrency import etag
-from service.errors import BadRequest, CaseBridgeError
-from service.fhir_api.outcomes import FHIR_JSON
+from service.errors import CaseBridgeError
+from service.fhir_api.outcomes import FHIR_BASE_PATH, FHIR_JSON
+from service.fhir_engine.request import FhirOutcome, FhirRequest
+from service.fhir_engine.responses import FHIR_JSON_UTF8
 
-FHIR_JSON_UTF8 = f"{FHIR_JSON}; charset=utf-8"
+__all__ = ["FHIR_JSON_UTF8", "check_format", "fhir_request", "response_of"]
+
 _JSON_FORMATS = frozenset({"json", FHIR_JSON, "application/json", "application/json+fhir"})
+_JSON_BODIES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
+FORM = "application/x-www-form-urlencoded"
 
 
 class NotAcceptable(CaseBridgeError):
@@ -25,8 +26,24 @@ class NotAcceptable(CaseBridgeError):
     title = "Only JSON is served"
 
 
+class UnsupportedMediaType(CaseBridgeError):
+    status = 415
+    kind = "unsupported-media-type"
+    title = "Only FHIR JSON is accepted"
+
+
 async def check_format(request: Request) -> None:
-    """`_format` overrides Accept; both must allow FHIR JSON (this server speaks no XML)."""
+    """`_format` overrides Accept; both must allow FHIR JSON (this server speaks no XML). A body
+    must be FHIR JSON (or a form, for `_search`): anything else is a 415 (FHIR R4
+    http.html#3.1.0.1.6), not a guess."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and request.method in ("POST", "PUT", "PATCH"):
+        media_type = content_type.split(";")[0].strip().lower()
+        allowed = _JSON_BODIES | ({FORM} if request.url.path.endswith("/_search") else set())
+        if media_type not in allowed:
+            raise UnsupportedMediaType(
+                f"Content-Type: {content_type} is not supported; send {FHIR_JSON}"
+            )
     requested = request.query_params.get("_format")
     if requested is not None:
         if requested.split(";")[0].strip() not in _JSON_FORMATS:
@@ -39,46 +56,46 @@ async def check_format(request: Request) -> None:
     raise NotAcceptable(f"Accept: {accept} is not supported; use {FHIR_JSON}")
 
 
-def json_body(body: bytes) -> Any:
-    """The parsed request body; a 400 OperationOutcome when it is not JSON."""
-    try:
-        return fhir_json.loads(body)  # decimals exact (FHIR R4 §2.24.0.1)
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from exc
+def fhir_base(request: Request) -> str:
+    return str(request.app.state.settings.public_base_url).rstrip("/") + FHIR_BASE_PATH
 
 
-def http_date(moment: dt.datetime) -> str:
-    return format_datetime(moment.astimezone(dt.UTC), usegmt=True)
+async def fhir_request(
+    request: Request,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    *,
+    version: str | None = None,
+    operation: str | None = None,
+) -> FhirRequest:
+    return FhirRequest(
+        method=request.method,
+        resource_type=resource_type,
+        id=resource_id,
+        version=version,
+        operation=operation,
+        query=tuple(request.query_params.multi_items()),
+        headers=dict(request.headers),  # Starlette's names are in lower case
+        body=await request.body(),
+        base_url=fhir_base(request),
+    )
 
 
-def _not_modified(request: Request, version_id: int, last_updated: dt.datetime) -> bool:
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None:
-        tags = {tag.strip() for tag in if_none_match.split(",")}
-        return "*" in tags or etag(version_id) in tags or f'"{version_id}"' in tags
-    if_modified_since = request.headers.get("if-modified-since")
-    if if_modified_since is not None:
-        try:
-            since = parsedate_to_datetime(if_modified_since)
-        except (TypeError, ValueError):
-            return False
-        return last_updated.replace(microsecond=0) <= since
-    return False
+def response_of(result: FhirOutcome) -> Response:
+    return Response(result.body, result.status, headers=result.headers)
 
 
-def version_headers(version_id: int, last_updated: dt.datetime) -> dict[str, str]:
-    """ETag and Last-Modified of a stored version."""
-    return {"ETag": etag(version_id), "Last-Modified": http_date(last_updated)}
+class FhirPathsWithoutRedirect:
+    """`[base]/` is `[base]` and `[base]/Goal/` is `[base]/Goal`: a trailing slash under `/fhir`
+    is dropped before routing, so no `/fhir` URL is answered with a redirect (generic FHIR
+    clients do not follow a 307 on POST)."""
 
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
-def resource_response(
-    request: Request, content: bytes, version_id: int, last_updated: dt.datetime, status: int = 200
-) -> Response:
-    headers = version_headers(version_id, last_updated)
-    if status == 200 and _not_modified(request, version_id, last_updated):
-        return Response(status_code=304, headers=headers)
-    return Response(content, status, media_type=FHIR_JSON_UTF8, headers=headers)
-
-
-def bundle_response(content: bytes) -> Response:
-    return Response(content, 200, media_type=FHIR_JSON_UTF8)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(FHIR_BASE_PATH + "/") and path.endswith("/"):
+            trimmed = path.rstrip("/")
+            scope = {**scope, "path": trimmed, "raw_path": trimmed.encode()}
+        await self.app(scope, receive, send)

@@ -21,10 +21,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.db.session import DatabaseDep
+from service.db.session import Database, DatabaseDep
 from service.errors import Forbidden, Unauthenticated
 from service.fhir_auth.access_tokens import verify_access_token
-from service.fhir_auth.runtime import RuntimeDep, issuer
+from service.fhir_auth.runtime import FhirAuthRuntime, RuntimeDep, issuer
 from service.fhir_auth.scopes import Context, Interaction, Scope, parse_scopes
 from service.fhir_auth.unverified import peek
 
@@ -32,12 +32,20 @@ __all__ = [
     "FhirPrincipal",
     "FhirPrincipalDep",
     "Interaction",
+    "InvalidToken",
     "ScopeForbidden",
     "authenticate_fhir",
     "principal_from_claims",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="A SMART access token")
+
+
+class InvalidToken(Unauthenticated):
+    """A bearer token was sent but is not valid: the 401 says `error="invalid_token"`
+    (RFC 6750 §3.1), so a client knows to get a new one rather than to send one at all."""
+
+    kind = "invalid-token"
 
 
 class ScopeForbidden(Forbidden):
@@ -141,7 +149,13 @@ async def authenticate_fhir(
     """The caller of /fhir, from `Authorization: Bearer`; Unauthenticated otherwise."""
     if bearer is None:
         raise Unauthenticated("send a SMART access token (Authorization: Bearer)")
-    token = bearer.credentials
+    try:
+        return await _principal_of(database, runtime, bearer.credentials)
+    except Unauthenticated as exc:
+        raise InvalidToken(exc.detail, extra=exc.extra) from exc
+
+
+async def _principal_of(database: Database, runtime: FhirAuthRuntime, token: str) -> FhirPrincipal:
     settings = database.settings
     if token in runtime.verified_tokens:  # one of ours, its signature checked before
         return principal_from_claims(await verify_access_token(database, runtime, settings, token))

@@ -3,12 +3,13 @@
 When a push meets a copy the EHR changed (a 412, then a three-way merge), the elements only the
 EHR changed are taken into what is written back; they are the EHR's edits, so the case takes
 them too. Each such element of a CarePlan, Goal or ServiceRequest is mapped back to local
-references and applied through the same path as a `/fhir` update from an external app (the
-domain rules hold, the case history names the EHR, the case is re-projected). What cannot be
-applied (an edit of a Condition or CareTeam, a reference to an EHR resource the case does not
-have, an edit the case rules refuse, a local edit made meanwhile) stays on the EHR and in the
-merge base, and the push reports it. A person's resolution of a conflict (take-remote, or an
-edit) reaches the case the same way.
+references and applied, with the EHR as the actor, through the same domain function as a `/fhir`
+update from an external app (`fhir_engine.updates.apply_update`: the domain rules hold, the case
+history names the EHR, the case is re-projected). What cannot be applied (an edit of a Condition
+or CareTeam, a reference to an EHR resource the case does not have, an edit the case rules
+refuse, a local edit made meanwhile) stays on the EHR and in the merge base, and the push
+reports it. A person's resolution of a conflict (take-remote, or an edit) reaches the case the
+same way.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from service.api.concurrency import etag
+from service.auth.deps import Actor
+from service.auth.models import Role
 from service.db.session import Database
 from service.errors import CaseBridgeError
-from service.fhir_api.updates import UPDATABLE, update_resource
-from service.fhir_auth.principal import FhirPrincipal
-from service.fhir_auth.scopes import parse_scopes
-from service.fhir_store.models import StoredResource
+from service.fhir_engine.updates import UPDATABLE, apply_update
+from service.fhir_store import repository
 from service.links.models import ResourceLink
 from service.links.repository import resource_link
 from service.push.job import PushJob
@@ -94,10 +94,11 @@ async def apply_to_case(
     resource_type, local_id = reference.split("/", 1)
     if resource_type not in UPDATABLE:
         return f"a {resource_type} changes through the case, not from the EHR"
-    principal = FhirPrincipal(f"ehr:{connection_id}", parse_scopes("system/*.cruds", strict=True))
+    # The EHR acts for itself: the case history names it, and the domain rules hold for it.
+    actor = Actor(f"ehr:{connection_id}", Role.case_manager)
     try:
         async with database.transaction() as session:
-            stored = await session.get(StoredResource, (resource_type, local_id))
+            stored = await repository.latest(session, resource_type, local_id)
             if stored is None or stored.deleted:
                 return "the case no longer has it"
             local = orjson.loads(stored.content)
@@ -108,9 +109,7 @@ async def apply_to_case(
                     local[element] = _localized(remote[element], to_local)
                 else:
                     local.pop(element, None)
-            await update_resource(
-                session, principal, resource_type, local_id, orjson.dumps(local), etag(version_id)
-            )
+            await apply_update(session, actor, stored, local, version_id)
     except (CaseBridgeError, UnmappedReference) as exc:
         return str(exc)
     return None

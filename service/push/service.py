@@ -22,7 +22,7 @@ from service.db.session import Database
 from service.ehr.errors import EhrPreconditionFailed, EhrRejected
 from service.ehr.url_policy import UrlPolicy
 from service.errors import Conflict, NotFound, PreconditionFailed, UnprocessableEntity
-from service.fhir_store.models import StoredResource
+from service.fhir_store import repository
 from service.links.models import PatientLink
 from service.links.repository import resource_link
 from service.push.models import (
@@ -191,11 +191,7 @@ async def _apply_resolution(
                 PatientLink.patient_id == (case.patient_id if case else None),
             )
         )
-        local_ids = list(
-            await session.scalars(
-                select(StoredResource.id).where(StoredResource.case_id == conflict.case_id)
-            )
-        )
+        local_ids = await repository.ids_of_case(session, conflict.case_id)
     if case is None or remote_patient is None:
         return []
     to_local = await references_to_local(

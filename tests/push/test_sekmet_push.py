@@ -141,7 +141,7 @@ async def test_a_remote_edit_forces_a_412_and_is_merged(
         authors = {a["who"].get("display") for p in provenances for a in orjson.loads(p)["agent"]}
     assert stored is not None
     assert orjson.loads(stored.content)["description"] == "Edited in the EHR"
-    assert f"client:ehr:{ehr.connection_id}" in authors  # the change names the EHR
+    assert f"ehr:{ehr.connection_id}" in authors  # the change names the EHR
 
     # The EHR's edit stays in the merge base: the next local change does not undo it.
     case = ok(await client.get(f"/api/cases/{case['id']}"))

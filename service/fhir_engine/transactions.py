@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings import fhir_json
@@ -28,8 +27,9 @@ from service.auth.models import Role
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.errors import BadRequest, UnprocessableEntity
-from service.fhir_api.conditionals import identifier_criterion
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_engine.batches import bundle_entries
+from service.fhir_engine.conditionals import identifier_criterion
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
 from service.patients.repository import identifier_owner
@@ -51,7 +51,7 @@ class _Entry:
     received: dict[str, Any] | None = None  # with its id and references resolved
 
 
-def _entries(bundle: Any) -> list[_Entry]:
+def _entries(bundle: Any, max_entries: int) -> list[_Entry]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise BadRequest("the body must be a Bundle", extra={"expression": ["Bundle"]})
     if bundle.get("type") != "transaction":
@@ -61,10 +61,17 @@ def _entries(bundle: Any) -> list[_Entry]:
             extra={"expression": ["Bundle.type"]},
         )
     entries: list[_Entry] = []
-    for index, entry in enumerate(bundle.get("entry") or []):
+    for index, entry in enumerate(bundle_entries(bundle, "transaction", max_entries)):
         where = f"Bundle.entry[{index}]"
-        request = entry.get("request") or {}
+        if not isinstance(entry, dict):
+            raise BadRequest(f"{where} must be an object", extra={"expression": [where]})
+        request = entry.get("request")
         resource = entry.get("resource")
+        if not isinstance(request, dict):
+            raise BadRequest(
+                f"{where}.request must be an object with method and url",
+                extra={"expression": [f"{where}.request"]},
+            )
         if request.get("method") != "POST" or not isinstance(resource, dict):
             raise BadRequest(
                 "each entry must POST a resource (a case arrives whole, as new)",
@@ -80,9 +87,13 @@ def _entries(bundle: Any) -> list[_Entry]:
                 "request.url must be the resource type",
                 extra={"expression": [f"{where}.request.url"]},
             )
-        entries.append(_Entry(index, resource, entry.get("fullUrl"), request.get("ifNoneExist")))
-    if not entries:
-        raise BadRequest("the transaction has no entries", extra={"expression": ["Bundle.entry"]})
+        full_url, if_none_exist = entry.get("fullUrl"), request.get("ifNoneExist")
+        if not isinstance(full_url, str | None) or not isinstance(if_none_exist, str | None):
+            raise BadRequest(
+                f"{where}.fullUrl and {where}.request.ifNoneExist must be strings",
+                extra={"expression": [where]},
+            )
+        entries.append(_Entry(index, resource, full_url, if_none_exist))
     return entries
 
 
@@ -96,9 +107,9 @@ async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
 
 
 async def process_transaction(
-    session: AsyncSession, principal: FhirPrincipal, bundle: Any, base_url: str
+    session: AsyncSession, principal: FhirPrincipal, bundle: Any, base_url: str, max_entries: int
 ) -> bytes:
-    entries = _entries(bundle)
+    entries = _entries(bundle, max_entries)
     case_id = await _store_case(session, principal, entries)
     await session.flush()
     await project_changes(session)  # now, so each entry can say what was not kept as sent
@@ -192,6 +203,6 @@ def _response(
         response_entries.append(
             {"fullUrl": f"{base_url}/{kind}/{resource_id}", "response": response}
         )
-    return orjson.dumps(
+    return fhir_json.dumps(
         {"resourceType": "Bundle", "type": "transaction-response", "entry": response_entries}
     )

@@ -23,7 +23,7 @@ from service.auth.deps import Actor
 from service.cases.models import Case
 from service.cases.schemas import CaseUpdate
 from service.cases.service import update_case
-from service.fhir_api.transactions import FhirRejected
+from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
 
 # Element -> where it changes instead.

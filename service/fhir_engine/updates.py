@@ -25,14 +25,14 @@ from service.auth.models import Role
 from service.cases.service import load_child, load_open_case
 from service.db.changes import note_case_changed
 from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
-from service.fhir_api.care_plan_updates import update_care_plan
-from service.fhir_api.conditionals import identifier_criterion, ids_with_identifier
-from service.fhir_api.http import json_body
-from service.fhir_api.reads import current
-from service.fhir_api.transactions import FhirRejected
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_engine.care_plan_updates import update_care_plan
+from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
+from service.fhir_engine.responses import json_body
+from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
+from service.fhir_store.repository import current
 from service.patients.schemas import IdentifierIn
 from service.plans.models import Goal, Intervention
 from service.plans.schemas import GoalTarget, GoalUpdate, InterventionUpdate, Performer
@@ -115,6 +115,7 @@ async def update_resource(
     body: bytes,
     if_match: str | None,
 ) -> StoredResource:
+    """`PUT Type/id` from a `/fhir` client: its scopes, its If-Match, its body."""
     if resource_type not in UPDATABLE:
         raise UnprocessableEntity(
             f"{resource_type} is not updated on its own here; send the case as a transaction",
@@ -123,11 +124,30 @@ async def update_resource(
     stored = await current(session, resource_type, resource_id)
     principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
     expected = optional_version(if_match)
-    if expected is not None and expected != stored.version_id:
-        raise PreconditionFailed(
-            f"current version is {stored.version_id}, If-Match named {expected}"
+    actor = Actor(f"client:{principal.subject}", Role.case_manager)
+    return await apply_update(session, actor, stored, json_body(body), expected)
+
+
+async def apply_update(
+    session: AsyncSession,
+    actor: Actor,
+    stored: StoredResource,
+    resource: Any,
+    expected_version: int | None,
+) -> StoredResource:
+    """A received version of a stored CarePlan, Goal or ServiceRequest applied to its case by
+    `actor` (a `/fhir` client, or an EHR whose edit a push merged); `expected_version` is the
+    version the sender read (412 otherwise). Returns the stored resource, re-projected."""
+    resource_type, resource_id = stored.resource_type, stored.id
+    if resource_type not in UPDATABLE:
+        raise UnprocessableEntity(
+            f"{resource_type} is not updated on its own here; send the case as a transaction",
+            extra={"expression": [resource_type]},
         )
-    resource = json_body(body)
+    if expected_version is not None and expected_version != stored.version_id:
+        raise PreconditionFailed(
+            f"current version is {stored.version_id}, If-Match named {expected_version}"
+        )
     if not isinstance(resource, dict) or resource.get("id") != resource_id:
         raise BadRequest(
             f"the body must be the {resource_type} with id {resource_id}",
@@ -142,7 +162,6 @@ async def update_resource(
             "the subject must stay the case's patient",
             extra={"expression": [f"{resource_type}.subject"]},
         )
-    actor = Actor(f"client:{principal.subject}", Role.case_manager)
     try:
         if resource_type == "CarePlan":
             await update_care_plan(session, actor, case, resource, stored)

@@ -31,14 +31,14 @@ from service.cases.service import load_open_case
 from service.db.base import new_id
 from service.db.changes import note_case_changed
 from service.errors import BadRequest, PreconditionFailed, UnprocessableEntity
-from service.fhir_api.conditionals import identifier_criterion, ids_with_identifier
-from service.fhir_api.http import json_body
-from service.fhir_api.reads import current
-from service.fhir_api.transactions import FhirRejected, create_case
-from service.fhir_api.updates import goal_update, intervention_update
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
+from service.fhir_engine.responses import json_body
+from service.fhir_engine.transactions import FhirRejected, create_case
+from service.fhir_engine.updates import goal_update, intervention_update
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
+from service.fhir_store.repository import current
 from service.plans.schemas import GoalCreate, InterventionCreate
 from service.plans.service import add_goal, add_intervention
 

@@ -20,10 +20,10 @@ from service.auth.models import Role
 from service.cases.history import record_event
 from service.cases.service import load_open_case
 from service.errors import CaseBridgeError, Conflict
-from service.fhir_api.reads import current
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
+from service.fhir_store.repository import current
 from service.plans.models import Goal, Intervention, intervention_goals
 
 DELETABLE = frozenset({"Goal", "ServiceRequest"})

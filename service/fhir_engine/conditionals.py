@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from service.errors import BadRequest
-from service.fhir_store.models import SearchEntry
+from service.fhir_store.repository import ids_with_identifier
+
+__all__ = ["identifier_criterion", "ids_with_identifier"]
 
 
 def identifier_criterion(query: Sequence[tuple[str, str]], where: str) -> tuple[str, str]:
@@ -20,17 +19,3 @@ def identifier_criterion(query: Sequence[tuple[str, str]], where: str) -> tuple[
         )
     system, value = query[0][1].split("|", 1)
     return system, value
-
-
-async def ids_with_identifier(
-    session: AsyncSession, resource_type: str, system: str, value: str
-) -> list[str]:
-    rows = await session.scalars(
-        select(SearchEntry.resource_id).where(
-            SearchEntry.resource_type == resource_type,
-            SearchEntry.param == "identifier",
-            SearchEntry.system == system,
-            SearchEntry.value == value,
-        )
-    )
-    return sorted(set(rows))

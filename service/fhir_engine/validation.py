@@ -11,7 +11,7 @@ from fhir_profiles.checker import check, check_all
 from mappings.from_fhir import ResourceRejected
 from mappings.from_fhir.rejection import validate_incoming
 from service.errors import BadRequest, NotFound
-from service.fhir_api.http import json_body
+from service.fhir_engine.responses import json_body
 
 
 def _resource_of(body: Any, resource_type: str) -> dict[str, Any]:

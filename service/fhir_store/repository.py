@@ -1,4 +1,7 @@
-"""Reading the store for `/fhir`: current resources, versions, histories, searches, includes."""
+"""The FhirStore repository: every query of stored resources, their versions and the search
+index (current resources, versions, histories, searches, includes, identifier and case
+lookups). The FHIR engine and the push read the store through it, never its tables; the
+writes are the projector's (`fhir_store.writer`)."""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db.session import Database
 from service.errors import Gone, NotFound
-from service.fhir_api.search import MATCH_COLUMNS, Match, SearchRequest, base_statement, paged
 from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
+from service.fhir_store.search import MATCH_COLUMNS, Match, SearchRequest, base_statement, paged
 
 # Built once: composing the statement per request costs more than running it.
 _SERVED = select(
@@ -42,6 +45,35 @@ async def served(database: Database, resource_type: str, resource_id: str) -> Se
     if row.deleted:
         raise Gone(f"{resource_type}/{resource_id} was deleted")
     return row
+
+
+async def latest(
+    session: AsyncSession, resource_type: str, resource_id: str
+) -> StoredResource | None:
+    """The latest version, deleted or not; None if it never existed."""
+    return await session.get(StoredResource, (resource_type, resource_id))
+
+
+async def ids_with_identifier(
+    session: AsyncSession, resource_type: str, system: str, value: str
+) -> list[str]:
+    """Ids of the resources of this type that carry the identifier `system|value`."""
+    rows = await session.scalars(
+        select(SearchEntry.resource_id).where(
+            SearchEntry.resource_type == resource_type,
+            SearchEntry.param == "identifier",
+            SearchEntry.system == system,
+            SearchEntry.value == value,
+        )
+    )
+    return sorted(set(rows))
+
+
+async def ids_of_case(session: AsyncSession, case_id: str) -> list[str]:
+    """Ids of every resource the case was projected into."""
+    return list(
+        await session.scalars(select(StoredResource.id).where(StoredResource.case_id == case_id))
+    )
 
 
 async def current(session: AsyncSession, resource_type: str, resource_id: str) -> StoredResource:
@@ -118,12 +150,13 @@ async def search_page(
     connection: AsyncConnection, request: SearchRequest, compartment: str | None
 ) -> tuple[list[Match], int | None]:
     """One page of matches (plus one more row, if there is a next page) and the total (None
-    with `_total=none`).
+    with `_total=none`). `_count=0` and `_summary=count` fetch no page, only the true total
+    (FHIR R4 search.html#count: a client asks how many match).
 
     The total costs a second query only when the page does not already tell it: a first page
     with no next page holds every match."""
     statement = base_statement(request, compartment)
-    if not request.summary_count:
+    if not request.summary_count and request.count:
         rows = [Match(*row) for row in await connection.execute(paged(statement, request))]
         if request.cursor is None and len(rows) <= request.count:
             return rows, len(rows)

@@ -24,6 +24,7 @@ from service.fhir_store.search_params import SEARCH_PARAMS, ParamType, SearchPar
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
+MAX_SEARCH_VALUES = 200
 RESULT_PARAMS = frozenset(
     {"_count", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_elements"}
 )
@@ -199,6 +200,15 @@ def parse_search(
 ) -> SearchRequest:
     request = SearchRequest(resource_type)
     params = SEARCH_PARAMS[resource_type]
+    values = sum(len(raw.split(",")) for _, raw in query)
+    if values > MAX_SEARCH_VALUES:
+        # Each value is a bound parameter of one statement: a cap keeps any search inside the
+        # databases' limits (SQLite's is the smallest) and its cost bounded.
+        raise BadRequest(
+            f"a search may carry at most {MAX_SEARCH_VALUES} parameter values; this one has "
+            f"{values}: split it into several searches",
+            extra={"expression": [key for key, _ in query[:1]]},
+        )
     for key, raw in query:
         name, _, modifier = key.partition(":")
         if key == "_cursor":
