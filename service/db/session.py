@@ -23,6 +23,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
 
+# Execution option of the engine that write transactions run on (see `_begin_sqlite`).
+SQLITE_BEGIN_IMMEDIATE = "casebridge_sqlite_begin_immediate"
+
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -33,12 +36,25 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # The driver's own BEGIN is deferred and comes only before the first write; SQLAlchemy's
+    # "begin" event emits ours instead (SQLAlchemy docs, "pysqlite / aiosqlite: Serializable
+    # isolation"), so that a write transaction can take the write lock up front.
+    dbapi_connection.isolation_level = None
+
+
+def _begin_sqlite(connection: Any) -> None:
+    """`BEGIN IMMEDIATE` for write transactions: they take SQLite's one write lock before their
+    first read, so two processes can never both search and then both insert (a conditional
+    create, an Idempotency-Key) on what each read alone. Reads begin deferred and never wait."""
+    immediate = connection.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        event.listen(engine.sync_engine, "begin", _begin_sqlite)
         return engine
     return create_async_engine(settings.database_url, pool_size=10, max_overflow=10)
 
@@ -54,6 +70,9 @@ class Database:
         # write fails at once with "database is locked" rather than waiting. Serializing
         # write transactions inside the process avoids that; PostgreSQL needs no such lock.
         self._write_lock = asyncio.Lock() if settings.is_sqlite else None
+        # Write transactions begin IMMEDIATE on SQLite, which orders them across processes
+        # too (the lock above only orders those of one process).
+        self._writer = self.engine.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
         # Work that belongs to every write transaction, run just before it commits (the FHIR
         # projection): it sees the transaction's changes and fails it if it fails.
         self.before_commit: list[BeforeCommit] = []
@@ -66,7 +85,8 @@ class Database:
 
         `hooks=False` is for bookkeeping that changes no case (the push dispatcher's claims)."""
         lock = self._write_lock if write and self._write_lock is not None else nullcontext()
-        async with lock, self.sessions() as session, session.begin():
+        bind = self._writer if write else self.engine
+        async with lock, self.sessions(bind=bind) as session, session.begin():
             yield session
             if write and hooks:
                 for hook in self.before_commit:
@@ -78,7 +98,7 @@ class Database:
         that changes no case (the push dispatcher's claims and finishes), where the session's
         own cost per transaction shows. Commits on success, rolls back on any exception."""
         lock = self._write_lock if write and self._write_lock is not None else nullcontext()
-        async with lock, self.engine.begin() as connection:
+        async with lock, (self._writer if write else self.engine).begin() as connection:
             yield connection
 
     async def dispose(self) -> None:

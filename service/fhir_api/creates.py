@@ -37,6 +37,7 @@ from service.fhir_api.reads import current
 from service.fhir_api.transactions import FhirRejected, create_case
 from service.fhir_api.updates import goal_update, intervention_update
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_store.locks import lock_conditional_create
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
 from service.plans.schemas import GoalCreate, InterventionCreate
@@ -73,6 +74,7 @@ async def create_resource(
     principal.require(resource_type, Interaction.create, patient_id=patient_id)
     if if_none_exist is not None:
         system, value = identifier_criterion(parse_qsl(if_none_exist), "If-None-Exist")
+        await lock_conditional_create(session, resource_type, system, value)
         matches = await ids_with_identifier(session, resource_type, system, value)
         if len(matches) > 1:
             raise PreconditionFailed(

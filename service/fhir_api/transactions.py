@@ -28,6 +28,7 @@ from service.db.base import new_id
 from service.errors import BadRequest, UnprocessableEntity
 from service.fhir_api.conditionals import identifier_criterion
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_store.locks import lock_conditional_create
 from service.patients.repository import identifier_owner
 
 CASE_TYPES = frozenset({"CarePlan", "Goal", "ServiceRequest", "Condition", "CareTeam", "Patient"})
@@ -87,6 +88,7 @@ async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
         return None
     where = f"Bundle.entry[{entry.index}].request.ifNoneExist"
     system, value = identifier_criterion(parse_qsl(entry.if_none_exist), where)
+    await lock_conditional_create(session, "Patient", system, value)
     return await identifier_owner(session, system, value)
 
 
