@@ -30,6 +30,7 @@ from service.fhir_api.http import (
     resource_response,
     version_headers,
 )
+from service.fhir_api.idempotency import IdempotencyDep
 from service.fhir_api.search import (
     Match,
     SearchRequest,
@@ -125,11 +126,17 @@ async def _update(
 
 @router.post("/{resource_type}")
 async def create(
-    request: Request, resource_type: ResourceType, session: SessionDep, principal: FhirPrincipalDep
+    request: Request,
+    resource_type: ResourceType,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
+    principal: FhirPrincipalDep,
 ) -> Response:
     """Create (a CarePlan opens a case; see `creates`), conditional with `If-None-Exist`."""
     supported(resource_type)
     facts = note_access(request, AccessFacts("create", resource_type, agent=principal.subject))
+    if idempotency.replay is not None:
+        return idempotency.replay
     result = await creates.create_resource(
         session,
         principal,
@@ -139,8 +146,10 @@ async def create(
     )
     facts.resource_id = result.row.id
     if result.created:
-        return _written(request, result.row, 201, "created")
-    return _written(request, result.row, 200, "an existing resource matches If-None-Exist")
+        response = _written(request, result.row, 201, "created")
+    else:
+        response = _written(request, result.row, 200, "an existing resource matches If-None-Exist")
+    return await idempotency.remember(response, session)
 
 
 @router.delete("/{resource_type}/{resource_id}")
@@ -431,17 +440,26 @@ def _may_read(principal: FhirPrincipal, row: Match) -> bool:
 
 @router.post("")
 async def transaction_or_batch(
-    request: Request, database: DatabaseDep, principal: FhirPrincipalDep
+    request: Request,
+    database: DatabaseDep,
+    principal: FhirPrincipalDep,
+    idempotency: IdempotencyDep,
 ) -> Response:
     """A transaction Bundle that carries one case (see `transactions`), or a batch of
     independent interactions (see `batches`)."""
     bundle = json_body(await request.body())
     if isinstance(bundle, dict) and bundle.get("type") == "batch":
         note_access(request, AccessFacts("batch", agent=principal.subject))
+        if idempotency.replay is not None:
+            return idempotency.replay
         # No session is held here: each entry opens its own (on SQLite, a held write
         # transaction would make the entries wait for it forever).
-        return bundle_response(await process_batch(request, bundle, _base(request)))
+        content = await process_batch(request, bundle, _base(request))
+        return await idempotency.remember(bundle_response(content))
     note_access(request, AccessFacts("transaction", agent=principal.subject))
+    if idempotency.replay is not None:
+        return idempotency.replay
     async with database.transaction() as session:
         content = await process_transaction(session, principal, bundle, _base(request))
-    return bundle_response(content)
+        response = await idempotency.remember(bundle_response(content), session)
+    return response
