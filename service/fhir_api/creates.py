@@ -33,6 +33,7 @@ from service.db.changes import note_case_changed
 from service.errors import BadRequest, PreconditionFailed, UnprocessableEntity
 from service.fhir_api.conditionals import identifier_criterion, ids_with_identifier
 from service.fhir_api.http import json_body
+from service.fhir_api.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_api.reads import current
 from service.fhir_api.transactions import FhirRejected, create_case
 from service.fhir_api.updates import goal_update, intervention_update
@@ -84,6 +85,7 @@ async def create_resource(
             existing = await current(session, resource_type, matches[0])
             principal.require(resource_type, Interaction.read, patient_id=existing.patient_id)
             return Created(existing, created=False)
+    refuse_foreign_own_identifiers(resource, None, resource_type)
     resource = {**resource, "id": new_id()}
     if resource_type == "CarePlan":
         resource_id = await create_case(session, principal, resource)

@@ -27,6 +27,7 @@ from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.errors import BadRequest, UnprocessableEntity
 from service.fhir_api.conditionals import identifier_criterion
+from service.fhir_api.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_store.locks import lock_conditional_create
 from service.patients.repository import identifier_owner
@@ -116,6 +117,11 @@ async def _store_case(
         kind = entry.resource["resourceType"]
         if kind == "Patient" and (owner := await _reuse_patient(session, entry)):
             entry.reused = f"Patient/{owner}"
+        refuse_foreign_own_identifiers(
+            entry.resource,
+            entry.reused.split("/")[1] if entry.reused else None,
+            f"Bundle.entry[{entry.index}].resource",
+        )
         target = entry.reused or f"{kind}/{new_id()}"
         entry.resource = {**entry.resource, "id": target.split("/")[1]}
         if entry.full_url:

@@ -28,6 +28,7 @@ from service.errors import BadRequest, NotFound, PreconditionFailed, Unprocessab
 from service.fhir_api.care_plan_updates import update_care_plan
 from service.fhir_api.conditionals import identifier_criterion, ids_with_identifier
 from service.fhir_api.http import json_body
+from service.fhir_api.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_api.reads import current
 from service.fhir_api.transactions import FhirRejected
 from service.fhir_auth.principal import FhirPrincipal, Interaction
@@ -133,6 +134,7 @@ async def update_resource(
             f"the body must be the {resource_type} with id {resource_id}",
             extra={"expression": [f"{resource_type}.id"]},
         )
+    refuse_foreign_own_identifiers(resource, resource_id, resource_type)
     if stored.case_id is None:
         raise UnprocessableEntity(f"{resource_type}/{resource_id} belongs to no case")
     case = await load_open_case(session, stored.case_id)
