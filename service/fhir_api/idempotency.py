@@ -145,17 +145,19 @@ async def _claim(database: Database, principal: str, key: str, fingerprint: str)
         now = utcnow()
         async with database.transaction(write=False) as session:
             state = await repository.key_state(session, principal, key)
-        live = state is not None and state.expires_at > now
-        if state is not None and live:
-            if state.fingerprint != fingerprint:
+        free = state is None or state.expires_at <= now
+        if state is not None and not free:
+            answered = state.status_code is not None
+            free = not answered and state.lease_until <= now  # its holder died: take it over
+            if not free and state.fingerprint != fingerprint:
                 raise UnprocessableEntity(
                     "this Idempotency-Key was used with another request (method, URL or body); "
                     "use a new key for a new request",
                     extra={"expression": ["Idempotency-Key"]},
                 )
-            if state.status_code is not None:
+            if answered:
                 return _stored_answer(state)
-        if state is None or not live or state.lease_until <= now:
+        if free:
             claim = Reservation(
                 fingerprint=fingerprint,
                 token=secrets.token_hex(16),
