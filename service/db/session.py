@@ -36,18 +36,21 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-    # The driver's own BEGIN is deferred and comes only before the first write; SQLAlchemy's
-    # "begin" event emits ours instead (SQLAlchemy docs, "pysqlite / aiosqlite: Serializable
-    # isolation"), so that a write transaction can take the write lock up front.
-    dbapi_connection.isolation_level = None
 
 
 def _begin_sqlite(connection: Any) -> None:
-    """`BEGIN IMMEDIATE` for write transactions: they take SQLite's one write lock before their
-    first read, so two processes can never both search and then both insert (a conditional
-    create, an Idempotency-Key) on what each read alone. Reads begin deferred and never wait."""
+    """`BEGIN IMMEDIATE` for write transactions (the SQLAlchemy docs' recipe for pysqlite, in
+    the "begin" event): they take SQLite's one write lock before their first read, so two
+    processes can never both search and then both insert on what each read alone (a
+    conditional create, an Idempotency-Key). Other transactions keep the driver's own
+    handling, a deferred BEGIN just before the first write, so reads never wait for writers."""
+    dbapi_connection = connection.connection.dbapi_connection
     immediate = connection.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    driver_begins = None if immediate else ""  # None: the driver emits no BEGIN of its own
+    if dbapi_connection.isolation_level != driver_begins:
+        dbapi_connection.isolation_level = driver_begins
+    if immediate:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
