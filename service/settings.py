@@ -193,6 +193,11 @@ class Settings(BaseSettings):
         description="Required `aud` of external /fhir tokens; default: the /fhir base URL "
         "({public_base_url}/fhir).",
     )
+    fhir_idempotency_key_seconds: Annotated[int, Field(gt=0)] = Field(
+        86400,
+        description="How long the answer to a /fhir POST sent with an Idempotency-Key is kept "
+        "for replays of that key, in seconds.",
+    )
 
     push_dispatcher_enabled: bool = Field(
         True,

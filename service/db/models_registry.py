@@ -10,6 +10,7 @@ from service.connections import models as connections
 from service.db.base import Base
 from service.fhir_auth import models as fhir_auth
 from service.fhir_store import models as fhir_store
+from service.idempotency import models as idempotency
 from service.links import models as links
 from service.patients import models as patients
 from service.plans import models as plans
@@ -28,6 +29,7 @@ __all__ = [
     "connections",
     "fhir_auth",
     "fhir_store",
+    "idempotency",
     "links",
     "patients",
     "plans",

@@ -25,6 +25,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
 
+# Execution option of the engine that write transactions run on (see `_begin_sqlite`).
+SQLITE_BEGIN_IMMEDIATE = "casebridge_sqlite_begin_immediate"
+
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -37,10 +40,26 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_sqlite(connection: Any) -> None:
+    """`BEGIN IMMEDIATE` for write transactions (the SQLAlchemy docs' recipe for pysqlite, in
+    the "begin" event): they take SQLite's one write lock before their first read, so two
+    processes can never both search and then both insert on what each read alone (a
+    conditional create, an Idempotency-Key). Other transactions keep the driver's own
+    handling, a deferred BEGIN just before the first write, so reads never wait for writers."""
+    dbapi_connection = connection.connection.dbapi_connection
+    immediate = connection.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE, False)
+    driver_begins = None if immediate else ""  # None: the driver emits no BEGIN of its own
+    if dbapi_connection.isolation_level != driver_begins:
+        dbapi_connection.isolation_level = driver_begins
+    if immediate:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        event.listen(engine.sync_engine, "begin", _begin_sqlite)
         return engine
     if settings.database_pgbouncer_transaction_pooling:
         return create_async_engine(
@@ -72,6 +91,9 @@ class Database:
         # write fails at once with "database is locked" rather than waiting. Serializing
         # write transactions inside the process avoids that; PostgreSQL needs no such lock.
         self._write_lock = asyncio.Lock() if settings.is_sqlite else None
+        # Write transactions begin IMMEDIATE on SQLite, which orders them across processes
+        # too (the lock above only orders those of one process).
+        self._writer = self.engine.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
         # Work that belongs to every write transaction, run just before it commits (the FHIR
         # projection): it sees the transaction's changes and fails it if it fails.
         self.before_commit: list[BeforeCommit] = []
@@ -84,7 +106,8 @@ class Database:
 
         `hooks=False` is for bookkeeping that changes no case (the push dispatcher's claims)."""
         lock = self._write_lock if write and self._write_lock is not None else nullcontext()
-        async with lock, self.sessions() as session, session.begin():
+        bind = self._writer if write else self.engine
+        async with lock, self.sessions(bind=bind) as session, session.begin():
             yield session
             if write and hooks:
                 for hook in self.before_commit:
@@ -96,7 +119,7 @@ class Database:
         that changes no case (the push dispatcher's claims and finishes), where the session's
         own cost per transaction shows. Commits on success, rolls back on any exception."""
         lock = self._write_lock if write and self._write_lock is not None else nullcontext()
-        async with lock, self.engine.begin() as connection:
+        async with lock, (self._writer if write else self.engine).begin() as connection:
             yield connection
 
     async def dispose(self) -> None:

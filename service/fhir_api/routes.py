@@ -13,14 +13,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.audit.middleware import note_access, note_entry_access
 from service.db.session import DatabaseDep
 from service.fhir_api.http import check_format, fhir_request, response_of
+from service.fhir_api.idempotency import Idempotency, IdempotencyDep
 from service.fhir_api.metadata import statement_of
 from service.fhir_auth.principal import FhirPrincipal, FhirPrincipalDep
-from service.fhir_engine.request import FhirRequest
-from service.fhir_engine.router import FhirEngine
+from service.fhir_engine.request import FhirOutcome, FhirRequest
+from service.fhir_engine.router import FhirEngine, OutcomeKeeper
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(check_format)])
 
@@ -37,14 +39,36 @@ EngineDep = Annotated[FhirEngine, Depends(fhir_engine)]
 
 
 async def _served(
-    request: Request, engine: FhirEngine, principal: FhirPrincipal, fhir: FhirRequest
+    request: Request,
+    engine: FhirEngine,
+    principal: FhirPrincipal,
+    fhir: FhirRequest,
+    idempotency: Idempotency | None = None,
 ) -> Response:
-    result = await engine.handle(fhir, principal)
+    if idempotency is not None and idempotency.replay is not None:
+        return idempotency.replay
+    result = await engine.handle(fhir, principal, keep=_kept_answer(idempotency))
     for facts, status in result.entry_facts:
         note_entry_access(request, facts, status)
     if result.facts is not None:
         note_access(request, result.facts)
-    return response_of(result)
+    response = response_of(result)
+    if idempotency is not None and not idempotency.answered and result.status < 300:
+        # A batch: its entries committed one by one, so its answer is stored after them.
+        response = await idempotency.remember(response)
+    return response
+
+
+def _kept_answer(idempotency: Idempotency | None) -> OutcomeKeeper | None:
+    """Stores the answer of an `Idempotency-Key` request in the transaction of its change."""
+    if idempotency is None or idempotency.token is None:
+        return None
+    held = idempotency
+
+    async def keep(session: AsyncSession, outcome: FhirOutcome) -> None:
+        await held.remember(response_of(outcome), session)
+
+    return keep
 
 
 @router.post("/{resource_type}/$validate")
@@ -84,12 +108,16 @@ async def conditional_update(
 
 @router.post("/{resource_type}")
 async def create(
-    request: Request, resource_type: ResourceType, engine: EngineDep, principal: FhirPrincipalDep
+    request: Request,
+    resource_type: ResourceType,
+    idempotency: IdempotencyDep,
+    engine: EngineDep,
+    principal: FhirPrincipalDep,
 ) -> Response:
     """Create (a CarePlan opens a case; see `fhir_engine.creates`), conditional with
-    `If-None-Exist`."""
+    `If-None-Exist`; an `Idempotency-Key` replay gets the first answer (`idempotency`)."""
     fhir = await fhir_request(request, resource_type)
-    return await _served(request, engine, principal, fhir)
+    return await _served(request, engine, principal, fhir, idempotency)
 
 
 @router.delete("/{resource_type}/{resource_id}")
@@ -179,9 +207,9 @@ async def search_by_post(
 
 @router.post("")
 async def transaction_or_batch(
-    request: Request, engine: EngineDep, principal: FhirPrincipalDep
+    request: Request, engine: EngineDep, principal: FhirPrincipalDep, idempotency: IdempotencyDep
 ) -> Response:
     """A transaction Bundle that carries one case (see `fhir_engine.transactions`), or a batch
-    of independent interactions (see `fhir_engine.batches`)."""
+    of independent interactions (see `fhir_engine.batches`); `Idempotency-Key` as on create."""
     fhir = await fhir_request(request)
-    return await _served(request, engine, principal, fhir)
+    return await _served(request, engine, principal, fhir, idempotency)

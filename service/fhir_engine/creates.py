@@ -33,9 +33,11 @@ from service.db.changes import note_case_changed
 from service.errors import BadRequest, PreconditionFailed, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
+from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected, create_case
 from service.fhir_engine.updates import goal_update, intervention_update
+from service.fhir_store.locks import lock_conditional_create
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
 from service.fhir_store.repository import current
@@ -73,6 +75,7 @@ async def create_resource(
     principal.require(resource_type, Interaction.create, patient_id=patient_id)
     if if_none_exist is not None:
         system, value = identifier_criterion(parse_qsl(if_none_exist), "If-None-Exist")
+        await lock_conditional_create(session, resource_type, system, value)
         matches = await ids_with_identifier(session, resource_type, system, value)
         if len(matches) > 1:
             raise PreconditionFailed(
@@ -82,6 +85,7 @@ async def create_resource(
             existing = await current(session, resource_type, matches[0])
             principal.require(resource_type, Interaction.read, patient_id=existing.patient_id)
             return Created(existing, created=False)
+    refuse_foreign_own_identifiers(resource, None, resource_type)
     resource = {**resource, "id": new_id()}
     if resource_type == "CarePlan":
         resource_id = await create_case(session, principal, resource)

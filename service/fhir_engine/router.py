@@ -13,12 +13,12 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from mappings import fhir_json
@@ -103,6 +103,11 @@ def error_outcome(error: CaseBridgeError) -> FhirOutcome:
     return json_outcome(error.status, outcome_of(error))
 
 
+# Work a caller adds to a write's own transaction once its outcome is known: the HTTP edge
+# stores an Idempotency-Key's answer there, so the answer and the change commit together.
+OutcomeKeeper = Callable[[AsyncSession, FhirOutcome], Awaitable[None]]
+
+
 class FhirEngine:
     """One per database. `capability_statement` serves `metadata` (the HTTP layer builds it from
     its routes); without it, `metadata` is not served."""
@@ -114,13 +119,16 @@ class FhirEngine:
         self.settings = database.settings
         self.capability_statement = capability_statement
 
-    async def handle(self, request: FhirRequest, principal: FhirPrincipal) -> FhirOutcome:
-        """The outcome of one interaction; never raises a `CaseBridgeError`."""
+    async def handle(
+        self, request: FhirRequest, principal: FhirPrincipal, *, keep: OutcomeKeeper | None = None
+    ) -> FhirOutcome:
+        """The outcome of one interaction; never raises a `CaseBridgeError`. `keep` runs in the
+        transaction of a create, an update or a transaction Bundle, with its outcome."""
         facts = AccessFacts(
             interaction_of(request), request.resource_type, request.id, agent=principal.subject
         )
         try:
-            result = await self._route(request, principal, facts)
+            result = await self._route(request, principal, facts, keep)
         except CaseBridgeError as error:
             result = error_outcome(error)
         except StaleDataError:
@@ -136,7 +144,11 @@ class FhirEngine:
         return result
 
     async def _route(
-        self, request: FhirRequest, principal: FhirPrincipal, facts: AccessFacts
+        self,
+        request: FhirRequest,
+        principal: FhirPrincipal,
+        facts: AccessFacts,
+        keep: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         method, operation = request.method.upper(), request.operation
         if operation == "metadata":
@@ -146,7 +158,7 @@ class FhirEngine:
         if request.resource_type is None:
             if method != "POST":
                 raise MethodNotAllowed(f"{method} [base] is not an interaction of this server")
-            return await self._transaction_or_batch(request, principal, facts)
+            return await self._transaction_or_batch(request, principal, facts, keep)
         resource_type = supported(request.resource_type)
         if request.id is not None and not FHIR_ID.match(request.id):
             raise BadRequest(f"{request.id!r} is not a FHIR id", extra={"expression": ["id"]})
@@ -168,9 +180,9 @@ class FhirEngine:
             if operation == "$validate":
                 return self._validate(request, principal)
             if operation is None:
-                return await self._create(request, principal, facts)
+                return await self._create(request, principal, facts, keep)
         if method == "PUT" and operation is None:
-            return await self._update(request, principal, facts)
+            return await self._update(request, principal, facts, keep)
         if method == "DELETE" and request.id is not None and operation is None:
             return await self._delete(request, principal, facts)
         raise MethodNotAllowed(f"{method} is not allowed on this {resource_type} URL")
@@ -326,7 +338,11 @@ class FhirEngine:
     # --- writes ------------------------------------------------------------------------
 
     async def _create(
-        self, request: FhirRequest, principal: FhirPrincipal, facts: AccessFacts
+        self,
+        request: FhirRequest,
+        principal: FhirPrincipal,
+        facts: AccessFacts,
+        keep: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         resource_type = str(request.resource_type)
         async with self.database.transaction() as session:
@@ -346,10 +362,16 @@ class FhirEngine:
                 written = _written(
                     request, facts, result.row, 200, "an existing resource matches If-None-Exist"
                 )
+            if keep is not None:
+                await keep(session, written)
         return written
 
     async def _update(
-        self, request: FhirRequest, principal: FhirPrincipal, facts: AccessFacts
+        self,
+        request: FhirRequest,
+        principal: FhirPrincipal,
+        facts: AccessFacts,
+        keep: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         resource_type = str(request.resource_type)
         async with self.database.transaction() as session:
@@ -367,6 +389,8 @@ class FhirEngine:
                 request.header("if-match"),
             )
             written = _written(request, facts, row, 200, "updated", received=request.body)
+            if keep is not None:
+                await keep(session, written)
         return written
 
     async def _delete(
@@ -382,7 +406,11 @@ class FhirEngine:
         return FhirOutcome(204, b"", headers)
 
     async def _transaction_or_batch(
-        self, request: FhirRequest, principal: FhirPrincipal, facts: AccessFacts
+        self,
+        request: FhirRequest,
+        principal: FhirPrincipal,
+        facts: AccessFacts,
+        keep: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         """A transaction Bundle that carries one case (see `transactions`), or a batch of
         independent interactions (see `batches`)."""
@@ -401,7 +429,10 @@ class FhirEngine:
             content = await process_transaction(
                 session, principal, bundle, request.base_url, self.settings.fhir_bundle_max_entries
             )
-        return _bundle(content)
+            result = _bundle(content)
+            if keep is not None:
+                await keep(session, result)
+        return result
 
 
 def supported(resource_type: str) -> str:

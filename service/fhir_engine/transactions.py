@@ -30,6 +30,8 @@ from service.errors import BadRequest, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.batches import bundle_entries
 from service.fhir_engine.conditionals import identifier_criterion
+from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
+from service.fhir_store.locks import lock_conditional_create
 from service.fhir_store.models import StoredResource
 from service.fhir_store.projector import project_changes
 from service.patients.repository import identifier_owner
@@ -103,6 +105,7 @@ async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
         return None
     where = f"Bundle.entry[{entry.index}].request.ifNoneExist"
     system, value = identifier_criterion(parse_qsl(entry.if_none_exist), where)
+    await lock_conditional_create(session, "Patient", system, value)
     return await identifier_owner(session, system, value)
 
 
@@ -144,6 +147,11 @@ async def _store_case(
         kind = entry.resource["resourceType"]
         if kind == "Patient" and (owner := await _reuse_patient(session, entry)):
             entry.reused = f"Patient/{owner}"
+        refuse_foreign_own_identifiers(
+            entry.resource,
+            entry.reused.split("/")[1] if entry.reused else None,
+            f"Bundle.entry[{entry.index}].resource",
+        )
         target = entry.reused or f"{kind}/{new_id()}"
         entry.resource = {**entry.resource, "id": target.split("/")[1]}
         if entry.full_url:

@@ -28,6 +28,7 @@ from service.errors import BadRequest, NotFound, PreconditionFailed, Unprocessab
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.care_plan_updates import update_care_plan
 from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
+from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
@@ -153,6 +154,7 @@ async def apply_update(
             f"the body must be the {resource_type} with id {resource_id}",
             extra={"expression": [f"{resource_type}.id"]},
         )
+    refuse_foreign_own_identifiers(resource, resource_id, resource_type)
     if stored.case_id is None:
         raise UnprocessableEntity(f"{resource_type}/{resource_id} belongs to no case")
     case = await load_open_case(session, stored.case_id)

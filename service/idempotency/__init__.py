@@ -1,0 +1,1 @@
+"""Stored answers of writes sent with an `Idempotency-Key` (see `service.fhir_api.idempotency`)."""
