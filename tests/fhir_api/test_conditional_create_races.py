@@ -10,13 +10,23 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 
+from service.settings import Settings
 from tests.api.case_factory import create_patient, ok, open_case
+from tests.conftest import settings_for
 from tests.fhir_api.conftest import SetScopes
 from tests.fhir_api.test_creates_and_deletes import care_plan, goal
 from tests.fhir_api.test_transactions import discharge_bundle, post
 
 PLANNER = "https://planner.example.org/plans"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Admission control is not under test here: every concurrent request must reach the
+    write path (the in-flight bound would answer some of them 503)."""
+    return settings_for(database_url, max_in_flight=0, rate_limits_enabled=False)
 
 
 async def create_at_once(

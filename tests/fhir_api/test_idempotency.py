@@ -8,6 +8,7 @@ import datetime as dt
 
 import httpx
 import orjson
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
@@ -18,13 +19,22 @@ from service.fhir_auth.scopes import parse_scopes
 from service.idempotency import repository
 from service.idempotency.models import IdempotencyKey
 from service.idempotency.repository import Reservation
+from service.settings import Settings
 from tests.api.case_factory import create_patient, ok, open_case
+from tests.conftest import settings_for
 from tests.fhir_api.conftest import SetScopes
 from tests.fhir_api.test_creates_and_deletes import goal
 from tests.fhir_api.test_reads import outcome
 from tests.fhir_api.test_transactions import discharge_bundle
 
 KEPT = ("content-type", "location", "etag", "last-modified")
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Admission control is not under test here: every concurrent request must reach the
+    write path (the in-flight bound would answer some of them 503)."""
+    return settings_for(database_url, max_in_flight=0, rate_limits_enabled=False)
 
 
 Answer = tuple[int, tuple[tuple[str, str], ...], bytes]
