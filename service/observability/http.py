@@ -14,7 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.observability.logs import ACCESS_LOGGER
 from service.observability.metrics import UNMATCHED_ROUTE, observe_http
-from service.observability.request_ids import HEADER, accepted_or_new, request_id_var
+from service.observability.request_ids import (
+    HEADER,
+    accepted_or_new,
+    current_request_id,
+    request_id_var,
+)
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -33,7 +38,8 @@ class RequestObservation:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = accepted_or_new(Headers(scope=scope).get(HEADER))
+        # An entry of a /fhir batch, dispatched in process, keeps the id of its batch.
+        request_id = accepted_or_new(Headers(scope=scope).get(HEADER) or current_request_id())
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500

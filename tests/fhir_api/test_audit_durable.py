@@ -143,3 +143,23 @@ async def test_a_read_whose_audit_cannot_be_written_is_refused(
     assert (await fhir.get(f"/CarePlan/{case['id']}")).status_code == 200
     await app.state.audit_recorder.flush()
     assert app.state.audit_recorder.pending == 0
+
+
+async def test_the_entries_of_a_batch_share_its_request_id(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, database: Database, scopes: SetScopes
+) -> None:
+    case = await open_case(client)
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": f"CarePlan/{case['id']}"}}],
+    }
+    response = await fhir.post(
+        "http://testserver/fhir",
+        json=batch,
+        headers={"X-Request-ID": "batch-1", "Content-Type": "application/fhir+json"},
+    )
+    assert response.status_code == 200, response.text
+    events = await stored_events(database)
+    assert sorted(e["subtype"][0]["code"] for e in events) == ["batch", "read"]
+    assert {request_id_of(e) for e in events} == {"batch-1"}
