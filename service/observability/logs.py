@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import logging.config
-import sys
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -57,16 +56,17 @@ def json_formatter() -> JsonFormatter:
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
-    """A `logging.config.dictConfig` for the service and uvicorn: JSON lines on stderr."""
+    """A `logging.config.dictConfig` for the service and uvicorn: JSON lines on stderr. Plain
+    data, so `json.dumps` of it is a file for `uvicorn --log-config` too."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
-        "formatters": {"json": {"()": json_formatter}},
+        "filters": {"request_id": {"()": f"{__name__}.RequestIdFilter"}},
+        "formatters": {"json": {"()": f"{__name__}.json_formatter"}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
-                "stream": sys.stderr,
+                "stream": "ext://sys.stderr",
                 "formatter": "json",
                 "filters": ["request_id"],
             }

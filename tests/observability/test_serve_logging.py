@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import logging
+import logging.config
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,3 +69,20 @@ def test_a_line_is_one_json_object_with_the_request_id() -> None:
     assert line["request_id"] == "req-7"
     assert line["job"] == "j1"
     assert line["time"]
+
+
+def test_the_configuration_is_plain_data_that_dict_config_accepts() -> None:
+    config = json.loads(json.dumps(logs.logging_config("INFO")))
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in logs.QUIET_LIBRARIES}
+    try:
+        logging.config.dictConfig(config)
+        [handler] = root.handlers
+        assert isinstance(handler.formatter, logs.JsonFormatter)
+        assert any(isinstance(f, logs.RequestIdFilter) for f in handler.filters)
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
