@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from pythonjsonlogger.json import JsonFormatter
 from typer.testing import CliRunner
 
 from service.cli import app
@@ -79,7 +80,7 @@ def test_the_configuration_is_plain_data_that_dict_config_accepts() -> None:
     try:
         logging.config.dictConfig(config)
         [handler] = root.handlers
-        assert isinstance(handler.formatter, logs.JsonFormatter)
+        assert isinstance(handler.formatter, JsonFormatter)
         assert any(isinstance(f, logs.RequestIdFilter) for f in handler.filters)
     finally:
         root.handlers[:] = saved_handlers
