@@ -30,6 +30,10 @@ from service.fhir_api import routes as fhir_routes
 from service.fhir_api.http import FhirPathsWithoutRedirect
 from service.fhir_auth import routes as fhir_auth
 from service.links import routes as patient_links
+from service.observability import metrics as prometheus_metrics
+from service.observability.http import RequestObservation
+from service.observability.logs import suppress_uvicorn_access_log
+from service.observability.tracing import install_tracing, start_tracing, stop_tracing
 from service.patients import routes as patients
 from service.plans.routes import goals_router, interventions_router
 from service.pull import routes as pulls
@@ -61,6 +65,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade_to_head(database.engine)
     install_commit_hooks(database)
     app.state.database = database
+    suppress_uvicorn_access_log()
+    start_tracing(app, database.engine)
     app.state.audit_recorder = AuditRecorder(database)
     app.state.audit_recorder.start()
     app.state.pull_runner = None
@@ -92,6 +98,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.audit_recorder.close()
         if app.state.oidc_verifier is not None:
             await app.state.oidc_verifier.aclose()
+        stop_tracing(app)
         await database.dispose()
 
 
@@ -106,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for router in (
         health.router,
+        prometheus_metrics.router,
         # /fhir first, as routes match in order and these are the busiest paths; its own
         # fixed paths precede the /fhir/{type}/... patterns that would shadow them.
         fhir_auth.smart_configuration_router,
@@ -137,5 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuditMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.add_middleware(FhirPathsWithoutRedirect)
-    install_admission(app)  # last: its middlewares run first
+    install_admission(app)
+    # Outermost: the request id is set before anything logs or audits.
+    app.add_middleware(RequestObservation)
+    install_tracing(app)
     return app

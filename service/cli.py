@@ -36,11 +36,25 @@ def serve(
     """Run the HTTP service."""
     import uvicorn
 
+    from service.observability.logs import configure_logging, logging_config
+
+    level = _settings().log_level
+    configure_logging(level)
     if migrate:
         _run_on_database(_upgrade())
     elif not _settings().auto_migrate:
         _run_on_database(_require_current_schema())
-    uvicorn.run("service.main:app", host=host, port=port, workers=workers, proxy_headers=True)
+    # JSON lines; uvicorn's access log (path with query string) gives way to the app's own,
+    # which names the route template only (docs/observability.md).
+    uvicorn.run(
+        "service.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_config=logging_config(level),
+        access_log=False,
+    )
 
 
 async def _upgrade() -> None:

@@ -240,6 +240,15 @@ class Settings(BaseSettings):
         "the rendered plan as a DocumentReference (LOINC 18776-5) instead.",
     )
 
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP endpoint that receives traces (e.g. http://collector:4318); "
+        "tracing is off unless this or the standard OTEL_EXPORTER_OTLP_ENDPOINT is set.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Level of the JSON log lines `casebridge serve` writes to stderr."
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

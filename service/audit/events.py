@@ -30,6 +30,8 @@ _ACTION = {
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
 _OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 _ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+# IHE BALP: the X-Request-ID of the interaction goes in an entity of this type ("transaction").
+_BALP_ENTITY_TYPE = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 
 
 @dataclass
@@ -42,6 +44,8 @@ class AccessFacts:
     patient_ids: set[str] = field(default_factory=set)
     query: str | None = None
     agent: str | None = None
+    # Further resources touched, as references ("CarePlan/<id>" of a case's record read).
+    entities: list[str] = field(default_factory=list)
 
 
 def _outcome(status: int) -> str:
@@ -51,8 +55,37 @@ def _outcome(status: int) -> str:
     return "4" if status < 500 else "8"
 
 
+def request_id_entity(request_id: str) -> dict[str, Any]:
+    """IHE BALP `entity:transaction`: the request id that ties the event to its log lines."""
+    return {
+        "what": {"identifier": {"value": request_id}},
+        "type": {"system": _BALP_ENTITY_TYPE, "code": "XrequestId"},
+    }
+
+
+def _resource_entity(reference: str) -> dict[str, Any]:
+    return {
+        "what": {"reference": reference},
+        "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+        "role": {"system": _OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
+    }
+
+
+def _patient_entity(patient_id: str) -> dict[str, Any]:
+    return {
+        "what": {"reference": f"Patient/{patient_id}"},
+        "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
+        "role": {"system": _OBJECT_ROLE, "code": "1", "display": "Patient"},
+    }
+
+
 def audit_event(
-    facts: AccessFacts, status: int, *, client_address: str | None, observer: str
+    facts: AccessFacts,
+    status: int,
+    *,
+    client_address: str | None,
+    observer: str,
+    request_id: str | None = None,
 ) -> tuple[str, dt.datetime, dict[str, Any]]:
     event_id, recorded = new_id(), dt.datetime.now(dt.UTC)
     agent: dict[str, Any] = {
@@ -64,21 +97,9 @@ def audit_event(
         agent["network"] = {"address": client_address, "type": "2"}
     entities: list[dict[str, Any]] = []
     if facts.resource_type and facts.resource_id:
-        entities.append(
-            {
-                "what": {"reference": f"{facts.resource_type}/{facts.resource_id}"},
-                "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
-                "role": {"system": _OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
-            }
-        )
-    entities += [
-        {
-            "what": {"reference": f"Patient/{patient}"},
-            "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
-            "role": {"system": _OBJECT_ROLE, "code": "1", "display": "Patient"},
-        }
-        for patient in sorted(facts.patient_ids)
-    ]
+        entities.append(_resource_entity(f"{facts.resource_type}/{facts.resource_id}"))
+    entities += [_resource_entity(reference) for reference in facts.entities]
+    entities += [_patient_entity(patient) for patient in sorted(facts.patient_ids)]
     if facts.query is not None:
         entities.append(
             {
@@ -115,8 +136,56 @@ def audit_event(
     }
     if status >= 400:
         event["outcomeDesc"] = f"HTTP {status}"
+    if request_id is not None:
+        entities.append(request_id_entity(request_id))
     if entities:
         event["entity"] = entities
+    return event_id, recorded, event
+
+
+def transfer_event(
+    *,
+    kind: str,
+    requestor: str,
+    connection_id: str,
+    resources: list[str],
+    patient_ids: list[str],
+    observer: str,
+    failed: bool = False,
+) -> tuple[str, dt.datetime, dict[str, Any]]:
+    """A pull (DICOM 110107 Import, action C) or a push (110106 Export, action R): who asked,
+    the EHR connection the data came from or went to, the resources and the patients
+    (DICOM PS3.15 A.5.3.6 and A.5.3.7; IHE BALP leaves transfers to these)."""
+    importing = kind == "pull"
+    event_id, recorded = new_id(), dt.datetime.now(dt.UTC)
+    remote_role = ("110153", "Source Role ID") if importing else ("110152", "Destination Role ID")
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": event_id,
+        "type": {
+            "system": _DCM,
+            "code": "110107" if importing else "110106",
+            "display": "Import" if importing else "Export",
+        },
+        "action": "C" if importing else "R",
+        "recorded": recorded.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "outcome": "4" if failed else "0",
+        "agent": [
+            {"who": {"identifier": {"value": requestor}}, "requestor": True},
+            {
+                "type": {"coding": [{"system": _DCM, "code": remote_role[0]}]},
+                "who": {"identifier": {"value": f"connection:{connection_id}"}},
+                "requestor": False,
+            },
+        ],
+        "source": {"observer": {"display": observer}},
+        "entity": [
+            *(_resource_entity(reference) for reference in resources),
+            *(_patient_entity(patient) for patient in sorted(patient_ids)),
+        ],
+    }
+    if not event["entity"]:
+        del event["entity"]
     return event_id, recorded, event
 
 

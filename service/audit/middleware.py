@@ -1,16 +1,39 @@
-"""Records an AuditEvent for every `/fhir` request once its response has been sent, from the
-facts the route noted (`note_access`) and the response status."""
+"""Records an AuditEvent for every `/fhir` request and every `/api` read of patient data, and
+commits it before the response goes out: the response's start is held until the record is
+written. If it cannot be written, the caller gets an error instead of the result (503 for a
+read, which changed nothing and may be retried; 500 for a write, whose change may already be
+committed), as problem+json on `/api` and an OperationOutcome on `/fhir`.
+
+What was touched comes from the route (`note_access`, `note_patients`) or, on `/api`, from the
+route template and its path parameters; who asked comes from the authentication dependency
+(`request.state.audit_agent`, service/auth/deps.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.problems import problem_response
 from service.audit.events import AccessFacts, audit_event, event_bytes
-from service.audit.recorder import AuditEntry, AuditRecorder
+from service.audit.recorder import AuditEntry, AuditRecorder, AuditUnavailable
 from service.fhir_api.outcomes import is_fhir_path
+from service.observability.request_ids import current_request_id
+
+log = logging.getLogger(__name__)
 
 UNAUDITED = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
+# `/api` reads of patient data: patients, their cases and everything recorded in a case, and
+# the records pulled from an EHR. (Route templates; a GET under one of these is audited.)
+PATIENT_DATA_PREFIXES = ("/api/patients", "/api/cases")
+PATIENT_DATA_TEMPLATES = frozenset(
+    {"/api/connections/{connection_id}/patients/{patient_id}/records"}
+)
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 def note_access(request: Request, facts: AccessFacts) -> AccessFacts:
@@ -24,6 +47,12 @@ def note_entry_access(request: Request, facts: AccessFacts, status: int) -> None
     entries: list[tuple[AccessFacts, int]] = getattr(request.state, "audit_entries", [])
     entries.append((facts, status))
     request.state.audit_entries = entries
+
+
+def note_patients(request: Request, patient_ids: set[str]) -> None:
+    """Add the patients an `/api` read returned (a list or search) to its audit record."""
+    noted: set[str] = getattr(request.state, "audit_patients", set())
+    request.state.audit_patients = noted | patient_ids
 
 
 def _default_facts(method: str, path: str) -> AccessFacts:
@@ -40,65 +69,169 @@ def _default_facts(method: str, path: str) -> AccessFacts:
     return AccessFacts(interaction, resource_type, resource_id)
 
 
+def _api_template(scope: Scope) -> str | None:
+    """The route template of an audited `/api` read, or None for anything else."""
+    if scope["method"] not in SAFE_METHODS:
+        return None
+    route = scope.get("route")
+    template: str | None = getattr(route, "path", None)
+    if template is None:
+        return None
+    if template in PATIENT_DATA_TEMPLATES or template.startswith(PATIENT_DATA_PREFIXES):
+        return template
+    return None
+
+
+def _api_facts(scope: Scope, template: str) -> AccessFacts:
+    """An `/api` read: the last path segment names what was read (a case is served on `/fhir`
+    as the CarePlan of the same id, so it is recorded as that CarePlan)."""
+    params: dict[str, Any] = scope.get("path_params", {})
+    state: dict[str, Any] = scope.get("state", {})
+    segments = [s for s in template.split("/") if s]
+    last = segments[-1]
+    if last.startswith("{"):
+        interaction, resource_id = "read", str(params.get(last.strip("{}"), ""))
+        kind = segments[-2]
+    else:
+        interaction, resource_id, kind = "search-type", None, last
+    resource_type = {"patients": "Patient", "cases": "CarePlan"}.get(kind, kind)
+    patients = set(state.get("audit_patients", set()))
+    if "patient_id" in params:
+        patients.add(str(params["patient_id"]))
+    facts = AccessFacts(
+        interaction,
+        resource_type,
+        resource_id,
+        patient_ids=patients,
+        query=scope.get("query_string", b"").decode("latin-1") or None,
+        agent=state.get("audit_agent"),
+    )
+    if "case_id" in params and kind != "cases":
+        facts.entities.append(f"CarePlan/{params['case_id']}")
+    return facts
+
+
+async def _case_patient(scope: Scope, case_id: str) -> str | None:
+    from service.cases.models import Case
+
+    database = scope["app"].state.database
+    async with database.sessions() as session:
+        patient_id: str | None = await session.scalar(
+            select(Case.patient_id).where(Case.id == case_id)
+        )
+    return patient_id
+
+
 class AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not is_fhir_path(path) or path in UNAUDITED:
+        if scope["type"] != "http" or not path.startswith(("/fhir", "/api/")) or path in UNAUDITED:
             await self.app(scope, receive, send)
             return
-        status = 500
+        fhir = is_fhir_path(path)
+        held: Message | None = None
+        refused = False
 
-        async def capture(message: Message) -> None:
-            nonlocal status
+        async def send_after_audit(message: Message) -> None:
+            nonlocal held, refused
+            if refused:
+                return  # the body of a response that was replaced by the audit failure
             if message["type"] == "http.response.start":
-                status = message["status"]
+                template = None if fhir else _api_template(scope)
+                if fhir or template is not None:
+                    held = message
+                    if not await self._record(scope, message["status"], template):
+                        refused = True
+                        await self._refuse(scope, receive, send)
+                        return
             await send(message)
 
         try:
-            await self.app(scope, receive, capture)
-        finally:
-            self._record(scope, status)
+            await self.app(scope, receive, send_after_audit)
+        except Exception:
+            if held is None and (fhir or _api_template(scope) is not None):
+                # No response was started: the error handler outside answers 500; record it.
+                await self._record(scope, 500, None if fhir else _api_template(scope))
+            raise
 
-    @staticmethod
-    def _record(scope: Scope, status: int) -> None:
+    async def _record(self, scope: Scope, status: int, template: str | None) -> bool:
+        """Commit the request's audit record; False if it could not be written."""
         app = scope["app"]
         recorder: AuditRecorder | None = getattr(app.state, "audit_recorder", None)
         if recorder is None:
-            return
-        state = scope.get("state", {})
-        for entry_facts, entry_status in state.get("audit_entries", ()):
-            AuditMiddleware._record_facts(scope, recorder, entry_facts, entry_status)
-        facts = state.get("audit") or _default_facts(scope["method"], scope["path"])
-        AuditMiddleware._record_facts(scope, recorder, facts, status)
+            return True
+        state: dict[str, Any] = scope.get("state", {})
+        try:
+            # A batch's entries first, each its own event, then the batch itself; written
+            # together, so they share one commit of the audit writer.
+            entries = [
+                await self._entry(scope, entry_status, None, entry_facts)
+                for entry_facts, entry_status in state.get("audit_entries", ())
+            ]
+            entries.append(await self._entry(scope, status, template))
+            await asyncio.gather(*(recorder.write(entry) for entry in entries))
+        except AuditUnavailable as exc:
+            log.error("refused %s %s: %s", scope["method"], template or "/fhir", exc)
+            return False
+        except Exception as exc:
+            log.error("refused a request whose audit failed: %s", type(exc).__name__)
+            return False
+        return True
 
     @staticmethod
-    def _record_facts(
-        scope: Scope, recorder: AuditRecorder, facts: AccessFacts, status: int
-    ) -> None:
+    async def _entry(
+        scope: Scope, status: int, template: str | None, facts: AccessFacts | None = None
+    ) -> AuditEntry:
         app = scope["app"]
+        state: dict[str, Any] = scope.get("state", {})
+        if facts is None and template is None:
+            facts = state.get("audit") or _default_facts(scope["method"], scope["path"])
+        elif facts is None:
+            assert template is not None
+            facts = _api_facts(scope, template)
+            case_id = scope.get("path_params", {}).get("case_id")
+            if case_id is not None:
+                patient = await _case_patient(scope, str(case_id))
+                if patient is not None:
+                    facts.patient_ids.add(patient)
         client = scope.get("client")
         event_id, recorded, event = audit_event(
             facts,
             status,
             client_address=client[0] if client else None,
             observer=app.state.settings.public_base_url,
+            request_id=current_request_id(),
         )
-        recorder.record(
-            AuditEntry(
-                row={
-                    "id": event_id,
-                    "recorded_at": recorded,
-                    "agent": facts.agent or "unauthenticated",
-                    "action": event["action"],
-                    "interaction": facts.interaction,
-                    "resource_type": facts.resource_type,
-                    "resource_id": facts.resource_id,
-                    "status": status,
-                    "content": event_bytes(event),
-                },
-                patient_ids=tuple(sorted(facts.patient_ids)),
-            )
+        return AuditEntry(
+            row={
+                "id": event_id,
+                "recorded_at": recorded,
+                "agent": facts.agent or "unauthenticated",
+                "action": event["action"],
+                "interaction": facts.interaction,
+                "resource_type": facts.resource_type,
+                "resource_id": facts.resource_id,
+                "status": status,
+                "content": event_bytes(event),
+            },
+            patient_ids=tuple(sorted(facts.patient_ids)),
         )
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        read = scope["method"] in SAFE_METHODS
+        status = 503 if read else 500
+        detail = (
+            "the audit trail could not be written, so the result is withheld; retry later"
+            if read
+            else "the audit trail could not be written; the change may have been made"
+        )
+        response = problem_response(
+            status, "audit-unavailable", "Audit unavailable", detail, scope["path"]
+        )
+        if read:
+            response.headers["Retry-After"] = "5"
+        await response(scope, receive, send)

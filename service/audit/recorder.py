@@ -1,17 +1,28 @@
-"""Writes audit records in the background, in batches, so a read costs no extra write on its
-own path. Records wait in a bounded in-memory queue; `close` (at shutdown) writes what is left.
-A failed batch is retried; only a queue overflow (the database gone for long) drops records,
-and each drop is logged."""
+"""Writes audit records durably before the response that they record is sent.
+
+A request hands its record to `write` and waits: the record is committed, or `write` raises
+`AuditUnavailable` and the request answers an error instead of its result (fail closed: HIPAA
+§164.312(b) asks that access to patient data be recorded, so an access that cannot be recorded
+is not given). Throughput comes from group commit: one writer task commits, in one short
+transaction, every record that arrived while the previous transaction ran, so concurrent
+requests share a commit instead of queueing for one each. Nothing waits in memory after its
+response was sent, so a crash loses no record of an answered request, and an overflow
+refuses new requests (503) rather than dropping records.
+
+Background work (pulls, pushes) writes its records in its own transactions through
+`insert_audit_entries`, not through this queue."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.audit.models import AuditPatient, AuditRecord
 from service.db.base import Base
@@ -20,10 +31,12 @@ from service.db.session import Database
 log = logging.getLogger(__name__)
 
 BATCH = 500
-# After the first record arrives, wait this long for more: one insert then carries many reads.
-GATHER_SECONDS = 0.05
-QUEUE_LIMIT = 50_000
-RETRY_SECONDS = 1.0
+# Records waiting for a commit beyond this refuse new ones (the database is too slow or gone).
+PENDING_LIMIT = 10_000
+
+
+class AuditUnavailable(Exception):
+    """The audit record could not be committed; the request it records must not succeed."""
 
 
 @dataclass(frozen=True)
@@ -39,26 +52,61 @@ def _table(model: type[Base]) -> Table:
     return Base.metadata.tables[model.__tablename__]
 
 
+async def insert_audit_entries(
+    executor: AsyncSession | AsyncConnection, entries: Sequence[AuditEntry]
+) -> None:
+    """Insert audit rows in the caller's transaction (Core executemany: the trail is
+    append-only and this runs per read)."""
+    if not entries:
+        return
+    patients = [
+        {"event_id": entry.row["id"], "patient_id": patient}
+        for entry in entries
+        for patient in entry.patient_ids
+    ]
+    await executor.execute(insert(_table(AuditRecord)), [e.row for e in entries])
+    if patients:
+        await executor.execute(insert(_table(AuditPatient)), patients)
+
+
 class AuditRecorder:
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._queue: asyncio.Queue[AuditEntry] = asyncio.Queue(QUEUE_LIMIT)
+        self._waiting: list[tuple[AuditEntry, asyncio.Future[None]]] = []
+        self._writing = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Records handed in and not yet committed (waiting, or in the transaction)."""
+        return len(self._waiting) + self._writing
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit-recorder")
 
-    def record(self, entry: AuditEntry) -> None:
-        try:
-            self._queue.put_nowait(entry)
-        except asyncio.QueueFull:
-            log.error("audit queue full: dropped the audit record %s", entry.row["id"])
+    async def write(self, entry: AuditEntry) -> None:
+        """Return once `entry` is committed; raise AuditUnavailable if it cannot be."""
+        if self._closed or self._task is None or self._task.done():
+            raise AuditUnavailable("the audit recorder is not running")
+        if self.pending >= PENDING_LIMIT:
+            raise AuditUnavailable(f"{self.pending} audit records wait for the database")
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((entry, committed))
+        self._idle.clear()
+        self._wake.set()
+        # Shielded: a client that disconnects does not cancel the write of its record.
+        await asyncio.shield(committed)
 
     async def flush(self) -> None:
-        """Wait until every record queued so far is written."""
-        await self._queue.join()
+        """Wait until every record handed in so far is committed (or refused)."""
+        await self._idle.wait()
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:
             await asyncio.wait_for(self.flush(), timeout=30)
             self._task.cancel()
@@ -67,28 +115,26 @@ class AuditRecorder:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            await asyncio.sleep(GATHER_SECONDS)
-            while len(batch) < BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
+                self._writing = len(batch)
                 try:
-                    await self._write(batch)
-                    break
-                except Exception:
-                    log.exception("writing %d audit records failed; retrying", len(batch))
-                    await asyncio.sleep(RETRY_SECONDS)
-            for _ in batch:
-                self._queue.task_done()
-
-    async def _write(self, batch: list[AuditEntry]) -> None:
-        # Core executemany, not ORM objects: the trail is append-only and this runs per read.
-        patients = [
-            {"event_id": entry.row["id"], "patient_id": patient}
-            for entry in batch
-            for patient in entry.patient_ids
-        ]
-        async with self._database.transaction() as session:
-            await session.execute(insert(_table(AuditRecord)), [e.row for e in batch])
-            if patients:
-                await session.execute(insert(_table(AuditPatient)), patients)
+                    # Plain Core, no ORM session: its cost per transaction shows on every read.
+                    async with self._database.connection() as connection:
+                        await insert_audit_entries(connection, [entry for entry, _ in batch])
+                except Exception as exc:
+                    # The type only: a database error's text carries the rows' parameters.
+                    log.error("writing %d audit records failed: %s", len(batch), type(exc).__name__)
+                    failure = AuditUnavailable("the audit trail could not be written")
+                    for _, committed in batch:
+                        if not committed.done():
+                            committed.set_exception(failure)
+                else:
+                    for _, committed in batch:
+                        if not committed.done():
+                            committed.set_result(None)
+                finally:
+                    self._writing = 0
+            self._idle.set()

@@ -38,6 +38,18 @@ async def authenticate(
     api_key: Annotated[str | None, Depends(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
+    actor = await _identify(request, database, api_key, bearer)
+    # The audit of this request names who asked (service/audit/middleware.py).
+    request.state.audit_agent = actor.id
+    return actor
+
+
+async def _identify(
+    request: Request,
+    database: DatabaseDep,
+    api_key: str | None,
+    bearer: HTTPAuthorizationCredentials | None,
+) -> Actor:
     settings = database.settings
     if api_key is not None:
         bootstrap = settings.bootstrap_api_key

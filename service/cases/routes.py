@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from mappings.vocabulary import CaseStatus, Program
 from service.api.concurrency import IfMatch, required_version, set_etag
 from service.api.pagination import Cursor, Limit, Page
 from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES, UPDATE_PROBLEMS
+from service.audit.middleware import note_patients
 from service.auth.deps import ActorDep
 from service.cases import repository
 from service.cases.models import CareTeamMember, Note, Transition
@@ -54,6 +55,7 @@ async def post_case(
 
 @router.get("")
 async def get_cases(
+    request: Request,
     session: SessionDep,
     _actor: ActorDep,
     status: CaseStatus | None = None,
@@ -76,6 +78,7 @@ async def get_cases(
         cursor=cursor,
         limit=limit,
     )
+    note_patients(request, {r.patient_id for r in rows})
     return Page(items=[CaseOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 

@@ -58,5 +58,9 @@ def fhir_client_for(
             f"connection {connection.name!r} uses App Launch: its tokens belong to a user",
         )
     return FhirClient.from_settings(
-        connection.base_url, settings, token_provider=provider, policy=policy
+        connection.base_url,
+        settings,
+        token_provider=provider,
+        policy=policy,
+        metrics_label=connection.id,
     )

@@ -48,6 +48,7 @@ from service.ehr.errors import (
 )
 from service.ehr.pinned_transport import vetted_transport
 from service.ehr.url_policy import UrlPolicy, same_origin
+from service.observability.metrics import ehr_call_observed
 from service.settings import Settings
 
 R = TypeVar("R", bound=FHIRResourceModel)
@@ -134,8 +135,11 @@ class FhirClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         http: httpx.AsyncClient | None = None,
+        metrics_label: str = "unregistered",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The connection id, naming this EHR in the request metrics.
+        self._metrics_label = metrics_label
         self._policy = policy
         self._token_provider = token_provider
         self._retry = retry or RetryPolicy()
@@ -165,9 +169,11 @@ class FhirClient:
         *,
         token_provider: TokenProvider | None = None,
         policy: UrlPolicy | None = None,
+        metrics_label: str = "unregistered",
     ) -> FhirClient:
         return cls(
             base_url,
+            metrics_label=metrics_label,
             policy=policy or UrlPolicy.from_settings(settings),
             token_provider=token_provider,
             timeout_seconds=settings.ehr_timeout_seconds,
@@ -362,9 +368,11 @@ class FhirClient:
             sent_may_have_been_processed = True
             try:
                 async with self._semaphore:
-                    response = await self._http.request(
-                        method, url, params=params, content=content, headers=request_headers
-                    )
+                    with ehr_call_observed(self._metrics_label, method) as call:
+                        response = await self._http.request(
+                            method, url, params=params, content=content, headers=request_headers
+                        )
+                        call.status = response.status_code
             except httpx.TimeoutException as exc:
                 failure = EhrTimeout(f"{method} timed out: {exc!r}", url=str(url))
                 never_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)

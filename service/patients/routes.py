@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from service.api.concurrency import IfMatch, required_version, set_etag
 from service.api.pagination import Cursor, Limit, Page
 from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES, UPDATE_PROBLEMS
+from service.audit.middleware import note_patients
 from service.auth.deps import ActorDep
 from service.db.session import SessionDep
 from service.errors import BadRequest
@@ -38,6 +39,7 @@ async def post_patient(
 
 @router.get("")
 async def get_patients(
+    request: Request,
     session: SessionDep,
     _actor: ActorDep,
     identifier: Annotated[str | None, Query(description="system|value")] = None,
@@ -52,6 +54,7 @@ async def get_patients(
         cursor=cursor,
         limit=limit,
     )
+    note_patients(request, {r.id for r in rows})
     return Page(items=[PatientOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 

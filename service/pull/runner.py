@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 
+from service.audit.transfers import audit_finished_pull
 from service.connections.fhir_clients import backend_services_grant, fhir_client_for
 from service.connections.models import AuthMode, Connection
 from service.connections.service import load_connection, stored_capabilities
@@ -70,6 +71,8 @@ class PullRunner:
         )
         self._wake = asyncio.Event()
         self._jobs: dict[str, asyncio.Task[None]] = {}
+        # Local patients each running job has pulled, for its audit record.
+        self._pulled_patients: dict[str, set[str]] = {}
         self._per_connection: dict[str, asyncio.Semaphore] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -215,6 +218,8 @@ class PullRunner:
                     observation_categories=self.settings.pull_observation_categories,
                     may_use_everything=scopes_cover_the_record(connection),
                 )
+            if result.patient_id is not None:
+                self._pulled_patients.setdefault(job_id, set()).add(result.patient_id)
             await self._record(job_id, target.label(), result.counts, result.failures, 1)
 
         async with client:
@@ -299,3 +304,4 @@ class PullRunner:
                 state = PullState.cancelled
             job.state = state
             job.finished_at = utcnow()
+            await audit_finished_pull(session, job, self._pulled_patients.pop(job_id, set()))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.audit.transfers import DeliveredPush, audit_delivered_pushes
 from service.connections.fhir_clients import fhir_client_for
 from service.connections.service import load_connection, stored_capabilities
 from service.db.base import utcnow
@@ -297,6 +298,9 @@ class PushDispatcher:
         try:
             async with savepoint(connection):
                 lost = await claims.finish_all(connection, [_finish(o) for o in ended_well], held)
+                await audit_delivered_pushes(
+                    connection, [_delivered(o) for o in ended_well if o.claim not in lost]
+                )
         except Exception:
             log.exception("recording %d pushes together failed", len(ended_well))
             rest += ended_well
@@ -318,6 +322,8 @@ class PushDispatcher:
                     return
                 if outcome.error is None:
                     status = await claims.finish(connection, _finish(outcome))
+                    if status is not None:
+                        await audit_delivered_pushes(connection, [_delivered(outcome)])
                 else:
                     status = await self._fail(connection, claim, outcome.error)
         except Exception:
@@ -452,6 +458,19 @@ def _pair(outcome: Outcome) -> Pair:
 def _finish(outcome: Outcome) -> claims.Finish:
     report = outcome.report or PushReport()
     return claims.Finish(outcome.claim, outcome.synced_version, report.unsupported, report.links)
+
+
+def _delivered(outcome: Outcome) -> DeliveredPush:
+    report = outcome.report or PushReport()
+    claim = outcome.claim
+    # Written one by one (written_local) or in a transaction (links recorded with the finish).
+    written = dict.fromkeys(
+        [
+            *report.written_local,
+            *((r.resource_type, r.id, r.version_id) for r, _state in report.links),
+        ]
+    )
+    return DeliveredPush(claim.case_id, claim.connection_id, list(written))
 
 
 @dataclass

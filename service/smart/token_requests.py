@@ -19,6 +19,7 @@ from service.ehr.errors import (
     EhrServerError,
     EhrTimeout,
 )
+from service.observability.metrics import TOKEN_FETCHES
 from service.smart.oauth_client import OAuthError
 
 # Used when a token response omits `expires_in` (SMART requires it; not every server sends it).
@@ -39,7 +40,19 @@ class TokenResponse:
 
 @asynccontextmanager
 async def mapped_token_errors(url: str, grant: str) -> AsyncIterator[None]:
-    """Turn authlib's and httpx's exceptions into EhrError subclasses naming `url`."""
+    """Turn authlib's and httpx's exceptions into EhrError subclasses naming `url`, and count
+    the token fetch in the metrics by grant and outcome (`ok` or the error's class)."""
+    try:
+        async with _mapped_errors(url, grant):
+            yield
+    except Exception as exc:
+        TOKEN_FETCHES.labels(grant, type(exc).__name__).inc()
+        raise
+    TOKEN_FETCHES.labels(grant, "ok").inc()
+
+
+@asynccontextmanager
+async def _mapped_errors(url: str, grant: str) -> AsyncIterator[None]:
     try:
         yield
     except OAuthError as exc:

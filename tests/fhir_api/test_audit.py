@@ -21,6 +21,10 @@ async def trail(app: FastAPI, client: httpx.AsyncClient, **params: str) -> list[
     return events
 
 
+def references(event: dict[str, Any]) -> set[str]:
+    return {e["what"]["reference"] for e in event["entity"] if "reference" in e.get("what", {})}
+
+
 def subtype(event: dict[str, Any]) -> str:
     code: str = event["subtype"][0]["code"]
     return code
@@ -42,13 +46,13 @@ async def test_reads_searches_and_refusals_are_audited(
     assert read["outcome"] == "0"
     assert read["agent"][0]["who"]["identifier"]["value"] == "test-client"
     assert read["agent"][0]["requestor"] is True
-    what = {e["what"]["reference"] for e in read["entity"] if "what" in e}
+    what = references(read)
     assert what == {f"CarePlan/{mine['id']}", f"Patient/{mine['patient_id']}"}
 
     assert searched["action"] == "E"
     query = next(e["query"] for e in searched["entity"] if "query" in e)
     assert base64.b64decode(query).decode() == "status=draft"
-    patients = {e["what"]["reference"] for e in searched["entity"] if "what" in e}
+    patients = references(searched)
     assert patients == {f"Patient/{mine['patient_id']}", f"Patient/{theirs['patient_id']}"}
 
     assert refused["outcome"] == "4"
@@ -67,7 +71,7 @@ async def test_unauthenticated_requests_are_audited_too(
     (event,) = await trail(app, client)
     assert event["agent"][0]["who"]["identifier"]["value"] == "unauthenticated"
     assert event["outcome"] == "4"
-    assert {e["what"]["reference"] for e in event["entity"]} == {"Goal/abc"}
+    assert references(event) == {"Goal/abc"}
 
 
 async def test_only_admins_read_the_trail(

@@ -58,8 +58,8 @@ async def test_a_round_reads_and_records_its_pushes_in_one_statement_each_step(
     client: httpx.AsyncClient, database: Database, fake: FakeEhr, dispatcher: PushDispatcher
 ) -> None:
     """The claimed pairs' cases and resources read; then the pushes that ended well: their
-    pairs taken, links stored, outbox rows delivered, statuses set. One statement for each,
-    however many pushes the round holds."""
+    pairs taken, links stored, outbox rows delivered, statuses set, their audit records
+    written. One statement for each, however many pushes the round holds."""
     connection = await fake_connection(database, capabilities(transaction=True))
     cases = [await case_of_linked_patient(client, database, connection, f"p{n}") for n in (1, 2, 3)]
     statements: list[str] = []
@@ -76,7 +76,11 @@ async def test_a_round_reads_and_records_its_pushes_in_one_statement_each_step(
     def run(prefix: str) -> int:
         return sum(statement.startswith(prefix) for statement in statements)
 
-    assert run("SELECT cases.id") == 1
+    audit_read = "SELECT cases.id, cases.patient_id FROM"  # the pushed cases' patients
+    assert run(audit_read) == 1
+    assert run("SELECT cases.id") - run(audit_read) == 1
+    assert run("INSERT INTO audit_events") == 1
+    assert run("INSERT INTO audit_event_patients") == 1
     assert run("SELECT fhir_resources.case_id") == 1
     assert run("SELECT push_syncs.case_id, push_syncs.connection_id, push_syncs.lease_") == 1
     assert run("INSERT INTO ehr_resource_links") == 1
