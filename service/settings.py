@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     ehr_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     ehr_max_concurrency: Annotated[int, Field(gt=0)] = 4
     ehr_max_retries: Annotated[int, Field(ge=0)] = 5
+    ehr_breaker_failure_threshold: Annotated[int, Field(gt=0)] = Field(
+        5,
+        description="Transient failures in a row (5xx, 429, timeouts) that open an EHR "
+        "connection's circuit breaker in a process (docs/replicas.md).",
+    )
+    ehr_breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = Field(
+        30.0, description="How long an open circuit holds requests back before one probe."
+    )
 
     pull_patients_per_connection: Annotated[int, Field(gt=0)] = Field(
         4, description="Patients pulled at the same time from one EHR connection."

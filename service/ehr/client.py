@@ -10,7 +10,13 @@ a model class, as in `read(Goal, "123") -> Goal`.
 Retries: timeouts, connection failures, 429 and 500/502/503/504 are retried with exponential
 backoff and full jitter, honouring `Retry-After`. A POST is only retried when the server cannot
 have acted on it (connect failure, 429, 503) or when it is a conditional create, so a retry
-never creates a duplicate.
+never creates a duplicate. A 429 without `Retry-After` (RFC 6585 §4 makes the header
+optional) gets the same exponential backoff as a 5xx; with one, its delay (RFC 9110 §10.2.3:
+seconds or an HTTP date) is honoured.
+
+Circuit breaker: a client made for a connection shares that connection's breaker
+(service.ehr.circuit). Every attempt asks it first, and reports to it how the attempt went, so
+a failing EHR stops receiving retries from every push and pull at once.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import orjson
 from pydantic import ValidationError
 
 from mappings.fhir import FHIRResourceModel
+from service.ehr.circuit import CircuitBreaker
 from service.ehr.errors import (
     EhrConnectionError,
     EhrError,
@@ -134,8 +141,10 @@ class FhirClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         http: httpx.AsyncClient | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.breaker = breaker
         self._policy = policy
         self._token_provider = token_provider
         self._retry = retry or RetryPolicy()
@@ -165,6 +174,7 @@ class FhirClient:
         *,
         token_provider: TokenProvider | None = None,
         policy: UrlPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> FhirClient:
         return cls(
             base_url,
@@ -173,6 +183,7 @@ class FhirClient:
             timeout_seconds=settings.ehr_timeout_seconds,
             max_concurrency=settings.ehr_max_concurrency,
             retry=RetryPolicy(max_retries=settings.ehr_max_retries),
+            breaker=breaker,
         )
 
     async def __aenter__(self) -> Self:
@@ -360,6 +371,8 @@ class FhirClient:
             failure: EhrTransientError
             retry_after: float | None = None
             sent_may_have_been_processed = True
+            if self.breaker is not None:
+                self.breaker.before_request(str(url))  # raises EhrCircuitOpen while open
             try:
                 async with self._semaphore:
                     response = await self._http.request(
@@ -374,6 +387,8 @@ class FhirClient:
                 sent_may_have_been_processed = not isinstance(exc, httpx.ConnectError)
             else:
                 status = response.status_code
+                if self.breaker is not None and status not in RETRYABLE_STATUSES:
+                    self.breaker.record_success()  # the EHR answered: it is up
                 if status == 401 and token is not None and not reauthenticated:
                     # The token may have been revoked or expired early: get a fresh one, once.
                     assert self._token_provider is not None
@@ -397,6 +412,8 @@ class FhirClient:
                     failure = EhrServerError(
                         f"{method} answered {status}", url=str(url), remote_status=status
                     )
+            if self.breaker is not None:
+                self.breaker.record_failure()
             if retries >= self._retry.max_retries or (
                 sent_may_have_been_processed and not retry_safe
             ):

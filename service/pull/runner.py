@@ -37,7 +37,7 @@ from service.pull.models import PullJob, PullState
 from service.pull.reader import RECORD_TYPES, Failure, PullTarget
 from service.pull.service import pull_patient_record
 from service.security.encryption import SecretBox
-from service.smart.backend_services import BackendServicesTokens
+from service.smart.backend_services import shared_backend_tokens
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,9 @@ class PullRunner:
         self.policy = policy
         assert self.settings.encryption_key is not None
         self.box = SecretBox(self.settings.encryption_key.get_secret_value())
-        # Its own token cache: jobs run outside any request.
-        self.tokens = BackendServicesTokens(
-            policy=policy, timeout_seconds=self.settings.ehr_timeout_seconds
-        )
+        # Its own token cache (jobs run outside any request), sharing tokens through the
+        # database with every other process.
+        self.tokens = shared_backend_tokens(database, policy)
         self._wake = asyncio.Event()
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._per_connection: dict[str, asyncio.Semaphore] = {}
