@@ -92,8 +92,16 @@ class Settings(BaseSettings):
     )
     pull_runner_enabled: bool = Field(
         True,
-        description="Run the pull runner in this process. Keep it on in one replica per "
-        "database: a starting runner re-queues every job left running.",
+        description="Run a pull runner in this process. Runners in any number of processes "
+        "share the jobs through leases (docs/replicas.md).",
+    )
+    pull_jobs_per_runner: Annotated[int, Field(gt=0)] = Field(
+        4, description="Pull jobs one runner holds at a time."
+    )
+    pull_lease_seconds: Annotated[float, Field(gt=0)] = Field(
+        60.0,
+        description="How long a claimed pull job stays with its runner unless renewed; a dead "
+        "runner's job is taken over after this, in seconds.",
     )
     pull_poll_seconds: Annotated[float, Field(gt=0)] = Field(
         5.0, description="How often the pull runner looks for queued pull jobs."
