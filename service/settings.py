@@ -72,7 +72,16 @@ class Settings(BaseSettings):
         description="Allow EHR URLs that resolve to private, loopback or link-local addresses.",
     )
     ehr_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
-    ehr_max_concurrency: Annotated[int, Field(gt=0)] = 4
+    ehr_max_concurrency: Annotated[int, Field(gt=0)] = Field(
+        4,
+        description="Requests in flight to one EHR, across `ehr_processes` processes.",
+    )
+    ehr_processes: Annotated[int, Field(gt=0)] = Field(
+        1,
+        description="Processes that make EHR requests (API workers, push workers and pull "
+        "runners across replicas): each holds ehr_max_concurrency / this (at least 1) "
+        "requests per EHR at once, so the sum holds the limit (docs/replicas.md).",
+    )
     ehr_max_retries: Annotated[int, Field(ge=0)] = 5
     ehr_breaker_failure_threshold: Annotated[int, Field(gt=0)] = Field(
         5,

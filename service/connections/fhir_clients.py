@@ -8,6 +8,7 @@ from service.connections.service import signing_key, stored_capabilities
 from service.ehr.circuit import CircuitBreakers, process_breakers
 from service.ehr.client import FhirClient, TokenProvider
 from service.ehr.errors import EhrDiscoveryError
+from service.ehr.request_limits import process_request_limits, process_share
 from service.ehr.url_policy import UrlPolicy
 from service.errors import RuleViolation
 from service.security.encryption import SecretBox
@@ -50,8 +51,8 @@ def fhir_client_for(
     breakers: CircuitBreakers = process_breakers,
 ) -> FhirClient:
     """A client for system-to-system work. App Launch tokens belong to a user's session and
-    are not used here. It shares the connection's circuit breaker with the process's other
-    clients of that connection."""
+    are not used here. It shares the connection's circuit breaker and request limit with the
+    process's other clients of that connection. Needs a running event loop."""
     provider: TokenProvider | None = None
     if connection.auth_mode is AuthMode.backend_services:
         provider = tokens.provider(backend_services_grant(connection, box, scopes))
@@ -66,5 +67,10 @@ def fhir_client_for(
         cooldown_seconds=settings.ehr_breaker_cooldown_seconds,
     )
     return FhirClient.from_settings(
-        connection.base_url, settings, token_provider=provider, policy=policy, breaker=breaker
+        connection.base_url,
+        settings,
+        token_provider=provider,
+        policy=policy,
+        breaker=breaker,
+        limiter=process_request_limits.for_connection(connection.id, process_share(settings)),
     )

@@ -142,7 +142,10 @@ class FhirClient:
         jitter: Callable[[], float] = random.random,
         http: httpx.AsyncClient | None = None,
         breaker: CircuitBreaker | None = None,
+        limiter: asyncio.Semaphore | None = None,
     ) -> None:
+        """`limiter`: a semaphore shared with the process's other clients of the same EHR
+        (service.ehr.request_limits); without one, this client bounds its own requests."""
         self.base_url = base_url.rstrip("/")
         self.breaker = breaker
         self._policy = policy
@@ -150,7 +153,7 @@ class FhirClient:
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._jitter = jitter
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._semaphore = limiter or asyncio.Semaphore(max_concurrency)
         self._checked_origins: set[tuple[str, str, int | None]] = set()
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
@@ -175,6 +178,7 @@ class FhirClient:
         token_provider: TokenProvider | None = None,
         policy: UrlPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        limiter: asyncio.Semaphore | None = None,
     ) -> FhirClient:
         return cls(
             base_url,
@@ -184,6 +188,7 @@ class FhirClient:
             max_concurrency=settings.ehr_max_concurrency,
             retry=RetryPolicy(max_retries=settings.ehr_max_retries),
             breaker=breaker,
+            limiter=limiter,
         )
 
     async def __aenter__(self) -> Self:
