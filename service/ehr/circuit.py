@@ -67,6 +67,14 @@ class CircuitBreaker:
             return BreakerState.open
         return BreakerState.half_open
 
+    def seconds_until_probe(self) -> float:
+        """How long the circuit still holds every request back: until the cool-down ends, or,
+        with a probe out, until that probe would count as lost (0 when closed)."""
+        if self._opened_at is None:
+            return 0.0
+        since = self._opened_at if self._probe_sent_at is None else self._probe_sent_at
+        return max(0.0, since + self.cooldown_seconds - self._clock())
+
     def snapshot(self) -> BreakerSnapshot:
         return BreakerSnapshot(self.state, self._failures, self._opened_at)
 

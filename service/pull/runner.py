@@ -33,6 +33,8 @@ from service.connections.models import AuthMode, Connection
 from service.connections.service import load_connection, stored_capabilities
 from service.db.base import utcnow
 from service.db.session import Database
+from service.ehr.circuit import BreakerState
+from service.ehr.client import FhirClient
 from service.ehr.url_policy import UrlPolicy
 from service.errors import CaseBridgeError
 from service.fhir_auth.scopes import Interaction, parse_scopes
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 MAX_RECORDED_FAILURES = 500
 REFRESH_ACTOR = "schedule:refresh"
 REFRESH_SCHEDULE = "pull-refresh"
+# Times one patient's pull is put off and run again because the EHR's circuit was open: an
+# open circuit is the EHR being down, not the patient's record failing.
+CIRCUIT_WAITS_PER_PATIENT = 3
 
 
 class LeaseLost(Exception):
@@ -272,17 +277,26 @@ class PullRunner:
             return
 
         async def pull_one(target: PullTarget) -> None:
-            async with limit:
-                result = await pull_patient_record(
-                    self.database,
-                    client,
-                    connection_id,
-                    target,
-                    actor=f"pull:{job_id}",
-                    capabilities=capabilities,
-                    observation_categories=self.settings.pull_observation_categories,
-                    may_use_everything=scopes_cover_the_record(connection),
-                )
+            for waits in range(CIRCUIT_WAITS_PER_PATIENT + 1):
+                await _circuit_cooldown(client)
+                async with limit:
+                    result = await pull_patient_record(
+                        self.database,
+                        client,
+                        connection_id,
+                        target,
+                        actor=f"pull:{job_id}",
+                        capabilities=capabilities,
+                        observation_categories=self.settings.pull_observation_categories,
+                        may_use_everything=scopes_cover_the_record(connection),
+                    )
+                # Failures while the circuit is not closed were (at least partly) requests it
+                # held back: the pull is put off until the next probe and run again (safe:
+                # upserts and per-type cursors), not recorded as the patient's failure.
+                if not result.failures or not _circuit_holds_back(client):
+                    break
+                if waits == CIRCUIT_WAITS_PER_PATIENT:
+                    break
             await self._record(job_id, token, target.label(), result.counts, result.failures, 1)
 
         async with client:
@@ -376,3 +390,13 @@ class PullRunner:
                 state = PullState.cancelled
             job.state = state
             job.finished_at = utcnow()
+
+
+def _circuit_holds_back(client: FhirClient) -> bool:
+    return client.breaker is not None and client.breaker.state is not BreakerState.closed
+
+
+async def _circuit_cooldown(client: FhirClient) -> None:
+    """Until an open circuit lets a probe through (at once when it is closed)."""
+    if client.breaker is not None:
+        await asyncio.sleep(client.breaker.seconds_until_probe())
