@@ -58,6 +58,9 @@ class CircuitBreaker:
         # When the probe went out; a probe that never reported (its task was cancelled) stops
         # counting after a cool-down, so the circuit cannot stay half-open for good.
         self._probe_sent_at: float | None = None
+        # Requests refused while open, ever: a caller compares it before and after its work to
+        # tell whether the circuit held any of it back.
+        self.held_back = 0
 
     @property
     def state(self) -> BreakerState:
@@ -94,6 +97,7 @@ class CircuitBreaker:
             self._probe_sent_at = now
             return True
         wait = max(0.0, self._opened_at + self.cooldown_seconds - self._clock())
+        self.held_back += 1
         raise EhrCircuitOpen(
             "the EHR failed repeatedly; requests are held back until a probe succeeds",
             url=url,

@@ -33,7 +33,6 @@ from service.connections.models import AuthMode, Connection
 from service.connections.service import load_connection, stored_capabilities
 from service.db.base import utcnow
 from service.db.session import Database
-from service.ehr.circuit import BreakerState
 from service.ehr.client import FhirClient
 from service.ehr.url_policy import UrlPolicy
 from service.errors import CaseBridgeError
@@ -279,6 +278,7 @@ class PullRunner:
         async def pull_one(target: PullTarget) -> None:
             for waits in range(CIRCUIT_WAITS_PER_PATIENT + 1):
                 await _circuit_cooldown(client)
+                held_back = _held_back(client)
                 async with limit:
                     result = await pull_patient_record(
                         self.database,
@@ -290,10 +290,10 @@ class PullRunner:
                         observation_categories=self.settings.pull_observation_categories,
                         may_use_everything=scopes_cover_the_record(connection),
                     )
-                # Failures while the circuit is not closed were (at least partly) requests it
-                # held back: the pull is put off until the next probe and run again (safe:
-                # upserts and per-type cursors), not recorded as the patient's failure.
-                if not result.failures or not _circuit_holds_back(client):
+                # Failures while the circuit held requests back (this pull's, or another's at
+                # the same time): the pull is put off until the next probe and run again
+                # (safe: upserts and per-type cursors), not recorded as the patient's failure.
+                if not result.failures or _held_back(client) == held_back:
                     break
                 if waits == CIRCUIT_WAITS_PER_PATIENT:
                     break
@@ -392,8 +392,8 @@ class PullRunner:
             job.finished_at = utcnow()
 
 
-def _circuit_holds_back(client: FhirClient) -> bool:
-    return client.breaker is not None and client.breaker.state is not BreakerState.closed
+def _held_back(client: FhirClient) -> int:
+    return 0 if client.breaker is None else client.breaker.held_back
 
 
 async def _circuit_cooldown(client: FhirClient) -> None:
