@@ -124,6 +124,14 @@ def push_worker(
     asyncio.run(run_worker(_settings(), once=once))
 
 
+@app.command("pull-runner")
+def pull_runner() -> None:
+    """Run pull jobs and the scheduled refresh (beside the API, for scale-out; any number)."""
+    from service.pull.worker import run_pull_runner
+
+    asyncio.run(run_pull_runner(get_settings()))
+
+
 @app.command("generate-encryption-key")
 def generate_encryption_key() -> None:
     """Print a fresh value for CASEBRIDGE_ENCRYPTION_KEY."""

@@ -143,12 +143,29 @@ class Settings(BaseSettings):
         description="Allow EHR URLs that resolve to private, loopback or link-local addresses.",
     )
     ehr_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
-    ehr_max_concurrency: Annotated[int, Field(gt=0)] = 4
+    ehr_max_concurrency: Annotated[int, Field(gt=0)] = Field(
+        4,
+        description="Requests in flight to one EHR, across `ehr_processes` processes.",
+    )
+    ehr_processes: Annotated[int, Field(gt=0)] = Field(
+        1,
+        description="Processes that make EHR requests (API workers, push workers and pull "
+        "runners across replicas): each holds ehr_max_concurrency / this (at least 1) "
+        "requests per EHR at once, so the sum holds the limit (docs/replicas.md).",
+    )
     ehr_max_retries: Annotated[int, Field(ge=0)] = 5
     smart_key_overlap_seconds: Annotated[int, Field(ge=0)] = Field(
         900,
         description="After a key rotation, how long the new key is published before it signs "
         "(longer than the JWKS caches of EHRs, commonly 5 minutes).",
+    )
+    ehr_breaker_failure_threshold: Annotated[int, Field(gt=0)] = Field(
+        5,
+        description="Transient failures in a row (5xx, 429, timeouts) that open an EHR "
+        "connection's circuit breaker in a process (docs/replicas.md).",
+    )
+    ehr_breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = Field(
+        30.0, description="How long an open circuit holds requests back before one probe."
     )
 
     pull_patients_per_connection: Annotated[int, Field(gt=0)] = Field(
@@ -160,8 +177,16 @@ class Settings(BaseSettings):
     )
     pull_runner_enabled: bool = Field(
         True,
-        description="Run the pull runner in this process. Keep it on in one replica per "
-        "database: a starting runner re-queues every job left running.",
+        description="Run a pull runner in this process. Runners in any number of processes "
+        "share the jobs through leases (docs/replicas.md).",
+    )
+    pull_jobs_per_runner: Annotated[int, Field(gt=0)] = Field(
+        4, description="Pull jobs one runner holds at a time."
+    )
+    pull_lease_seconds: Annotated[float, Field(gt=0)] = Field(
+        60.0,
+        description="How long a claimed pull job stays with its runner unless renewed; a dead "
+        "runner's job is taken over after this, in seconds.",
     )
     pull_poll_seconds: Annotated[float, Field(gt=0)] = Field(
         5.0, description="How often the pull runner looks for queued pull jobs."

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from service.connections.models import AuthMode, Connection
 from service.connections.service import signing_keys, stored_capabilities
+from service.ehr.circuit import CircuitBreakers, process_breakers
 from service.ehr.client import FhirClient, TokenProvider
 from service.ehr.errors import EhrDiscoveryError
+from service.ehr.request_limits import process_request_limits, process_share
 from service.ehr.url_policy import UrlPolicy
 from service.errors import RuleViolation
 from service.security.encryption import SecretBox
@@ -46,9 +48,11 @@ def fhir_client_for(
     tokens: BackendServicesTokens,
     policy: UrlPolicy | None = None,
     scopes: tuple[str, ...] | None = None,
+    breakers: CircuitBreakers = process_breakers,
 ) -> FhirClient:
     """A client for system-to-system work. App Launch tokens belong to a user's session and
-    are not used here."""
+    are not used here. It shares the connection's circuit breaker and request limit with the
+    process's other clients of that connection. Needs a running event loop."""
     provider: TokenProvider | None = None
     if connection.auth_mode is AuthMode.backend_services:
         provider = tokens.provider(backend_services_grant(connection, box, scopes))
@@ -57,10 +61,17 @@ def fhir_client_for(
             "connection.auth_mode",
             f"connection {connection.name!r} uses App Launch: its tokens belong to a user",
         )
+    breaker = breakers.for_connection(
+        connection.id,
+        failure_threshold=settings.ehr_breaker_failure_threshold,
+        cooldown_seconds=settings.ehr_breaker_cooldown_seconds,
+    )
     return FhirClient.from_settings(
         connection.base_url,
         settings,
         token_provider=provider,
         policy=policy,
         metrics_label=connection.id,
+        breaker=breaker,
+        limiter=process_request_limits.for_connection(connection.id, process_share(settings)),
     )

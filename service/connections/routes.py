@@ -130,7 +130,7 @@ async def patch_connection(
         connection = await service.update_connection(
             session, connection, body, expected, capabilities
         )
-    tokens.forget(connection_id)
+    await tokens.forget_shared(connection_id)
     return _out(connection, database.settings, response)
 
 

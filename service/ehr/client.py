@@ -10,7 +10,13 @@ a model class, as in `read(Goal, "123") -> Goal`.
 Retries: timeouts, connection failures, 429 and 500/502/503/504 are retried with exponential
 backoff and full jitter, honouring `Retry-After`. A POST is only retried when the server cannot
 have acted on it (connect failure, 429, 503) or when it is a conditional create, so a retry
-never creates a duplicate.
+never creates a duplicate. A 429 without `Retry-After` (RFC 6585 §4 makes the header
+optional) gets the same exponential backoff as a 5xx; with one, its delay (RFC 9110 §10.2.3:
+seconds or an HTTP date) is honoured.
+
+Circuit breaker: a client made for a connection shares that connection's breaker
+(service.ehr.circuit). Every attempt asks it first, and reports to it how the attempt went, so
+a failing EHR stops receiving retries from every push and pull at once.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import orjson
 from pydantic import ValidationError
 
 from mappings.fhir import FHIRResourceModel
+from service.ehr.circuit import CircuitBreaker
 from service.ehr.errors import (
     EhrConnectionError,
     EhrError,
@@ -136,16 +143,21 @@ class FhirClient:
         jitter: Callable[[], float] = random.random,
         http: httpx.AsyncClient | None = None,
         metrics_label: str = "unregistered",
+        breaker: CircuitBreaker | None = None,
+        limiter: asyncio.Semaphore | None = None,
     ) -> None:
+        """`limiter`: a semaphore shared with the process's other clients of the same EHR
+        (service.ehr.request_limits); without one, this client bounds its own requests."""
         self.base_url = base_url.rstrip("/")
         # The connection id, naming this EHR in the request metrics.
         self._metrics_label = metrics_label
+        self.breaker = breaker
         self._policy = policy
         self._token_provider = token_provider
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._jitter = jitter
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._semaphore = limiter or asyncio.Semaphore(max_concurrency)
         self._checked_origins: set[tuple[str, str, int | None]] = set()
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
@@ -170,6 +182,8 @@ class FhirClient:
         token_provider: TokenProvider | None = None,
         policy: UrlPolicy | None = None,
         metrics_label: str = "unregistered",
+        breaker: CircuitBreaker | None = None,
+        limiter: asyncio.Semaphore | None = None,
     ) -> FhirClient:
         return cls(
             base_url,
@@ -179,6 +193,8 @@ class FhirClient:
             timeout_seconds=settings.ehr_timeout_seconds,
             max_concurrency=settings.ehr_max_concurrency,
             retry=RetryPolicy(max_retries=settings.ehr_max_retries),
+            breaker=breaker,
+            limiter=limiter,
         )
 
     async def __aenter__(self) -> Self:
@@ -366,6 +382,8 @@ class FhirClient:
             failure: EhrTransientError
             retry_after: float | None = None
             sent_may_have_been_processed = True
+            if self.breaker is not None:
+                self.breaker.before_request(str(url))  # raises EhrCircuitOpen while open
             try:
                 async with self._semaphore:
                     with ehr_call_observed(self._metrics_label, method) as call:
@@ -382,6 +400,8 @@ class FhirClient:
                 sent_may_have_been_processed = not isinstance(exc, httpx.ConnectError)
             else:
                 status = response.status_code
+                if self.breaker is not None and status not in RETRYABLE_STATUSES:
+                    self.breaker.record_success()  # the EHR answered: it is up
                 if status == 401 and token is not None and not reauthenticated:
                     # The token may have been revoked or expired early: get a fresh one, once.
                     assert self._token_provider is not None
@@ -405,6 +425,8 @@ class FhirClient:
                     failure = EhrServerError(
                         f"{method} answered {status}", url=str(url), remote_status=status
                     )
+            if self.breaker is not None:
+                self.breaker.record_failure()
             if retries >= self._retry.max_retries or (
                 sent_may_have_been_processed and not retry_safe
             ):

@@ -8,7 +8,9 @@ The tree, so callers can catch at the depth they care about::
     │   ├── EhrTimeout            connect/read/write/pool timeout
     │   ├── EhrConnectionError    DNS, TCP or TLS failure
     │   ├── EhrRateLimited        429 after the retries ran out (carries retry_after)
-    │   └── EhrServerError        5xx after the retries ran out
+    │   ├── EhrServerError        5xx after the retries ran out
+    │   └── EhrCircuitOpen        not sent: the connection's circuit breaker is open (carries
+    │                             retry_after); callers reschedule without counting an attempt
     ├── EhrRejected               a 4xx: the request itself is wrong; carries the OperationOutcome
     │   ├── EhrUnauthorized       401, still after one re-authentication
     │   ├── EhrForbidden          403: typically a scope the token lacks
@@ -79,6 +81,18 @@ class EhrServerError(EhrTransientError):
     def __init__(self, detail: str, *, url: str | None = None, remote_status: int) -> None:
         super().__init__(detail, url=url, remote_status=remote_status)
         self.remote_status = remote_status
+
+
+class EhrCircuitOpen(EhrTransientError):
+    """Nothing was sent: the EHR failed repeatedly and its circuit breaker holds requests back
+    (service.ehr.circuit). Not a failure of the request itself, so not an attempt."""
+
+    kind = "ehr-circuit-open"
+    title = "Requests to the EHR are held back after repeated failures"
+
+    def __init__(self, detail: str, *, url: str | None = None, retry_after: float) -> None:
+        super().__init__(detail, url=url, retry_after=retry_after)
+        self.retry_after = retry_after
 
 
 class EhrRejected(EhrError):

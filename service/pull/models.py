@@ -119,6 +119,25 @@ class PullJob(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    # The runner that holds a running job: a lease it renews while it works. A job whose lease
+    # ran out (its runner died) is claimed again by any runner, which skips `done_targets`.
+    lease_token: Mapped[str | None] = mapped_column(sa.String(36))
+    lease_expires_at: Mapped[dt.datetime | None]
+    # Labels of the targets whose pull was recorded, so a job taken over resumes after them.
+    done_targets: Mapped[list[str]] = mapped_column(
+        sa.JSON(), default=list, server_default=sa.text("'[]'")
+    )
+
+
+class PullSchedule(Base):
+    """When a scheduled task (the refresh) is next due, across every runner: the runner that
+    moves `next_run_at` on by a guarded UPDATE runs it, the others see it moved."""
+
+    __tablename__ = "ehr_pull_schedules"
+
+    name: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    next_run_at: Mapped[dt.datetime]
+    last_run_at: Mapped[dt.datetime | None]
 
 
 class IdentityConflict(Base):

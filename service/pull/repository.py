@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,7 @@ from service.pull.models import (
     PullCursor,
     PulledRecord,
     PullJob,
+    PullSchedule,
     PullState,
 )
 from service.pull.reader import parse_instant
@@ -283,15 +284,6 @@ async def get_job(session: AsyncSession, job_id: str) -> PullJob | None:
     return await session.get(PullJob, job_id)
 
 
-async def queued_job_ids(session: AsyncSession, exclude: Sequence[str]) -> list[str]:
-    rows = await session.scalars(
-        select(PullJob.id)
-        .where(PullJob.state == PullState.queued, PullJob.id.not_in(list(exclude)))
-        .order_by(PullJob.created_at, PullJob.id)
-    )
-    return list(rows)
-
-
 async def unfinished_job_count(session: AsyncSession) -> int:
     count = await session.scalar(
         select(func.count())
@@ -301,12 +293,101 @@ async def unfinished_job_count(session: AsyncSession) -> int:
     return int(count or 0)
 
 
-async def claim_job(session: AsyncSession, job_id: str) -> bool:
-    """queued -> running; False when another runner (or a cancel) got there first."""
+async def claim_jobs(
+    session: AsyncSession, limit: int, lease_seconds: float, now: dt.datetime | None = None
+) -> tuple[str, list[str]]:
+    """Lease up to `limit` jobs: queued ones, and running ones whose lease ran out (their
+    runner died). The queue idiom of the push claims: UPDATE ... WHERE id IN (SELECT ... FOR
+    UPDATE SKIP LOCKED) RETURNING, so runners on PostgreSQL take different jobs without
+    waiting; SQLite's single writer serializes the claims. Returns the lease token and the
+    ids of the jobs it holds."""
+    token = new_id()
+    if limit <= 0:
+        return token, []
+    moment = now or utcnow()
+    due = (
+        select(PullJob.id)
+        .where(
+            or_(
+                PullJob.state == PullState.queued,
+                and_(
+                    PullJob.state == PullState.running,
+                    # No lease at all: left running by a runner of before leases.
+                    or_(PullJob.lease_expires_at.is_(None), PullJob.lease_expires_at < moment),
+                ),
+            )
+        )
+        .order_by(PullJob.created_at, PullJob.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     result = await session.execute(
         update(PullJob)
-        .where(PullJob.id == job_id, PullJob.state == PullState.queued)
-        .values(state=PullState.running, started_at=utcnow())
+        .where(PullJob.id.in_(due.scalar_subquery()))
+        .values(
+            state=PullState.running,
+            lease_token=token,
+            lease_expires_at=moment + dt.timedelta(seconds=lease_seconds),
+            started_at=func.coalesce(PullJob.started_at, moment),
+        )
+        .returning(PullJob.id)
+        .execution_options(synchronize_session=False)
+    )
+    return token, list(result.scalars())
+
+
+async def lease_of(session: AsyncSession, job_id: str) -> str | None:
+    return await session.scalar(select(PullJob.lease_token).where(PullJob.id == job_id))
+
+
+async def renew_job(
+    session: AsyncSession, job_id: str, token: str, lease_seconds: float
+) -> bool | None:
+    """Extend a lease still held: its `cancel_requested`; None when another runner took it."""
+    result = await session.execute(
+        update(PullJob)
+        .where(
+            PullJob.id == job_id,
+            PullJob.lease_token == token,
+            PullJob.state == PullState.running,
+        )
+        .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds))
+        .returning(PullJob.cancel_requested)
+        .execution_options(synchronize_session=False)
+    )
+    row = result.first()
+    return None if row is None else bool(row.cancel_requested)
+
+
+async def release_job(session: AsyncSession, job_id: str, token: str) -> None:
+    """Give a job back (its runner is shutting down): queued again, for any runner, at once."""
+    await session.execute(
+        update(PullJob)
+        .where(
+            PullJob.id == job_id,
+            PullJob.lease_token == token,
+            PullJob.state == PullState.running,
+        )
+        .values(state=PullState.queued, lease_token=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def schedule_due(
+    session: AsyncSession, name: str, interval_seconds: float, now: dt.datetime | None = None
+) -> bool:
+    """Whether this runner runs the schedule `name` now: it moves the row's `next_run_at` on
+    by one interval with a guarded UPDATE, so across every runner only one does, once per
+    interval. The first runner to see the schedule makes its row, due one interval later."""
+    moment = now or utcnow()
+    interval = dt.timedelta(seconds=interval_seconds)
+    statement = _insert(session, PullSchedule).values(name=name, next_run_at=moment + interval)
+    await session.execute(statement.on_conflict_do_nothing(index_elements=["name"]))
+    result = await session.execute(
+        update(PullSchedule)
+        .where(PullSchedule.name == name, PullSchedule.next_run_at <= moment)
+        .values(next_run_at=moment + interval, last_run_at=moment)
+        .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -343,15 +424,6 @@ async def note_progress(session: AsyncSession, job_id: str, note: str | None) ->
     await session.execute(
         update(PullJob).where(PullJob.id == job_id).values(progress_note=(note or "")[:500])
     )
-
-
-async def requeue_running_jobs(session: AsyncSession) -> int:
-    """After a restart: a job left `running` was interrupted; it runs again from the start
-    (the upserts and cursors make that safe and cheap)."""
-    result = await session.execute(
-        update(PullJob).where(PullJob.state == PullState.running).values(state=PullState.queued)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _meta(resource: JsonObject, name: str) -> str | None:

@@ -51,6 +51,7 @@ class Claim:
     connection_id: str
     token: str
     attempt: int
+    throttles: int = 0
 
 
 # ---- claim -------------------------------------------------------------------------------------
@@ -80,7 +81,9 @@ _LEASE = (
         lease_expires_at=bindparam("expires"),
         attempts=_sync.attempts + 1,
     )
-    .returning(_sync.case_id, _sync.connection_id, _sync.attempts, _sync.next_attempt_at)
+    .returning(
+        _sync.case_id, _sync.connection_id, _sync.attempts, _sync.throttles, _sync.next_attempt_at
+    )
 )
 # Every undelivered outbox row of a pair just leased joins the push (coalesced). Run once per
 # pair, so that it reads the pair's index whatever the outbox holds (delivered rows are kept).
@@ -117,7 +120,7 @@ async def claim_due(
     )
     # RETURNING keeps no order on PostgreSQL: the pair due first is pushed first.
     return [
-        Claim(row.case_id, row.connection_id, token, row.attempts)
+        Claim(row.case_id, row.connection_id, token, row.attempts, row.throttles)
         for row in sorted(leased, key=lambda row: row.next_attempt_at)
     ]
 
@@ -213,6 +216,7 @@ _SETTLE = (
         ),
         unsupported=bindparam("unsupported_types", type_=_sync.unsupported.type),
         attempts=0,
+        throttles=0,
         next_attempt_at=bindparam("now"),
         lease_token=None,
         lease_expires_at=None,
@@ -354,6 +358,41 @@ async def fail(
             **_params(claim),
             "error": error[:2000],
             "max_attempts": max_attempts,
+            "retry_at": utcnow() + dt.timedelta(seconds=retry_in),
+        },
+    )
+    return status
+
+
+# ---- throttled ---------------------------------------------------------------------------------
+
+_THROTTLED = (
+    update(_syncs)
+    .where(_OF_THE_CLAIM)
+    .values(
+        status=literal(SyncStatus.failed, _status),
+        # The claim counted an attempt; being throttled is not one.
+        attempts=_sync.attempts - 1,
+        throttles=_sync.throttles + 1,
+        next_attempt_at=bindparam("retry_at", type_=_sync.next_attempt_at.type),
+        last_error=bindparam("error"),
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    .returning(_sync.status)
+)
+
+
+async def throttled(
+    session: Executor, claim: Claim, error: str, *, retry_in: float
+) -> SyncStatus | None:
+    """Record a push the EHR throttled (429) or its open circuit held back: retried after
+    `retry_in` seconds, never dead-lettered for it. None: the lease was lost."""
+    status: SyncStatus | None = await session.scalar(
+        _THROTTLED,
+        {
+            **_params(claim),
+            "error": error[:2000],
             "retry_at": utcnow() + dt.timedelta(seconds=retry_in),
         },
     )

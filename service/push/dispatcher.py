@@ -37,7 +37,7 @@ from service.db.base import utcnow
 from service.db.session import Database
 from service.ehr.client import FhirClient
 from service.ehr.discovery import Capabilities
-from service.ehr.errors import EhrError, EhrRateLimited
+from service.ehr.errors import EhrCircuitOpen, EhrError, EhrRateLimited
 from service.ehr.url_policy import UrlPolicy
 from service.errors import CaseBridgeError
 from service.push import claims
@@ -49,7 +49,7 @@ from service.push.pusher import push_pair
 from service.push.retention import PRUNE_BATCH, PRUNE_INTERVAL_SECONDS, prune_delivered
 from service.push.writes import PushReport
 from service.security.encryption import SecretBox
-from service.smart.backend_services import BackendServicesTokens
+from service.smart.backend_services import BackendServicesTokens, shared_backend_tokens
 
 log = logging.getLogger(__name__)
 CONNECTION_RECHECK_SECONDS = 5.0
@@ -81,9 +81,7 @@ class PushDispatcher:
         self.settings = settings
         self.policy = policy or UrlPolicy.from_settings(settings)
         self.box = SecretBox(settings.encryption_key.get_secret_value())
-        self.tokens = tokens or BackendServicesTokens(
-            policy=self.policy, timeout_seconds=settings.ehr_timeout_seconds
-        )
+        self.tokens = tokens or shared_backend_tokens(database, self.policy)
         # One pooled client per connection, remade when the connection row changes.
         self._clients: dict[str, _CachedClient] = {}
         # Pushes that start together must share the new client, not each make one.
@@ -392,18 +390,40 @@ class PushDispatcher:
     async def _fail(
         self, connection: AsyncConnection, claim: Claim, exc: Exception
     ) -> SyncStatus | None:
-        retry_after = exc.retry_after if isinstance(exc, EhrRateLimited) else None
+        if isinstance(exc, EhrRateLimited | EhrCircuitOpen):
+            # Throttling (RFC 6585 §4) or an open circuit says "later", not "this push is
+            # wrong": not an attempt that dead-letters. A 429's Retry-After (RFC 9110 §10.2.3)
+            # is honoured; without one, the backoff grows exponentially with jitter over the
+            # throttles in a row, and an open circuit's cool-down is its least. All up to our
+            # own longest delay, so that a huge value cannot park the pair for good.
+            backoff = self.throttle_delay(claim)
+            if isinstance(exc, EhrCircuitOpen):
+                delay = max(exc.retry_after, backoff)
+            else:
+                delay = backoff if exc.retry_after is None else exc.retry_after
+            return await claims.throttled(
+                connection,
+                claim,
+                f"{type(exc).__name__}: {exc}",
+                retry_in=min(delay, self.settings.push_retry_max_seconds),
+            )
         return await claims.fail(
             connection,
             claim,
             f"{type(exc).__name__}: {exc}",
             # An EHR's Retry-After is honoured up to our own longest delay, so a huge value
             # cannot park the pair for good.
-            retry_in=min(retry_after, self.settings.push_retry_max_seconds)
-            if retry_after is not None
-            else self.retry_delay(claim),
+            retry_in=self.retry_delay(claim),
             max_attempts=self.settings.push_max_attempts,
         )
+
+    def throttle_delay(self, claim: Claim) -> float:
+        """Exponential backoff with half jitter over the throttles in a row, in seconds."""
+        ceiling = min(
+            self.settings.push_retry_max_seconds,
+            self.settings.push_retry_base_seconds * 2.0**claim.throttles,
+        )
+        return ceiling * (0.5 + random.random() / 2)
 
     def retry_delay(self, claim: Claim) -> float:
         """Exponential backoff with full jitter, in seconds."""

@@ -76,6 +76,9 @@ class PushSync(Base):
     )
     status: Mapped[SyncStatus] = mapped_column(enum_column(SyncStatus))
     attempts: Mapped[int] = mapped_column(default=0)
+    # Times in a row the EHR throttled this pair (429) or its circuit was open: they set the
+    # backoff but are not attempts, so throttling alone never dead-letters a push.
+    throttles: Mapped[int] = mapped_column(default=0, server_default="0")
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     lease_token: Mapped[str | None] = mapped_column(sa.String(36))
     lease_expires_at: Mapped[dt.datetime | None]

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from service.api.problems import PROBLEM_RESPONSES, problems
 from service.auth.deps import ActorDep
 from service.db.session import DatabaseDep, SessionDep
+from service.ehr.circuit import process_breakers
 from service.ehr.deps import UrlPolicyDep
 from service.push import service
 from service.push.models import ConflictStatus, PushConflict, PushSync
@@ -27,13 +28,19 @@ async def get_sync_status(
     connection_id: Annotated[str | None, Query()] = None,
 ) -> list[SyncStatusOut]:
     """Per case and connection: pending, in-flight, synced (at CarePlan version N), conflict,
-    failed (with its reason, retried), dead (replay it) or unsupported (with the reasons)."""
+    failed (with its reason, retried), dead (replay it) or unsupported (with the reasons); and
+    the connection's circuit breaker as this process sees it."""
     query = select(PushSync).order_by(PushSync.case_id, PushSync.connection_id)
     if case_id is not None:
         query = query.where(PushSync.case_id == case_id)
     if connection_id is not None:
         query = query.where(PushSync.connection_id == connection_id)
-    return [SyncStatusOut.model_validate(row) for row in await session.scalars(query.limit(500))]
+    return [
+        SyncStatusOut.model_validate(row).model_copy(
+            update={"circuit": process_breakers.state_of(row.connection_id)}
+        )
+        for row in await session.scalars(query.limit(500))
+    ]
 
 
 @router.post("/status/{case_id}/{connection_id}/replay", responses=problems(409, 413))

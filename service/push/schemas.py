@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.api.schemas import RequestBody
+from service.ehr.circuit import BreakerState
 from service.push.models import ConflictResolution, ConflictStatus, SyncStatus
 
 
@@ -18,6 +19,13 @@ class SyncStatusOut(BaseModel):
     connection_id: str
     status: SyncStatus
     attempts: int
+    throttles: int = Field(
+        0, description="Times in a row the EHR throttled this pair or its circuit was open."
+    )
+    circuit: BreakerState = Field(
+        BreakerState.closed,
+        description="The connection's circuit breaker, as this process sees it.",
+    )
     next_attempt_at: dt.datetime
     last_error: str | None
     synced_version: int | None

@@ -5,11 +5,15 @@ authlib owns the grant: it builds the form, signs the assertion through joserfc 
 answer. What is ours is the SMART profile of the assertion (explicit alg, `kid` and `typ`
 headers, a fresh `jti`, `exp` under five minutes) and the cache:
 
-- a token is reused until `refresh_margin` seconds before it expires, then replaced;
+- a token is reused until a margin before it expires, then replaced: the margin is a fifth of
+  the token's lifetime, at most `refresh_margin_seconds` (60 s), so a 300 s token (SMART's
+  usual) is replaced a minute early and a 60 s one after 48 s, never on every request;
 - each (connection, scope set) has one asyncio lock, and the cache is checked again under it,
   so a hundred callers that find the token missing cause one token request, not a hundred;
 - `reauthenticate(rejected)` (the FHIR client calls it on a 401) fetches a new token only if
-  the rejected one is still the cached one: concurrent 401s lead to one new token.
+  the rejected one is still the cached one: concurrent 401s lead to one new token;
+- with a `SharedTokenStore` (service.smart.shared_tokens), tokens are shared by every process
+  through the database: one process fetches, the others read what it stored.
 """
 
 from __future__ import annotations
@@ -23,14 +27,26 @@ from typing import Any
 
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 
+from service.db.session import Database
 from service.ehr.pinned_transport import vetted_transport
 from service.ehr.url_policy import UrlPolicy
+from service.security.encryption import SecretBox
 from service.smart.keys import ScheduledSigningKey, SigningKey, key_signing_at
 from service.smart.oauth_client import AsyncOAuth2Client
+from service.smart.shared_tokens import SharedTokenStore, StoredToken
 from service.smart.token_requests import checked_token, mapped_token_errors
 
 # SMART caps `exp` at five minutes ahead; four leaves room for our clock running fast.
 ASSERTION_LIFETIME_SECONDS = 240
+# The share of a token's lifetime kept as refresh margin (under the ceiling).
+REFRESH_MARGIN_SHARE = 0.2
+
+
+def refresh_margin(lifetime: float, ceiling: float) -> float:
+    """How long before expiry a token is replaced: proportional to its lifetime, so that a
+    short-lived token is still reused (a fixed 60 s margin fetched a 60 s token on every
+    request), and always less than the lifetime."""
+    return min(ceiling, REFRESH_MARGIN_SHARE * lifetime)
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,7 @@ class CachedToken:
     access_token: str
     expires_at: float
     scope: str
+    lifetime: float = 300.0
 
 
 class SmartPrivateKeyJWT(PrivateKeyJWT):  # type: ignore[misc]  # authlib is untyped
@@ -98,8 +115,10 @@ class BackendServicesTokens:
         timeout_seconds: float = 30.0,
         refresh_margin_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
+        shared: SharedTokenStore | None = None,
     ) -> None:
         self._policy = policy
+        self._shared = shared
         self._timeout_seconds = timeout_seconds
         self._refresh_margin_seconds = refresh_margin_seconds
         self._clock = clock
@@ -116,7 +135,7 @@ class BackendServicesTokens:
         async with slot.lock:
             # Another caller may have refreshed while this one waited for the lock.
             if not self._fresh(slot.token):
-                slot.token = await self._request_token(grant)
+                slot.token = await self._obtain(grant, self._fresh)
             assert slot.token is not None
             return slot.token.access_token
 
@@ -124,7 +143,9 @@ class BackendServicesTokens:
         slot = self._slot(grant)
         async with slot.lock:
             if slot.token is None or slot.token.access_token == rejected_token:
-                slot.token = await self._request_token(grant)
+                slot.token = await self._obtain(
+                    grant, lambda token: self._fresh(token) and token.access_token != rejected_token
+                )
             return slot.token.access_token
 
     async def fresh_token(self, grant: BackendServicesGrant) -> CachedToken:
@@ -132,19 +153,50 @@ class BackendServicesTokens:
         slot = self._slot(grant)
         async with slot.lock:
             slot.token = await self._request_token(grant)
+            if self._shared is not None:
+                await self._shared.store(
+                    grant.connection_id, grant.cache_key[1], _stored(slot.token)
+                )
             return slot.token
 
     def forget(self, connection_id: str) -> None:
-        """Drop a connection's tokens (after its deletion or a change of client id)."""
+        """Drop a connection's tokens (after its deletion or a change of client id). Shared
+        tokens are dropped by `forget_shared`, or with the connection's row."""
         for key in [key for key in self._slots if key[0] == connection_id]:
             del self._slots[key]
+
+    async def forget_shared(self, connection_id: str) -> None:
+        self.forget(connection_id)
+        if self._shared is not None:
+            await self._shared.forget(connection_id)
+
+    async def _obtain(
+        self, grant: BackendServicesGrant, usable: Callable[[CachedToken], bool]
+    ) -> CachedToken:
+        """A token from the endpoint, or from the shared store when there is one."""
+        if self._shared is None:
+            return await self._request_token(grant)
+
+        async def fetch() -> StoredToken:
+            return _stored(await self._request_token(grant))
+
+        stored = await self._shared.obtain(
+            grant.connection_id,
+            grant.cache_key[1],
+            usable=lambda token: usable(_cached(token)),
+            fetch=fetch,
+        )
+        return _cached(stored)
 
     def _slot(self, grant: BackendServicesGrant) -> _Slot:
         # No await between the lookup and the insert: atomic under asyncio.
         return self._slots.setdefault(grant.cache_key, _Slot())
 
     def _fresh(self, token: CachedToken | None) -> bool:
-        return token is not None and token.expires_at - self._refresh_margin_seconds > self._clock()
+        if token is None:
+            return False
+        margin = refresh_margin(token.lifetime, self._refresh_margin_seconds)
+        return token.expires_at - margin > self._clock()
 
     async def _request_token(self, grant: BackendServicesGrant) -> CachedToken:
         url = grant.token_endpoint
@@ -165,7 +217,20 @@ class BackendServicesTokens:
         ):
             token = await oauth.fetch_token(url, grant_type="client_credentials")
         checked = checked_token(token, requested_at, url)
-        return CachedToken(checked.access_token, checked.expires_at, checked.scope)
+        return CachedToken(
+            checked.access_token,
+            checked.expires_at,
+            checked.scope,
+            lifetime=checked.expires_at - requested_at,
+        )
+
+
+def _stored(token: CachedToken) -> StoredToken:
+    return StoredToken(token.access_token, token.expires_at, token.lifetime, token.scope)
+
+
+def _cached(token: StoredToken) -> CachedToken:
+    return CachedToken(token.access_token, token.expires_at, token.scope, token.lifetime)
 
 
 class BackendServicesTokenProvider:
@@ -180,3 +245,15 @@ class BackendServicesTokenProvider:
 
     async def reauthenticate(self, rejected_token: str) -> str:
         return await self._tokens.reauthenticate(self._grant, rejected_token)
+
+
+def shared_backend_tokens(database: Database, policy: UrlPolicy) -> BackendServicesTokens:
+    """A token cache whose tokens every process using `database` shares."""
+    settings = database.settings
+    assert settings.encryption_key is not None  # the settings validator guarantees one
+    box = SecretBox(settings.encryption_key.get_secret_value())
+    return BackendServicesTokens(
+        policy=policy,
+        timeout_seconds=settings.ehr_timeout_seconds,
+        shared=SharedTokenStore(database, box, clock=time.time),
+    )

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.db.session import Database
 from service.ehr.deps import UrlPolicyDep
 from service.security.encryption import SecretBox
 from service.settings import Settings
-from service.smart.backend_services import BackendServicesTokens
+from service.smart.backend_services import BackendServicesTokens, shared_backend_tokens
 
 
 async def get_secret_box(request: Request) -> SecretBox:
@@ -22,14 +23,12 @@ SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
 
 
 async def get_backend_tokens(request: Request, policy: UrlPolicyDep) -> BackendServicesTokens:
-    """The application's one token cache, made on first use (tokens live in memory only)."""
+    """The application's one token cache, made on first use; its tokens are shared with the
+    other processes through the database."""
     tokens: BackendServicesTokens | None = getattr(request.app.state, "backend_tokens", None)
     if tokens is None:
-        settings: Settings = request.app.state.settings
-        tokens = BackendServicesTokens(
-            policy=policy,
-            timeout_seconds=settings.ehr_timeout_seconds,
-        )
+        database: Database = request.app.state.database
+        tokens = shared_backend_tokens(database, policy)
         request.app.state.backend_tokens = tokens
     return tokens
 

@@ -330,11 +330,12 @@ async def test_a_pull_interrupted_by_a_restart_is_rerun_and_converges(
                 await asyncio.sleep(0.02)
 
         await asyncio.wait_for(some_patients_done(), 120)
-    # The process stopped in the middle of the pull.
+    # The process stopped in the middle of the pull and gave the job back.
     async with database.transaction(write=False) as session:
         interrupted = await session.get(PullJob, job_url.rsplit("/", 1)[1])
         assert interrupted is not None
-        assert interrupted.state is PullState.running
+        assert interrupted.state is PullState.queued
+        assert interrupted.lease_token is None
         assert interrupted.patients_done < len(ids)
 
     second = create_app(settings)
