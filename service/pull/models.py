@@ -91,8 +91,20 @@ class PullState(StrEnum):
     queued = "queued"
     running = "running"
     succeeded = "succeeded"  # every patient and type was read
-    failed = "failed"  # some patients or types failed; their reasons are in `failures`
+    # Some patients or types failed (reasons in `failures`), the rest was stored.
+    completed_with_errors = "completed_with_errors"
+    failed = "failed"  # nothing was stored; the reasons are in `failures`
     cancelled = "cancelled"
+
+
+def final_state(failures: list[Any], counts: dict[str, Any]) -> PullState:
+    """How a pull that ran to its end went: a pull that stored something despite failures
+    (two patients of three, every type but one) completed with errors, not failed."""
+    if not failures:
+        return PullState.succeeded
+    if any(int(n) > 0 for n in counts.values()):
+        return PullState.completed_with_errors
+    return PullState.failed
 
 
 class PullJob(Base):

@@ -44,7 +44,7 @@ from service.fhir_auth.scopes import Interaction, parse_scopes
 from service.pull import repository
 from service.pull.bulk import BulkExport
 from service.pull.bulk_pull import pull_group
-from service.pull.models import PullJob, PullState
+from service.pull.models import PullJob, PullState, final_state
 from service.pull.reader import RECORD_TYPES, Failure, PullTarget
 from service.pull.service import pull_patient_record
 from service.security.encryption import SecretBox
@@ -379,8 +379,8 @@ class PullRunner:
     async def _finish(
         self, job_id: str, token: str, state: PullState | None, *, failure: str | None = None
     ) -> None:
-        """Set the final state; None means succeeded or failed by the failures recorded. Only
-        while this runner holds the job."""
+        """Set the final state; None means as the failures and counts recorded say
+        (`final_state`). Only while this runner holds the job."""
         async with self.database.transaction(hooks=False) as session:
             job = await session.get(PullJob, job_id, with_for_update=True)
             if job is None or job.state is not PullState.running or job.lease_token != token:
@@ -393,7 +393,7 @@ class PullRunner:
                     {"target": None, "resource_type": None, "remote_id": None, "reason": failure},
                 ]
             if state is None:
-                state = PullState.failed if job.failures else PullState.succeeded
+                state = final_state(job.failures, job.counts)
             if job.cancel_requested:
                 state = PullState.cancelled
             job.state = state

@@ -235,7 +235,7 @@ async def test_a_repeat_pull_asks_for_changes_since_the_servers_clock(
     routes = serve_record(ehr, remote_patient(MRN), Condition=bundle(CONDITION, at=T1))
     routes["MedicationRequest"].respond(403, json=refused)
     first = await pull(app, client, connection_id)
-    assert first["state"] == "failed"
+    assert first["state"] == "completed_with_errors"
     assert first["failures"] == [
         {
             "target": "Patient/r1",
@@ -363,3 +363,32 @@ async def test_a_resource_repeated_in_one_batch_is_stored_once(
         rows = list(await session.scalars(select(PulledRecord)))
     assert stored == 1
     assert [orjson.loads(r.content)["code"]["text"] for r in rows] == ["second"]
+
+
+async def test_a_pull_that_stored_some_patients_completed_with_errors_not_failed(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    ehr: respx.MockRouter,
+    connection_id: str,
+) -> None:
+    serve_record(ehr, remote_patient(MRN), Condition=bundle(CONDITION))
+    ehr.get("/Patient/gone").respond(404, json={"resourceType": "OperationOutcome", "issue": []})
+    runner: PullRunner = app.state.pull_runner
+
+    async def pull_targets(*remote_ids: str) -> dict[str, Any]:
+        started = await client.post(
+            f"/api/connections/{connection_id}/pulls",
+            json={"patients": [{"remote_id": r} for r in remote_ids]},
+        )
+        assert started.status_code == 202, started.text
+        await asyncio.wait_for(runner.wait_idle(), 30)
+        body: dict[str, Any] = (await client.get(f"/api/pulls/{started.json()['id']}")).json()
+        return body
+
+    partly = await pull_targets("r1", "gone")
+    assert partly["state"] == "completed_with_errors"
+    assert partly["counts"]["Patient"] == 1
+    assert [f["target"] for f in partly["failures"]] == ["Patient/gone"]
+    nothing = await pull_targets("gone")
+    assert nothing["state"] == "failed"
+    assert sum(nothing["counts"].values()) == 0

@@ -199,7 +199,7 @@ async def test_faults_mid_pull_lose_nothing_and_duplicate_nothing(
         loops = [f for f in faulty["failures"] if "paging loop" in f["reason"]]
         assert {f["resource_type"] for f in loops} == {"Observation"}, faulty["failures"]
         assert len(loops) == plan.injected["loop"], faulty["failures"]
-        assert faulty["state"] == "failed"
+        assert faulty["state"] == "completed_with_errors"
         for remote_id in ids:
             got = local.get(remote_id, {})
             for key, row in got.items():
