@@ -39,11 +39,13 @@ def serve(
     from service.observability.logs import configure_logging, logging_config
 
     level = _settings().log_level
-    configure_logging(level)
     if migrate:
         _run_on_database(_upgrade())
     elif not _settings().auto_migrate:
         _run_on_database(_require_current_schema())
+    # After the schema check, whose failure is one plain line on stderr, not JSON among
+    # Alembic's start-up lines.
+    configure_logging(level)
     # JSON lines; uvicorn's access log (path with query string) gives way to the app's own,
     # which names the route template only (docs/observability.md).
     uvicorn.run(

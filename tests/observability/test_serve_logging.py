@@ -26,6 +26,8 @@ from service.settings import get_settings
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("CASEBRIDGE_ENCRYPTION_KEY", base64.urlsafe_b64encode(b"k" * 32).decode())
     monkeypatch.setenv("CASEBRIDGE_LOG_LEVEL", "DEBUG")
+    # uvicorn.run is replaced below: no database is served, so the schema check is skipped.
+    monkeypatch.setenv("CASEBRIDGE_AUTO_MIGRATE", "true")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
