@@ -442,6 +442,6 @@ async def transaction_or_batch(
         # transaction would make the entries wait for it forever).
         return bundle_response(await process_batch(request, bundle, _base(request)))
     note_access(request, AccessFacts("transaction", agent=principal.subject))
-    async with database.transaction() as session:
+    async with database.unit_of_work() as session:
         content = await process_transaction(session, principal, bundle, _base(request))
     return bundle_response(content)

@@ -25,6 +25,7 @@ from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
+from service.db.unit_of_work import UnitOfWork
 from service.errors import BadRequest, UnprocessableEntity
 from service.fhir_api.conditionals import identifier_criterion
 from service.fhir_auth.principal import FhirPrincipal, Interaction
@@ -91,7 +92,7 @@ async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
 
 
 async def process_transaction(
-    session: AsyncSession, principal: FhirPrincipal, bundle: Any, base_url: str
+    session: UnitOfWork, principal: FhirPrincipal, bundle: Any, base_url: str
 ) -> bytes:
     entries = _entries(bundle)
     case_id = await _store_case(session, principal, entries)
@@ -99,15 +100,13 @@ async def process_transaction(
 
 
 async def create_case(
-    session: AsyncSession, principal: FhirPrincipal, care_plan: dict[str, Any]
+    session: UnitOfWork, principal: FhirPrincipal, care_plan: dict[str, Any]
 ) -> str:
     """`POST /fhir/CarePlan`: a CarePlan on its own opens a case, as a one-entry transaction."""
     return await _store_case(session, principal, [_Entry(0, care_plan, None, None)])
 
 
-async def _store_case(
-    session: AsyncSession, principal: FhirPrincipal, entries: list[_Entry]
-) -> str:
+async def _store_case(session: UnitOfWork, principal: FhirPrincipal, entries: list[_Entry]) -> str:
     """Map the entries into one new case and store it; returns the case id."""
     references: dict[str, str] = {}
     for entry in entries:

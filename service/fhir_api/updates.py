@@ -23,7 +23,7 @@ from service.api.schemas import CodingIn
 from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.service import load_child, load_open_case
-from service.db.changes import note_case_changed
+from service.db.unit_of_work import UnitOfWork
 from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
 from service.fhir_api.care_plan_updates import update_care_plan
 from service.fhir_api.conditionals import identifier_criterion, ids_with_identifier
@@ -32,7 +32,6 @@ from service.fhir_api.reads import current
 from service.fhir_api.transactions import FhirRejected
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_store.models import StoredResource
-from service.fhir_store.projector import project_changes
 from service.patients.schemas import IdentifierIn
 from service.plans.models import Goal, Intervention
 from service.plans.schemas import GoalTarget, GoalUpdate, InterventionUpdate, Performer
@@ -108,7 +107,7 @@ async def resolve_conditional(
 
 
 async def update_resource(
-    session: AsyncSession,
+    session: UnitOfWork,
     principal: FhirPrincipal,
     resource_type: str,
     resource_id: str,
@@ -168,8 +167,8 @@ async def update_resource(
     except ResourceRejected as exc:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
     # Kept foreign content alone may have changed: re-project in any case (no change, no version).
-    note_case_changed(session, case.id, actor.id)
-    await session.flush()
-    await project_changes(session)  # now, so the response carries the new version
+    entity = {"CarePlan": "case", "Goal": "goal"}.get(resource_type, "intervention")
+    session.changes.note_case(case.id, actor.id, entity, resource_id)
+    await session.project()  # now, so the response carries the new version
     await session.refresh(stored)
     return stored

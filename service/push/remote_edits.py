@@ -96,7 +96,7 @@ async def apply_to_case(
         return f"a {resource_type} changes through the case, not from the EHR"
     principal = FhirPrincipal(f"ehr:{connection_id}", parse_scopes("system/*.cruds", strict=True))
     try:
-        async with database.transaction() as session:
+        async with database.unit_of_work() as session:
             stored = await session.get(StoredResource, (resource_type, local_id))
             if stored is None or stored.deleted:
                 return "the case no longer has it"
@@ -165,7 +165,7 @@ async def note_remote_edits(
     """Update which elements of the link's `pushed_content` are EHR edits the case lacks:
     `kept` join them; `taken` (applied to the case, or overwritten by a resolution) leave."""
     resource_type, local_id = reference.split("/", 1)
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         link = await resource_link(session, connection_id, resource_type, local_id)
         if link is None:
             return
