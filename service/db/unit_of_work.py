@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.changes import ChangeSet
+from service.fhir_store import projector
+from service.push import outbox
 
 
 class UnitOfWork(AsyncSession):
@@ -29,22 +31,16 @@ class UnitOfWork(AsyncSession):
     async def project(self) -> None:
         """Project what changed so far, now, within the transaction: a /fhir write answers
         with the version it made. The outbox still waits for `commit()`."""
-        # Imported here: the store and the push depend on the domain models, which depend on
-        # the db package this module belongs to.
-        from service.fhir_store.projector import project_changes
-
         changes = self.changes.take()
         self._linked |= changes.linked_patients
-        for case_id, author in (await project_changes(self, changes)).items():
+        for case_id, author in (await projector.project_changes(self, changes)).items():
             self._versioned[case_id] = author
 
     async def commit(self) -> None:
         """Project and store the changes, enqueue their pushes, then commit; if any step
         fails, nothing is committed (the caller's context rolls the session back)."""
-        from service.push.outbox import enqueue_pushes
-
         await self.project()
         versioned, linked = self._versioned, self._linked
         self._versioned, self._linked = {}, set()
-        await enqueue_pushes(self, versioned, linked)
+        await outbox.enqueue_pushes(self, versioned, linked)
         await super().commit()

@@ -86,7 +86,7 @@ async def _record_provenance(
         author=author,
     )
     provenance = validated(provenance_resource(change))
-    await store_resources(session, _to_store([provenance], patient_id), case_id=case_id)
+    await store_resources(session, _to_store([provenance], patient_id), case_id=case_id, new=True)
 
 
 async def project_changes(session: AsyncSession, changes: ChangeSet) -> dict[str, str | None]:
