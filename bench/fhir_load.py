@@ -3,11 +3,13 @@
 In one run it measures three servers, each one uvicorn process on 127.0.0.1:
 
 - CaseBridge (`service.main:app`), with a real SMART access token on every request;
-- the ceiling: `bench/ceiling_app.py`, the same stored bytes from the same database, bare;
+- the ceiling: `bench/ceiling_app.py`, the same stored bytes from the same database, bare; for
+  creates, the same transaction's resources validated and inserted in one transaction;
 - a peer FHIR server, sekmet-fhir (`sekmet serve`), loaded with the same CarePlans.
 
 It prints requests/s (the median of `--runs` wrk runs per operation) and the ratios
-CaseBridge/ceiling and CaseBridge/peer. Targets: reads ≥ 0.9x the ceiling and ≥ 3x the peer.
+CaseBridge/ceiling and CaseBridge/peer. Targets: reads ≥ 0.9x the ceiling and ≥ 3x the peer;
+a transaction create ≥ 0.5x the create ceiling on PostgreSQL.
 The machine is shared and noisy: compare ratios from one run, not figures across runs.
 
     python -m bench.fhir_load [--cases 200] [--seconds 5] [--connections 16] [--runs 3]
@@ -317,6 +319,11 @@ def main() -> None:
                     bearer,
                     post_script(directory, "cb", create, "application/fhir+json"),
                 ),
+                "ceiling": (
+                    f"{ceiling}/fhir",
+                    {},
+                    post_script(directory, "ceiling", create, "application/fhir+json"),
+                ),
                 "peer": (
                     f"{peer}/fhir/Goal",
                     {},
@@ -351,7 +358,8 @@ def main() -> None:
             )
         print(
             "\ncreate: CaseBridge runs a 2-entry transaction (a new case, projected and"
-            " audited); the peer a single Goal POST."
+            " audited); the ceiling validates and inserts the same 2 resources; the peer a"
+            " single Goal POST."
         )
 
 

@@ -139,7 +139,7 @@ async def make_cases(
             )
         ).json()
         if link_to is not None:
-            async with database.transaction() as session:
+            async with database.unit_of_work() as session:
                 await link_patient(session, link_to, patient["id"], remote)
         made.append((await plan_case(api, patient["id"], n), remote))
     return made

@@ -20,7 +20,6 @@ from service.auth import routes as admin_keys
 from service.auth.oidc import OidcVerifier
 from service.cases import routes as cases
 from service.checkins.routes import check_ins_router
-from service.commit_hooks import install_commit_hooks
 from service.connections import routes as connections
 from service.db.schema import is_current, upgrade_to_head
 from service.db.session import Database
@@ -63,7 +62,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         log.warning("upgrading the database schema (auto_migrate)")
         await upgrade_to_head(database.engine)
-    install_commit_hooks(database)
     app.state.database = database
     suppress_uvicorn_access_log()
     start_tracing(app, database.engine)

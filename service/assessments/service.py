@@ -20,6 +20,7 @@ from service.auth.deps import Actor
 from service.cases.models import Case
 from service.cases.service import add_record, change_record
 from service.db.base import touch, utcnow
+from service.db.unit_of_work import UnitOfWork
 from service.errors import RuleViolation
 
 
@@ -46,7 +47,7 @@ def _need_row(data: NeedIn, case_id: str, assessment_id: str | None) -> Need:
 
 
 async def add_assessment(
-    session: AsyncSession, actor: Actor, case: Case, data: AssessmentCreate
+    session: UnitOfWork, actor: Actor, case: Case, data: AssessmentCreate
 ) -> Assessment:
     initial_count = await _count_initial(session, case.id)
     if data.kind is AssessmentKind.initial and initial_count:
@@ -75,7 +76,7 @@ async def add_assessment(
 
 
 async def change_assessment(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     row: Assessment,
@@ -99,7 +100,7 @@ async def change_assessment(
     )
 
 
-async def add_need(session: AsyncSession, actor: Actor, case: Case, data: NeedCreate) -> Need:
+async def add_need(session: UnitOfWork, actor: Actor, case: Case, data: NeedCreate) -> Need:
     if data.assessment_id is not None:
         owner = await session.scalar(
             select(Assessment.case_id).where(Assessment.id == data.assessment_id)
@@ -114,7 +115,7 @@ async def add_need(session: AsyncSession, actor: Actor, case: Case, data: NeedCr
 
 
 async def change_need(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     row: Need,

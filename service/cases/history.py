@@ -7,11 +7,10 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.deps import Actor
 from service.cases.models import CaseEvent
-from service.db.changes import note_case_changed
+from service.db.unit_of_work import UnitOfWork
 
 
 def _plain(value: Any) -> Any:
@@ -41,7 +40,7 @@ def snapshot(changes: BaseModel) -> dict[str, list[Any]]:
 
 
 def record_event(
-    session: AsyncSession,
+    session: UnitOfWork,
     *,
     case_id: str,
     actor: Actor,
@@ -50,7 +49,9 @@ def record_event(
     entity_id: str,
     changes: dict[str, list[Any]],
 ) -> None:
-    note_case_changed(session, case_id, actor.id)
+    """Add the history entry, and note the record in the unit of work's change set (its
+    commit projects it)."""
+    session.changes.note_case(case_id, actor.id, entity, entity_id)
     session.add(
         CaseEvent(
             case_id=case_id,

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from mappings.case_model import CaseRecord, CodingRecord, IdentifierRecord, PatientRecord
 from service.assessments.models import Assessment, Need, Risk
 from service.auth.deps import Actor
 from service.cases.history import record_event
 from service.cases.models import CareTeamMember, Case, Note, Transition
 from service.checkins.models import CheckIn
-from service.db.changes import note_patient_changed
+from service.db.unit_of_work import UnitOfWork
 from service.errors import UnprocessableEntity
 from service.patients.models import Patient, PatientIdentifier
 from service.patients.repository import get_patient, identifier_owner
@@ -29,7 +27,7 @@ def _identifier(value: IdentifierRecord | None) -> dict[str, Any] | None:
     return None if value is None else value.model_dump()
 
 
-async def resolve_patient(session: AsyncSession, actor: Actor, record: PatientRecord) -> Patient:
+async def resolve_patient(session: UnitOfWork, actor: Actor, record: PatientRecord) -> Patient:
     """The patient a received case is about: ours by id, ours by an identifier, or new."""
     existing = await get_patient(session, record.id)
     if existing is not None:
@@ -56,11 +54,11 @@ async def resolve_patient(session: AsyncSession, actor: Actor, record: PatientRe
     )
     session.add(patient)
     await session.flush()
-    note_patient_changed(session, patient.id, actor.id)
+    session.changes.note_patient(patient.id, actor.id)
     return patient
 
 
-async def store_imported_case(session: AsyncSession, actor: Actor, record: CaseRecord) -> Case:
+async def store_imported_case(session: UnitOfWork, actor: Actor, record: CaseRecord) -> Case:
     """Store a received case and its records as they are (the sender's plan is the truth)."""
     patient = await resolve_patient(session, actor, record.patient)
     case = Case(

@@ -21,13 +21,14 @@ from service.cases import repository
 from service.cases.models import Case, CaseChild
 from service.cases.service import load_case, load_child, load_open_case
 from service.db.session import SessionDep
+from service.db.unit_of_work import UnitOfWork
 
 RowT = TypeVar("RowT", bound=CaseChild)
 CreateT = TypeVar("CreateT", bound=BaseModel)
 UpdateT = TypeVar("UpdateT", bound=BaseModel)
 
-CreateRecord = Callable[[AsyncSession, Actor, Case, CreateT], Awaitable[RowT]]
-UpdateRecord = Callable[[AsyncSession, Actor, Case, RowT, UpdateT, int | None], Awaitable[RowT]]
+CreateRecord = Callable[[UnitOfWork, Actor, Case, CreateT], Awaitable[RowT]]
+UpdateRecord = Callable[[UnitOfWork, Actor, Case, RowT, UpdateT, int | None], Awaitable[RowT]]
 
 
 def _no_filters() -> list[Any]:

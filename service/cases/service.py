@@ -16,6 +16,7 @@ from service.cases.lifecycle import ALLOWED_TRANSITIONS, may_move
 from service.cases.models import Case, CaseChild
 from service.cases.schemas import CaseCreate, CaseUpdate
 from service.db.base import touch, utcnow
+from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound, RuleViolation, UnprocessableEntity
 from service.patients.repository import get_patient
 
@@ -48,7 +49,7 @@ async def load_child(
     return row
 
 
-async def open_case(session: AsyncSession, actor: Actor, data: CaseCreate) -> Case:
+async def open_case(session: UnitOfWork, actor: Actor, data: CaseCreate) -> Case:
     if await get_patient(session, data.patient_id) is None:
         raise UnprocessableEntity(f"patient_id {data.patient_id} names no patient")
     if data.status not in OPENING_STATES:
@@ -96,7 +97,7 @@ def _check_status_change(case: Case, data: CaseUpdate) -> None:
 
 
 async def update_case(
-    session: AsyncSession, actor: Actor, case: Case, data: CaseUpdate, expected: int | None
+    session: UnitOfWork, actor: Actor, case: Case, data: CaseUpdate, expected: int | None
 ) -> Case:
     check_version(case.version, expected)
     _check_status_change(case, data)
@@ -118,7 +119,7 @@ async def update_case(
 
 
 async def add_record(
-    session: AsyncSession, actor: Actor, case: Case, row: ChildT, entity: str, data: BaseModel
+    session: UnitOfWork, actor: Actor, case: Case, row: ChildT, entity: str, data: BaseModel
 ) -> ChildT:
     """Store a new record of the case and note it in the case history."""
     row.case_id = case.id
@@ -137,7 +138,7 @@ async def add_record(
 
 
 async def change_record(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     row: ChildT,
     entity: str,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from mappings.vocabulary import TransitionStatus
 from service.auth.deps import Actor
 from service.cases.models import CareTeamMember, Case, Note, Transition
@@ -16,18 +14,19 @@ from service.cases.schemas import (
     TransitionUpdate,
 )
 from service.cases.service import add_record, change_record
+from service.db.unit_of_work import UnitOfWork
 from service.errors import RuleViolation
 
 
 async def add_member(
-    session: AsyncSession, actor: Actor, case: Case, data: CareTeamMemberCreate
+    session: UnitOfWork, actor: Actor, case: Case, data: CareTeamMemberCreate
 ) -> CareTeamMember:
     row = CareTeamMember(**data.model_dump())
     return await add_record(session, actor, case, row, "care_team_member", data)
 
 
 async def change_member(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     row: CareTeamMember,
@@ -47,7 +46,7 @@ def _check_transition(row: Transition) -> None:
 
 
 async def add_transition(
-    session: AsyncSession, actor: Actor, case: Case, data: TransitionCreate
+    session: UnitOfWork, actor: Actor, case: Case, data: TransitionCreate
 ) -> Transition:
     row = Transition(**data.model_dump())
     _check_transition(row)
@@ -55,7 +54,7 @@ async def add_transition(
 
 
 async def change_transition(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     row: Transition,
@@ -67,13 +66,13 @@ async def change_transition(
     return updated
 
 
-async def add_note(session: AsyncSession, actor: Actor, case: Case, data: NoteCreate) -> Note:
+async def add_note(session: UnitOfWork, actor: Actor, case: Case, data: NoteCreate) -> Note:
     row = Note(text=data.text, author=actor.id)
     return await add_record(session, actor, case, row, "note", data)
 
 
 async def change_note(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     row: Note,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from service.auth.deps import Actor
@@ -11,13 +10,14 @@ from service.cases.service import add_record, change_record, load_child
 from service.checkins.models import CheckIn
 from service.checkins.schemas import CheckInCreate, CheckInUpdate
 from service.db.base import utcnow
+from service.db.unit_of_work import UnitOfWork
 from service.plans.models import Goal
 from service.plans.schemas import GoalProgressCreate
 from service.plans.service import record_progress
 
 
 async def add_check_in(
-    session: AsyncSession, actor: Actor, case: Case, data: CheckInCreate
+    session: UnitOfWork, actor: Actor, case: Case, data: CheckInCreate
 ) -> CheckIn:
     row = CheckIn(
         occurred_at=data.occurred_at or utcnow(),
@@ -34,7 +34,7 @@ async def add_check_in(
 
 
 async def change_check_in(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     row: CheckIn,

@@ -1,74 +1,55 @@
-"""Which cases and patients a transaction changed, and who changed them, noted on the session
-for work that must happen in the same transaction before it commits (the FHIR projection)."""
+"""What a unit of work changed, collected explicitly by the code that changes it.
+
+Writers note into the `ChangeSet` of the `UnitOfWork` they were handed (`record_event` does it
+for every case change); `UnitOfWork.commit` reads it to project, version and enqueue exactly
+that (see docs/write-path.md). Nothing here touches the database.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession
+# A record of a case, as `record_event` names it: (entity, id), e.g. ("goal", "<uuid>").
+RecordKey = tuple[str, str]
 
-_KEY = "casebridge.changes"
+WHOLE_CASE: RecordKey = ("case", "")
+"""A change to the case itself, or one whose reach is not known: the whole case is projected."""
 
 
 @dataclass
-class Changes:
-    cases: set[str] = field(default_factory=set)
+class ChangeSet:
+    """Cases (with the records of each that changed), patients and links one unit of work
+    touched, and who touched them."""
+
+    cases: dict[str, set[RecordKey]] = field(default_factory=dict)
     patients: set[str] = field(default_factory=set)
+    linked_patients: set[str] = field(default_factory=set)
     actors: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.cases or self.patients)
+        return bool(self.cases or self.patients or self.linked_patients)
 
+    def note_case(
+        self, case_id: str, actor: str, entity: str = "case", entity_id: str = ""
+    ) -> None:
+        """`entity`/`entity_id` name the record that changed; the default is the whole case."""
+        self.cases.setdefault(case_id, set()).add(
+            WHOLE_CASE if entity == "case" else (entity, entity_id)
+        )
+        self.actors.add(actor)
 
-def _changes(session: AsyncSession) -> Changes:
-    changes: Changes = session.info.setdefault(_KEY, Changes())
-    return changes
+    def note_patient(self, patient_id: str, actor: str) -> None:
+        """A patient's own data changed: it and every case of it are projected."""
+        self.patients.add(patient_id)
+        self.actors.add(actor)
 
+    def note_patient_linked(self, patient_id: str) -> None:
+        """A patient newly linked (or re-linked) to an EHR connection: its cases are pushed
+        there as they are, though nothing in them changed."""
+        self.linked_patients.add(patient_id)
 
-def note_case_changed(session: AsyncSession, case_id: str, actor: str) -> None:
-    changes = _changes(session)
-    changes.cases.add(case_id)
-    changes.actors.add(actor)
-
-
-def note_patient_changed(session: AsyncSession, patient_id: str, actor: str) -> None:
-    changes = _changes(session)
-    changes.patients.add(patient_id)
-    changes.actors.add(actor)
-
-
-def take_changes(session: AsyncSession) -> Changes:
-    """What the transaction changed so far, cleared from the session."""
-    taken: Changes = session.info.pop(_KEY, Changes())
-    return taken
-
-
-# The cases whose FHIR resources got new versions in this transaction, with who changed them:
-# the projector notes them, the push outbox reads them (a no-op save notes nothing).
-_REPROJECTED_KEY = "casebridge.reprojected"
-
-
-def note_case_reprojected(session: AsyncSession, case_id: str, author: str | None) -> None:
-    reprojected: dict[str, str | None] = session.info.setdefault(_REPROJECTED_KEY, {})
-    reprojected[case_id] = author
-
-
-def take_reprojected_cases(session: AsyncSession) -> dict[str, str | None]:
-    """Case id -> author of every case re-projected so far, cleared from the session."""
-    taken: dict[str, str | None] = session.info.pop(_REPROJECTED_KEY, {})
-    return taken
-
-
-# Patients newly linked to an EHR connection (or re-linked) in this transaction: their cases
-# are pushed to it, though nothing in them changed.
-_LINKED_KEY = "casebridge.linked-patients"
-
-
-def note_patient_linked(session: AsyncSession, patient_id: str) -> None:
-    linked: set[str] = session.info.setdefault(_LINKED_KEY, set())
-    linked.add(patient_id)
-
-
-def take_linked_patients(session: AsyncSession) -> set[str]:
-    taken: set[str] = session.info.pop(_LINKED_KEY, set())
-    return taken
+    def take(self) -> ChangeSet:
+        """What was collected so far, leaving this change set empty."""
+        taken = ChangeSet(self.cases, self.patients, self.linked_patients, self.actors)
+        self.cases, self.patients, self.linked_patients, self.actors = {}, set(), set(), set()
+        return taken

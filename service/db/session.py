@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from typing import Annotated, Any
 
@@ -19,11 +19,10 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from service.db.unit_of_work import UnitOfWork
 from service.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
 
 # Execution option of the engine that write transactions run on (see `_begin_sqlite`).
 SQLITE_BEGIN_IMMEDIATE = "casebridge_sqlite_begin_immediate"
@@ -87,6 +86,9 @@ class Database:
         self.settings = settings
         self.engine = create_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.units_of_work = async_sessionmaker(
+            self.engine, class_=UnitOfWork, expire_on_commit=False
+        )
         # SQLite has a single writer, and a deferred transaction that upgrades from read to
         # write fails at once with "database is locked" rather than waiting. Serializing
         # write transactions inside the process avoids that; PostgreSQL needs no such lock.
@@ -94,24 +96,25 @@ class Database:
         # Write transactions begin IMMEDIATE on SQLite, which orders them across processes
         # too (the lock above only orders those of one process).
         self._writer = self.engine.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
-        # Work that belongs to every write transaction, run just before it commits (the FHIR
-        # projection): it sees the transaction's changes and fails it if it fails.
-        self.before_commit: list[BeforeCommit] = []
 
     @asynccontextmanager
-    async def transaction(
-        self, *, write: bool = True, hooks: bool = True
-    ) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits on success, rolls back on any exception.
+    async def unit_of_work(self, *, write: bool = True) -> AsyncIterator[UnitOfWork]:
+        """A case change: `UnitOfWork.commit()` (projection, versions, outbox, commit) when the
+        block ends, a rollback on any exception. For the request and job boundaries."""
+        lock = self._write_lock if write and self._write_lock is not None else nullcontext()
+        bind = self._writer if write else self.engine
+        async with lock, self.units_of_work(bind=bind) as unit:
+            yield unit
+            await unit.commit()
 
-        `hooks=False` is for bookkeeping that changes no case (the push dispatcher's claims)."""
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """A plain transaction for work that changes no case (keys, tokens, claims, audit,
+        reads): commits on success, rolls back on any exception; projects nothing."""
         lock = self._write_lock if write and self._write_lock is not None else nullcontext()
         bind = self._writer if write else self.engine
         async with lock, self.sessions(bind=bind) as session, session.begin():
             yield session
-            if write and hooks:
-                for hook in self.before_commit:
-                    await hook(session)
 
     @asynccontextmanager
     async def connection(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
@@ -134,12 +137,13 @@ async def get_database(request: Request) -> Database:
 
 async def get_session(
     request: Request, database: Annotated[Database, Depends(get_database)]
-) -> AsyncIterator[AsyncSession]:
-    async with database.transaction(write=request.method not in SAFE_METHODS) as session:
-        yield session
+) -> AsyncIterator[UnitOfWork]:
+    """The request is the unit of work (/api and /fhir)."""
+    async with database.unit_of_work(write=request.method not in SAFE_METHODS) as unit:
+        yield unit
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 # scope="function" commits when the endpoint returns, before the response is sent: a failed
 # commit must reach the client as an error, never follow a 200 it already received.
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SessionDep = Annotated[UnitOfWork, Depends(get_session, scope="function")]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from mappings import fhir_json
 from mappings.canonical import EXT_ASSESSMENT, EXT_CASE_STATUS
 from mappings.from_fhir import import_care_plan
@@ -23,6 +21,7 @@ from service.auth.deps import Actor
 from service.cases.models import Case
 from service.cases.schemas import CaseUpdate
 from service.cases.service import update_case
+from service.db.unit_of_work import UnitOfWork
 from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
 
@@ -70,7 +69,7 @@ def _without(resource: dict[str, Any], *urls: str) -> dict[str, Any]:
 
 
 async def update_care_plan(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     resource: dict[str, Any],

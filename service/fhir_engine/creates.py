@@ -29,7 +29,7 @@ from service.auth.models import Role
 from service.cases.models import Case
 from service.cases.service import load_open_case
 from service.db.base import new_id
-from service.db.changes import note_case_changed
+from service.db.unit_of_work import UnitOfWork
 from service.errors import BadRequest, PreconditionFailed, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
@@ -39,7 +39,6 @@ from service.fhir_engine.transactions import FhirRejected, create_case
 from service.fhir_engine.updates import goal_update, intervention_update
 from service.fhir_store.locks import lock_conditional_create
 from service.fhir_store.models import StoredResource
-from service.fhir_store.projector import project_changes
 from service.fhir_store.repository import current
 from service.plans.schemas import GoalCreate, InterventionCreate
 from service.plans.service import add_goal, add_intervention
@@ -54,7 +53,7 @@ class Created:
 
 
 async def create_resource(
-    session: AsyncSession,
+    session: UnitOfWork,
     principal: FhirPrincipal,
     resource_type: str,
     body: bytes,
@@ -91,8 +90,7 @@ async def create_resource(
         resource_id = await create_case(session, principal, resource)
     else:
         resource_id = await _add_to_case(session, principal, resource_type, resource, patient_id)
-    await session.flush()
-    await project_changes(session)  # now, so the response carries the stored version
+    await session.project()  # now, so the response carries the stored version
     return Created(await current(session, resource_type, resource_id), created=True)
 
 
@@ -143,7 +141,7 @@ async def _case_for(
 
 
 async def _add_to_case(
-    session: AsyncSession,
+    session: UnitOfWork,
     principal: FhirPrincipal,
     resource_type: str,
     resource: dict[str, Any],
@@ -171,5 +169,7 @@ async def _add_to_case(
             row_id = row.id
     except ResourceRejected as exc:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
-    note_case_changed(session, case.id, actor.id)
+    session.changes.note_case(
+        case.id, actor.id, "goal" if resource_type == "Goal" else "intervention", row_id
+    )
     return row_id

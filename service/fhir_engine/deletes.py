@@ -19,10 +19,10 @@ from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.history import record_event
 from service.cases.service import load_open_case
+from service.db.unit_of_work import UnitOfWork
 from service.errors import CaseBridgeError, Conflict
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_store.models import StoredResource
-from service.fhir_store.projector import project_changes
 from service.fhir_store.repository import current
 from service.plans.models import Goal, Intervention, intervention_goals
 
@@ -37,7 +37,7 @@ class MethodNotAllowed(CaseBridgeError):
 
 
 async def delete_resource(
-    session: AsyncSession, principal: FhirPrincipal, resource_type: str, resource_id: str
+    session: UnitOfWork, principal: FhirPrincipal, resource_type: str, resource_id: str
 ) -> StoredResource:
     """Withdraw the record; returns the stored resource, now deleted."""
     if resource_type not in DELETABLE:
@@ -73,8 +73,7 @@ async def delete_resource(
         entity_id=resource_id,
         changes={},
     )
-    await session.flush()
-    await project_changes(session)
+    await session.project()
     await session.refresh(stored)
     return stored
 

@@ -345,7 +345,7 @@ class FhirEngine:
         keep: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         resource_type = str(request.resource_type)
-        async with self.database.transaction() as session:
+        async with self.database.unit_of_work() as session:
             result = await creates.create_resource(
                 session,
                 principal,
@@ -374,7 +374,7 @@ class FhirEngine:
         keep: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         resource_type = str(request.resource_type)
-        async with self.database.transaction() as session:
+        async with self.database.unit_of_work() as session:
             resource_id = request.id
             if resource_id is None:  # `PUT Type?identifier=system|value`
                 query = [(k, v) for k, v in request.query if k != "_format"]
@@ -397,7 +397,7 @@ class FhirEngine:
         self, request: FhirRequest, principal: FhirPrincipal, facts: AccessFacts
     ) -> FhirOutcome:
         resource_type, resource_id = str(request.resource_type), str(request.id)
-        async with self.database.transaction() as session:
+        async with self.database.unit_of_work() as session:
             row = await deletes.delete_resource(session, principal, resource_type, resource_id)
             facts.patient_ids.update(filter(None, [row.patient_id]))
             headers = {"ETag": version_headers(row.version_id, row.last_updated)["ETag"]}
@@ -425,7 +425,7 @@ class FhirEngine:
             result = _bundle(content)
             result.entry_facts = entry_facts
             return result
-        async with self.database.transaction() as session:
+        async with self.database.unit_of_work() as session:
             content = await process_transaction(
                 session, principal, bundle, request.base_url, self.settings.fhir_bundle_max_entries
             )

@@ -26,6 +26,7 @@ from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
+from service.db.unit_of_work import UnitOfWork
 from service.errors import BadRequest, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.batches import bundle_entries
@@ -33,7 +34,6 @@ from service.fhir_engine.conditionals import identifier_criterion
 from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_store.locks import lock_conditional_create
 from service.fhir_store.models import StoredResource
-from service.fhir_store.projector import project_changes
 from service.patients.repository import identifier_owner
 
 CASE_TYPES = frozenset({"CarePlan", "Goal", "ServiceRequest", "Condition", "CareTeam", "Patient"})
@@ -110,12 +110,11 @@ async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
 
 
 async def process_transaction(
-    session: AsyncSession, principal: FhirPrincipal, bundle: Any, base_url: str, max_entries: int
+    session: UnitOfWork, principal: FhirPrincipal, bundle: Any, base_url: str, max_entries: int
 ) -> bytes:
     entries = _entries(bundle, max_entries)
     case_id = await _store_case(session, principal, entries)
-    await session.flush()
-    await project_changes(session)  # now, so each entry can say what was not kept as sent
+    await session.project()  # now, so each entry can say what was not kept as sent
     outcomes = {e.index: await _unkept(session, e, case_id) for e in entries if e.reused is None}
     return _response(entries, base_url, case_id, outcomes)
 
@@ -132,15 +131,13 @@ async def _unkept(session: AsyncSession, entry: _Entry, case_id: str) -> list[di
 
 
 async def create_case(
-    session: AsyncSession, principal: FhirPrincipal, care_plan: dict[str, Any]
+    session: UnitOfWork, principal: FhirPrincipal, care_plan: dict[str, Any]
 ) -> str:
     """`POST /fhir/CarePlan`: a CarePlan on its own opens a case, as a one-entry transaction."""
     return await _store_case(session, principal, [_Entry(0, care_plan, None, None)])
 
 
-async def _store_case(
-    session: AsyncSession, principal: FhirPrincipal, entries: list[_Entry]
-) -> str:
+async def _store_case(session: UnitOfWork, principal: FhirPrincipal, entries: list[_Entry]) -> str:
     """Map the entries into one new case and store it; returns the case id."""
     references: dict[str, str] = {}
     for entry in entries:

@@ -23,7 +23,7 @@ from service.api.schemas import CodingIn
 from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.service import load_child, load_open_case
-from service.db.changes import note_case_changed
+from service.db.unit_of_work import UnitOfWork
 from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.care_plan_updates import update_care_plan
@@ -32,7 +32,6 @@ from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
-from service.fhir_store.projector import project_changes
 from service.fhir_store.repository import current
 from service.patients.schemas import IdentifierIn
 from service.plans.models import Goal, Intervention
@@ -109,7 +108,7 @@ async def resolve_conditional(
 
 
 async def update_resource(
-    session: AsyncSession,
+    session: UnitOfWork,
     principal: FhirPrincipal,
     resource_type: str,
     resource_id: str,
@@ -130,7 +129,7 @@ async def update_resource(
 
 
 async def apply_update(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     stored: StoredResource,
     resource: Any,
@@ -190,8 +189,8 @@ async def apply_update(
     except ResourceRejected as exc:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
     # Kept foreign content alone may have changed: re-project in any case (no change, no version).
-    note_case_changed(session, case.id, actor.id)
-    await session.flush()
-    await project_changes(session)  # now, so the response carries the new version
+    entity = {"CarePlan": "case", "Goal": "goal"}.get(resource_type, "intervention")
+    session.changes.note_case(case.id, actor.id, entity, resource_id)
+    await session.project()  # now, so the response carries the new version
     await session.refresh(stored)
     return stored

@@ -1,9 +1,12 @@
-"""Re-projects every case (and patient) a transaction changed, just before it commits.
+"""Projects what a unit of work changed into the FHIR store (called by `UnitOfWork.commit`).
 
 The resources whose content changed get new versions; a Provenance names those versions and
 who made the change. Resources a case no longer produces (a removed record) are marked
-deleted. Runs as a `Database.before_commit` hook, so the case and its FHIR form never
-disagree: if projecting fails, the change fails.
+deleted. Only the resources a change can alter are built and validated (validation is the
+cost floor of a projection, see bench/mapping_throughput.py): a record's own resource and the
+CarePlan that lists it; a change to the case itself, to its patient, or to a record whose reach
+is not listed in `_reach` re-projects the whole case. Either way the stored bytes equal a full
+projection's (tests/fhir_store/test_partial_projection.py).
 """
 
 from __future__ import annotations
@@ -14,16 +17,48 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from mappings.projection import ProjectedResource, project_case, validated
+from mappings.case_model import CaseRecord
+from mappings.projection import ProjectedResource, case_resources, validated
+from mappings.to_fhir.context import care_team_id
 from mappings.to_fhir.patient import patient_resource
 from mappings.to_fhir.provenance import CaseChange, provenance_resource
 from service.cases.models import Case
 from service.db.base import new_id, utcnow
-from service.db.changes import note_case_reprojected, take_changes
+from service.db.changes import WHOLE_CASE, ChangeSet, RecordKey
 from service.fhir_store.case_record import load_case_record, patient_record
 from service.fhir_store.models import StoredResource
 from service.fhir_store.writer import ResourceToStore, delete_resources, store_resources
 from service.patients.models import Patient
+
+ResourceKey = tuple[str, str]
+
+
+def _reach(case: CaseRecord, records: set[RecordKey]) -> set[ResourceKey] | None:
+    """The resources of `case` that a change to `records` can alter; None for all of them.
+
+    Mirrors what each mapping in `mappings/to_fhir` reads: a Goal, ServiceRequest or Condition
+    reads its own record and the case context (patient, manager, assessment dates, which only
+    case, patient and assessment changes alter); the CareTeam reads the members (and the case);
+    the CarePlan reads every record of the case, so it is always in reach."""
+    if WHOLE_CASE in records:
+        return None
+    reach: set[ResourceKey] = {("CarePlan", case.id)}
+    for entity, record_id in records:
+        if entity == "goal":
+            reach.add(("Goal", record_id))
+        elif entity == "intervention":
+            reach.add(("ServiceRequest", record_id))
+        elif entity == "need":
+            reach.add(("Condition", record_id))
+        elif entity == "assessment":  # its date is its needs' Condition.assertedDate
+            reach |= {("Condition", n.id) for n in case.needs}
+        elif entity == "check_in":  # a check-in records progress on goals (Goal.note)
+            reach |= {("Goal", g.id) for g in case.goals}
+        elif entity == "care_team_member":
+            reach.add(("CareTeam", care_team_id(case.id)))
+        elif entity not in ("note", "transition"):  # those two live in the CarePlan only
+            return None
+    return reach
 
 
 def _to_store(
@@ -51,19 +86,22 @@ async def _record_provenance(
         author=author,
     )
     provenance = validated(provenance_resource(change))
-    await store_resources(session, _to_store([provenance], patient_id), case_id=case_id)
+    await store_resources(session, _to_store([provenance], patient_id), case_id=case_id, new=True)
 
 
-async def project_changes(session: AsyncSession) -> None:
-    changes = take_changes(session)
-    if not changes:
-        return
+async def project_changes(session: AsyncSession, changes: ChangeSet) -> dict[str, str | None]:
+    """Project, version, index and attribute (Provenance) what `changes` names; returns
+    case id -> author of every case whose resources got new versions (a no-op save: none)."""
+    versioned: dict[str, str | None] = {}
+    if not (changes.cases or changes.patients):
+        return versioned
     author = ", ".join(sorted(changes.actors)) or None
-    case_ids = set(changes.cases)
+    scope = {case_id: set(records) for case_id, records in changes.cases.items()}
     if changes.patients:
-        case_ids |= set(
-            await session.scalars(select(Case.id).where(Case.patient_id.in_(changes.patients)))
-        )
+        for case_id in await session.scalars(
+            select(Case.id).where(Case.patient_id.in_(changes.patients))
+        ):
+            scope[case_id] = {WHOLE_CASE}  # the patient is in every resource's subject
         patients = await session.scalars(
             select(Patient)
             .where(Patient.id.in_(changes.patients))
@@ -73,9 +111,13 @@ async def project_changes(session: AsyncSession) -> None:
             resource = validated(patient_resource(patient_record(patient)))
             stored = await store_resources(session, _to_store([resource]), case_id=None)
             await _record_provenance(session, stored, author, None, patient.id)
-    for case_id in sorted(case_ids):
+    for case_id in sorted(scope):
         record = await load_case_record(session, case_id)
-        projection = project_case(record)
+        reach = _reach(record, scope[case_id])
+        resources = case_resources(record)
+        if reach is not None:
+            resources = [r for r in resources if (r["resourceType"], r["id"]) in reach]
+        projection = [validated(r) for r in resources]
         stored = await store_resources(session, _to_store(projection), case_id=case_id)
         produced = {(r.resource_type, r.id) for r in projection}
         vanished = [
@@ -88,8 +130,10 @@ async def project_changes(session: AsyncSession) -> None:
                 )
             )
             if (row.resource_type, row.id) not in produced
+            and (reach is None or (row.resource_type, row.id) in reach)
         ]
         await delete_resources(session, vanished)
         await _record_provenance(session, stored + vanished, author, case_id, record.patient.id)
         if stored or vanished:
-            note_case_reprojected(session, case_id, author)
+            versioned[case_id] = author
+    return versioned

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings import fhir_json
@@ -17,6 +17,7 @@ from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResour
 from service.fhir_store.search_params import index_values
 
 JsonDict = dict[str, Any]
+SEARCH_INDEX = cast(Table, SearchEntry.__table__)
 
 
 @dataclass(frozen=True)
@@ -58,25 +59,37 @@ def _versioned(resource: JsonDict, version_id: int, last_updated: str) -> bytes:
 
 
 async def store_resources(
-    session: AsyncSession, resources: Iterable[ResourceToStore], *, case_id: str | None
+    session: AsyncSession,
+    resources: Iterable[ResourceToStore],
+    *,
+    case_id: str | None,
+    new: bool = False,
 ) -> list[StoredResource]:
-    """Store each resource whose content changed as its next version; returns those stored."""
+    """Store each resource whose content changed as its next version; returns those stored.
+
+    `new`: the resources have ids just made (a Provenance), so none is stored yet."""
     wanted = list(resources)
     if not wanted:
         return []
     keys = [(r.resource_type, r.id) for r in wanted]
-    current = {
-        (row.resource_type, row.id): row
-        for row in await session.scalars(
-            select(StoredResource).where(
-                StoredResource.resource_type.in_({t for t, _ in keys}),
-                StoredResource.id.in_({i for _, i in keys}),
+    current = (
+        {}
+        if new
+        else {
+            (row.resource_type, row.id): row
+            for row in await session.scalars(
+                select(StoredResource).where(
+                    StoredResource.resource_type.in_({t for t, _ in keys}),
+                    StoredResource.id.in_({i for _, i in keys}),
+                )
             )
-        )
-    }
+        }
+    )
     now = utcnow()
     stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     written: list[StoredResource] = []
+    reindexed: list[ResourceToStore] = []  # stored before: their old index rows are replaced
+    indexed: list[ResourceToStore] = []
     for item in wanted:
         digest = hashlib.sha256(item.json).hexdigest()
         row = current.get((item.resource_type, item.id))
@@ -108,29 +121,42 @@ async def store_resources(
                 content=content,
             )
         )
-        await _reindex(session, item)
+        if version > 1:
+            reindexed.append(item)
+        indexed.append(item)
         written.append(row)
+    await _reindex(session, reindexed, indexed)
     return written
 
 
-async def _reindex(session: AsyncSession, item: ResourceToStore) -> None:
-    await session.execute(
-        delete(SearchEntry).where(
-            SearchEntry.resource_type == item.resource_type, SearchEntry.resource_id == item.id
+async def _reindex(
+    session: AsyncSession, stale: list[ResourceToStore], items: list[ResourceToStore]
+) -> None:
+    """Replace the index rows of `stale` and add those of `items`, in one statement each."""
+    if stale:
+        await session.execute(
+            delete(SearchEntry).where(
+                tuple_(SearchEntry.resource_type, SearchEntry.resource_id).in_(
+                    [(item.resource_type, item.id) for item in stale]
+                )
+            )
         )
-    )
-    session.add_all(
-        SearchEntry(
-            resource_type=item.resource_type,
-            resource_id=item.id,
-            param=v.param,
-            system=v.system,
-            value=v.value,
-            low=v.low,
-            high=v.high,
-        )
+    rows = [
+        {
+            "resource_type": item.resource_type,
+            "resource_id": item.id,
+            "param": v.param,
+            "system": v.system,
+            "value": v.value,
+            "low": v.low,
+            "high": v.high,
+        }
+        for item in items
         for v in index_values(item.resource_type, item.resource)
-    )
+    ]
+    if rows:
+        # Core, not ORM, bulk insert: one executemany, whichever columns a row leaves null.
+        await session.execute(insert(SEARCH_INDEX), rows)
 
 
 async def delete_resources(session: AsyncSession, rows: Iterable[StoredResource]) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db.changes import note_patient_linked
+from service.db.unit_of_work import UnitOfWork
 from service.links.models import PatientLink, ResourceLink
 
 
 async def link_patient(
-    session: AsyncSession, connection_id: str, patient_id: str, remote_id: str
+    session: UnitOfWork, connection_id: str, patient_id: str, remote_id: str
 ) -> PatientLink:
     """The link of `remote_id` on the connection, made for `patient_id` if there is none.
 
@@ -27,7 +27,7 @@ async def link_patient(
     link = PatientLink(connection_id=connection_id, patient_id=patient_id, remote_id=remote_id)
     session.add(link)
     await session.flush()
-    note_patient_linked(session, patient_id)  # its cases go to that EHR from now on
+    session.changes.note_patient_linked(patient_id)  # its cases go to that EHR from now on
     return link
 
 

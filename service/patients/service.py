@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.api.concurrency import check_version
 from service.auth.deps import Actor
 from service.db.base import touch
-from service.db.changes import note_patient_changed
+from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound, RuleViolation
 from service.patients import repository
 from service.patients.models import Patient, PatientIdentifier
@@ -37,7 +37,7 @@ async def _check_identifiers_free(
             )
 
 
-async def create_patient(session: AsyncSession, actor: Actor, data: PatientCreate) -> Patient:
+async def create_patient(session: UnitOfWork, actor: Actor, data: PatientCreate) -> Patient:
     await _check_identifiers_free(session, data.identifiers, None)
     patient = Patient(
         given_name=data.given_name,
@@ -49,12 +49,12 @@ async def create_patient(session: AsyncSession, actor: Actor, data: PatientCreat
     )
     session.add(patient)
     await session.flush()
-    note_patient_changed(session, patient.id, actor.id)
+    session.changes.note_patient(patient.id, actor.id)
     return patient
 
 
 async def update_patient(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     patient: Patient,
     data: PatientUpdate,
@@ -75,5 +75,5 @@ async def update_patient(
         ]
         touch(patient)
     await session.flush()
-    note_patient_changed(session, patient.id, actor.id)
+    session.changes.note_patient(patient.id, actor.id)
     return patient

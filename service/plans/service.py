@@ -28,6 +28,7 @@ from service.cases.lifecycle import IN_SERVICE
 from service.cases.models import Case, CaseChild
 from service.cases.service import add_record, change_record
 from service.db.base import new_id, utcnow
+from service.db.unit_of_work import UnitOfWork
 from service.errors import RuleViolation
 from service.plans.models import Goal, GoalProgress, Intervention
 from service.plans.schemas import (
@@ -86,7 +87,7 @@ def _target_columns(target: GoalTarget | None) -> dict[str, Any]:
     }
 
 
-async def add_goal(session: AsyncSession, actor: Actor, case: Case, data: GoalCreate) -> Goal:
+async def add_goal(session: UnitOfWork, actor: Actor, case: Case, data: GoalCreate) -> Goal:
     goal = Goal(
         description=data.description,
         code=data.code.model_dump(exclude_none=True) if data.code else None,
@@ -104,7 +105,7 @@ async def add_goal(session: AsyncSession, actor: Actor, case: Case, data: GoalCr
 
 
 async def change_goal(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     goal: Goal,
@@ -138,7 +139,7 @@ async def change_goal(
 
 
 async def record_progress(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     goal: Goal,
@@ -199,7 +200,7 @@ def _performer_columns(performer: Performer | None) -> dict[str, Any]:
 
 
 async def add_intervention(
-    session: AsyncSession, actor: Actor, case: Case, data: InterventionCreate
+    session: UnitOfWork, actor: Actor, case: Case, data: InterventionCreate
 ) -> Intervention:
     row = Intervention(
         kind=data.kind,
@@ -223,7 +224,7 @@ async def add_intervention(
 
 
 async def change_intervention(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     case: Case,
     row: Intervention,

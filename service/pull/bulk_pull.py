@@ -112,7 +112,7 @@ async def _store_batch(
     actor: str,
 ) -> None:
     rows: list[tuple[str | None, str | None, JsonObject]] = []
-    async with database.transaction() as session:
+    async with database.unit_of_work() as session:
         if resource_type == "Patient":
             for patient in batch:
                 match = await match_patient(session, connection_id, patient, actor)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.bundles import with_references
 from mappings.from_fhir import (
@@ -30,6 +29,7 @@ from mappings.vocabulary import CaseStatus
 from service.auth.deps import Actor
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
+from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound, RuleViolation
 from service.links.models import LinkOrigin, ResourceLink
 from service.links.repository import resource_link_by_remote
@@ -57,7 +57,7 @@ class OpenedCase:
 
 
 async def open_case_from_ehr(
-    session: AsyncSession, actor: Actor, connection_id: str, patient_id: str
+    session: UnitOfWork, actor: Actor, connection_id: str, patient_id: str
 ) -> OpenedCase:
     if await get_patient(session, patient_id) is None:
         raise NotFound(f"patient {patient_id} not found")

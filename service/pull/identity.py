@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.from_fhir.patient import patient_record
 from service.db.base import new_id, utcnow
-from service.db.changes import note_patient_changed, note_patient_linked
+from service.db.unit_of_work import UnitOfWork
 from service.ehr.client import JsonObject
 from service.errors import Conflict, RuleViolation
 from service.links.models import PatientLink
@@ -44,7 +43,7 @@ def remote_identifiers(patient: JsonObject) -> list[tuple[str, str]]:
 
 
 async def match_patient(
-    session: AsyncSession, connection_id: str, remote: JsonObject, actor: str
+    session: UnitOfWork, connection_id: str, remote: JsonObject, actor: str
 ) -> Matched | Ambiguous:
     remote_id = str(remote["id"])
     pointers: dict[str, list[str]] = {}
@@ -80,7 +79,7 @@ async def match_patient(
     patient = _new_local_patient(remote)
     session.add(patient)
     await session.flush()
-    note_patient_changed(session, patient.id, actor)
+    session.changes.note_patient(patient.id, actor)
     await link_patient(session, connection_id, patient.id, remote_id)
     return Matched(patient.id, created=True)
 
@@ -99,7 +98,7 @@ def _new_local_patient(remote: JsonObject) -> Patient:
 
 
 async def resolve_conflict(
-    session: AsyncSession, conflict: IdentityConflict, patient_id: str, actor: str
+    session: UnitOfWork, conflict: IdentityConflict, patient_id: str, actor: str
 ) -> None:
     """A person's choice: link the remote patient to one of the candidates."""
     if conflict.resolved_at is not None:
@@ -125,7 +124,7 @@ async def resolve_conflict(
                 remote_id=conflict.remote_patient_id,
             )
         )
-    note_patient_linked(session, patient_id)
+    session.changes.note_patient_linked(patient_id)
     conflict.resolved_at = utcnow()
     conflict.resolved_patient_id = patient_id
     conflict.resolved_by = actor

@@ -117,7 +117,7 @@ class PullRunner:
                 await task
         for job_id, token in leases.items():
             try:
-                async with self.database.transaction(hooks=False) as session:
+                async with self.database.transaction() as session:
                     await repository.release_job(session, job_id, token)
             except Exception:
                 log.exception("pull job %s could not be given back; its lease will run out", job_id)
@@ -162,14 +162,14 @@ class PullRunner:
         """Queue the refresh if it is due and no other runner has queued it for this interval;
         the pulls queued, or None when it was not this runner's turn."""
         interval = self.settings.pull_refresh_interval_seconds
-        async with self.database.transaction(hooks=False) as session:
+        async with self.database.transaction() as session:
             if not await repository.schedule_due(session, REFRESH_SCHEDULE, interval):
                 return None
             return await self._queue_refresh(session)
 
     async def schedule_refresh(self) -> int:
         """Queue the refresh now, whatever the schedule. Returns jobs queued."""
-        async with self.database.transaction(hooks=False) as session:
+        async with self.database.transaction() as session:
             return await self._queue_refresh(session)
 
     async def _queue_refresh(self, session: AsyncSession) -> int:
@@ -196,7 +196,7 @@ class PullRunner:
         room = self.settings.pull_jobs_per_runner - len(self._jobs)
         if room <= 0 or self._closing:
             return
-        async with self.database.transaction(hooks=False) as session:
+        async with self.database.transaction() as session:
             token, job_ids = await repository.claim_jobs(
                 session, room, self.settings.pull_lease_seconds
             )
@@ -238,7 +238,7 @@ class PullRunner:
         while True:
             await asyncio.sleep(lease / 3)
             try:
-                async with self.database.transaction(hooks=False) as session:
+                async with self.database.transaction() as session:
                     cancel_requested = await repository.renew_job(session, job_id, token, lease)
             except Exception:
                 log.exception("renewing the lease of pull job %s failed", job_id)
@@ -322,7 +322,7 @@ class PullRunner:
                 )
 
                 async def progress(note: str | None) -> None:
-                    async with self.database.transaction(hooks=False) as session:
+                    async with self.database.transaction() as session:
                         await repository.note_progress(session, job_id, note)
 
                 async with limit:
@@ -354,7 +354,7 @@ class PullRunner:
     ) -> None:
         """Add one target's outcome to the job, if this runner still holds it (else LeaseLost:
         the runner that took it over pulls that target again and records it)."""
-        async with self.database.transaction(hooks=False) as session:
+        async with self.database.transaction() as session:
             job = await session.get(PullJob, job_id, with_for_update=True)
             assert job is not None
             if job.lease_token != token or job.state is not PullState.running:
@@ -381,7 +381,7 @@ class PullRunner:
     ) -> None:
         """Set the final state; None means as the failures and counts recorded say
         (`final_state`). Only while this runner holds the job."""
-        async with self.database.transaction(hooks=False) as session:
+        async with self.database.transaction() as session:
             job = await session.get(PullJob, job_id, with_for_update=True)
             if job is None or job.state is not PullState.running or job.lease_token != token:
                 return

@@ -87,7 +87,7 @@ async def pull_patient_record(
         )
     reads = await _read_unsearchable_by_reference(client, reads, stored_plans)
     keep_the_patients_own(reads, remote_id)
-    async with database.transaction() as session:
+    async with database.unit_of_work() as session:
         match = await match_patient(session, connection_id, remote, actor)
         if isinstance(match, Ambiguous):
             result.conflict_id = match.conflict_id

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import signal
 
-from service.commit_hooks import install_commit_hooks
 from service.db.session import Database
 from service.ehr.url_policy import UrlPolicy
 from service.pull.runner import PullRunner
@@ -16,8 +15,7 @@ from service.settings import Settings, get_settings
 
 
 async def run_pull_runner(settings: Settings) -> None:
-    # The same commit hooks as the API: a pull that changes a case projects it.
-    database = install_commit_hooks(Database(settings))
+    database = Database(settings)
     runner = PullRunner(database, UrlPolicy.from_settings(settings))
     try:
         loop = asyncio.get_running_loop()

@@ -1,6 +1,6 @@
-"""Writing the outbox: a `Database.before_commit` hook that runs after the projection.
+"""Writing the outbox: the step of `UnitOfWork.commit` that follows the projection.
 
-For every case whose resources got new versions in the transaction, and every EHR connection
+For every case whose resources got new versions in the unit of work, and every EHR connection
 its patient is linked to, it adds an outbox row and marks the pair's sync row pending, in the
 same transaction as the change. A save that changed nothing projected writes nothing.
 """
@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.cases.models import Case
 from service.db.base import new_id, utcnow
-from service.db.changes import take_linked_patients, take_reprojected_cases
 from service.links.models import PatientLink
 from service.push.dialect import is_postgres
 from service.push.models import PushOutboxEntry, PushSync, SyncStatus
@@ -23,9 +22,13 @@ from service.push.models import PushOutboxEntry, PushSync, SyncStatus
 WOKEN_BY_A_CHANGE = (SyncStatus.synced, SyncStatus.unsupported)
 
 
-async def enqueue_pushes(session: AsyncSession) -> None:
-    reprojected = take_reprojected_cases(session)
-    if linked := take_linked_patients(session):
+async def enqueue_pushes(
+    session: AsyncSession, versioned: dict[str, str | None], linked: set[str]
+) -> None:
+    """Queue a push of each case in `versioned` (case id -> author) and of every case of the
+    `linked` patients, to each connection its patient is linked to."""
+    reprojected = dict(versioned)
+    if linked:
         # A newly linked patient's cases go to the EHR as they are.
         for case_id in await session.scalars(select(Case.id).where(Case.patient_id.in_(linked))):
             reprojected.setdefault(case_id, None)

@@ -58,7 +58,7 @@ async def push_pair(
     await delete_withdrawn(ctx)
     await apply_remote_edits(database, job, ctx.report)
     if ctx.report.conflicts:
-        async with database.transaction(hooks=False) as session:
+        async with database.transaction() as session:
             for found in ctx.report.conflicts:
                 session.add(
                     PushConflict(

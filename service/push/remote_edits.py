@@ -97,7 +97,7 @@ async def apply_to_case(
     # The EHR acts for itself: the case history names it, and the domain rules hold for it.
     actor = Actor(f"ehr:{connection_id}", Role.case_manager)
     try:
-        async with database.transaction() as session:
+        async with database.unit_of_work() as session:
             stored = await repository.latest(session, resource_type, local_id)
             if stored is None or stored.deleted:
                 return "the case no longer has it"
@@ -164,7 +164,7 @@ async def note_remote_edits(
     """Update which elements of the link's `pushed_content` are EHR edits the case lacks:
     `kept` join them; `taken` (applied to the case, or overwritten by a resolution) leave."""
     resource_type, local_id = reference.split("/", 1)
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         link = await resource_link(session, connection_id, resource_type, local_id)
         if link is None:
             return

@@ -7,15 +7,13 @@ import asyncio
 import logging
 import signal
 
-from service.commit_hooks import install_commit_hooks
 from service.db.session import Database
 from service.push.dispatcher import PushDispatcher
 from service.settings import Settings, get_settings
 
 
 async def run_worker(settings: Settings, *, once: bool = False) -> None:
-    # The same commit hooks as the API: anything this process changes is projected and queued.
-    database = install_commit_hooks(Database(settings))
+    database = Database(settings)
     dispatcher = PushDispatcher(database)
     try:
         if once:

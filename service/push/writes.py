@@ -363,7 +363,7 @@ async def _record(
 
 
 async def _record_state(ctx: PushContext, resource: LocalResource, state: LinkState) -> None:
-    async with ctx.database.transaction(hooks=False) as session:
+    async with ctx.database.transaction() as session:
         await record_links(session, ctx.job.connection_id, [(resource, state)])
     ctx.report.written.append(
         f"{resource.resource_type}/{state.remote_id}/_history/{state.remote_version_id}"
@@ -536,7 +536,7 @@ async def delete_withdrawn(ctx: PushContext) -> None:
         except EhrRejected as exc:
             if exc.remote_status not in (404, 410):  # already gone is what we wanted
                 raise
-        async with ctx.database.transaction(hooks=False) as session:
+        async with ctx.database.transaction() as session:
             await session.execute(
                 delete(ResourceLink).where(
                     ResourceLink.connection_id == ctx.job.connection_id,

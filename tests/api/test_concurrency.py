@@ -85,7 +85,7 @@ async def test_the_database_refuses_a_write_based_on_a_stale_read(
     """Both transactions read version N and pass the If-Match check; the version in the
     UPDATE's WHERE clause stops the second one."""
     case = await open_case(client)
-    async with database.sessions() as first, database.sessions() as second:
+    async with database.units_of_work() as first, database.units_of_work() as second:
         mine = await load_case(first, case["id"])
         theirs = await load_case(second, case["id"])
         await update_case(first, ACTOR, mine, CaseUpdate(title="first"), case["version"])

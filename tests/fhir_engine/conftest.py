@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 import pytest
 
-from service.commit_hooks import install_commit_hooks
 from service.db.session import Database
 from service.fhir_auth.principal import FhirPrincipal
 from service.fhir_auth.scopes import parse_scopes
@@ -20,7 +19,7 @@ BASE = "https://casebridge.test/fhir"
 
 @pytest.fixture
 def engine(database: Database) -> FhirEngine:
-    install_commit_hooks(database)  # what the app's lifespan does: writes are projected
+    # Writes are projected by the engine's own units of work: nothing to install.
     return FhirEngine(database, capability_statement=lambda: b'{"resourceType":"Capability"}')
 
 

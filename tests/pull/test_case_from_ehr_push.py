@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 
 from mappings.canonical import EXT_CASE_STATUS
-from service.commit_hooks import install_commit_hooks
 from service.connections.models import Connection
 from service.db.session import Database
 from service.links.models import PatientLink
@@ -79,7 +78,7 @@ async def test_an_opened_case_is_in_sync_and_pushes_only_its_own_changes(
     connection_id: str,
 ) -> None:
     case_id = await open_from_ehr(app, client, database, ehr, connection_id)
-    dispatcher = PushDispatcher(install_commit_hooks(database))
+    dispatcher = PushDispatcher(database)
     try:
         await dispatcher.run_until_idle()
         assert [c.request.method for c in ehr.calls if c.request.method in WRITES] == []
@@ -144,7 +143,7 @@ async def test_a_local_change_where_the_import_was_lossy_is_no_false_conflict(
     case = ok(await client.get(f"/api/cases/{case_id}"))
     case = await move_case(client, case, "assessment")
     ok(await patch_case(client, case, title="Discharge plan, revised"))
-    dispatcher = PushDispatcher(install_commit_hooks(database))
+    dispatcher = PushDispatcher(database)
     try:
         await dispatcher.run_until_idle()
     finally:

@@ -28,7 +28,7 @@ async def case_of_linked_patient(
 ) -> dict[str, Any]:
     """A planned case of a new local patient linked to `Patient/<remote_id>` on the connection."""
     patient = await create_patient(client)
-    async with database.transaction() as session:
+    async with database.unit_of_work() as session:
         await link_patient(session, connection_id, patient["id"], remote_id)
     case = await open_case(client, patient["id"], title="Home after hip fracture")
     base = f"/api/cases/{case['id']}"

@@ -20,7 +20,7 @@ LEASE = 30.0
 
 
 async def claim(database: Database, now: dt.datetime | None = None) -> list[claims.Claim]:
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         return await claims.claim_due(session, 10, LEASE, now)
 
 
@@ -41,7 +41,7 @@ async def test_a_pair_is_claimed_once_with_its_pending_rows_coalesced(
     assert {r.claim_token for r in rows} == {first.token}  # ... one push
 
     ok(await patch_case(client, ok(await client.get(f"/api/cases/{case['id']}")), title="Again"))
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         status = await claims.finish(session, claims.Finish(first, 3, {}))
     assert status is SyncStatus.pending  # a change arrived during the push: it goes again
     [second] = await claim(database)
@@ -65,7 +65,7 @@ async def test_an_expired_lease_is_claimed_again_and_the_old_one_cannot_finish(
     assert taken_over.token != crashed.token
     assert taken_over.attempt == 2
 
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         assert not await claims.renew(session, crashed, LEASE)
         assert await claims.finish(session, claims.Finish(crashed, 1, {})) is None
         assert await claims.renew(session, taken_over, LEASE)
@@ -89,14 +89,14 @@ async def test_a_batch_tells_the_lost_lease_from_the_later_claim_of_its_pair(
     crashed = first.pop(stale_case["id"])
     [running] = first.values()
     later = utcnow() + dt.timedelta(seconds=LEASE + 1)
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         assert await claims.renew(session, running, LEASE, now=later)
     [taken_over] = await claim(database, later)
     assert taken_over.case_id == stale_case["id"]
     assert taken_over.token != crashed.token
 
     finishes = [claims.Finish(c, 1, {}) for c in (crashed, running, taken_over)]
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         held = await claims.hold(session, [f.claim for f in finishes])
         assert held == {running, taken_over}
         assert await claims.finish_all(session, finishes, held) == [crashed]
@@ -112,6 +112,6 @@ async def test_renewal_pushes_the_expiry_forward(
     await case_of_linked_patient(client, database, connection, "p1")
     [held] = await claim(database)
     later = utcnow() + dt.timedelta(seconds=LEASE - 1)
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         assert await claims.renew(session, held, LEASE, later)
     assert await claim(database, utcnow() + dt.timedelta(seconds=LEASE + 1)) == []

@@ -26,7 +26,7 @@ async def outbox_rows(
 ) -> None:
     """Rows named by `ages`' keys, delivered that long ago (None: not delivered, a year old)."""
     now = utcnow()
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         session.add_all(
             PushOutboxEntry(
                 id=row_id,
@@ -83,7 +83,7 @@ async def test_the_dispatcher_prunes_by_the_retention_setting_then_waits_an_inte
     connection = await fake_connection(database, capabilities())
     case = await case_of_linked_patient(client, database, connection, "p1")
     await dispatcher.run_until_idle()  # the case's changes are delivered now
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         await session.execute(update(PushOutboxEntry).values(delivered_at=utcnow() - 31 * DAY))
     await outbox_rows(database, case["id"], connection, {"delivered-29-days-ago": 29 * DAY})
     delivered = await row_ids(database) - {"delivered-29-days-ago"}

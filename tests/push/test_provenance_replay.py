@@ -21,7 +21,7 @@ async def lose_links_and_replay(
     client: httpx.AsyncClient, database: Database, case_id: str, connection: str
 ) -> None:
     """What a worker killed before recording the push leaves: no links, the pair sent again."""
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         await session.execute(delete(ResourceLink).where(ResourceLink.connection_id == connection))
     replayed = ok(await client.post(f"/api/push/status/{case_id}/{connection}/replay"))
     assert replayed["status"] == "pending"

@@ -200,7 +200,7 @@ async def test_failures_back_off_honour_retry_after_and_dead_letter_then_replay(
 
 
 async def _make_due(database: Database) -> None:
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         await session.execute(update(PushSync).values(next_attempt_at=utcnow()))
 
 

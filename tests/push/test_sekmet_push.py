@@ -16,7 +16,6 @@ import orjson
 import pytest
 from sqlalchemy import delete, select
 
-from service.commit_hooks import install_commit_hooks
 from service.db.session import Database
 from service.fhir_store.models import StoredResource
 from service.links.models import ResourceLink
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def dispatcher(database: Database) -> AsyncIterator[PushDispatcher]:
-    pusher = PushDispatcher(install_commit_hooks(database))
+    pusher = PushDispatcher(database)
     yield pusher
     await pusher.close()
 
@@ -234,7 +233,7 @@ async def test_a_push_replayed_after_its_links_were_lost_leaves_one_provenance(
         plan = await care_plan(ehr, case["id"])
 
         # A worker killed after the EHR applied the push, before it recorded the links.
-        async with database.transaction(hooks=False) as session:
+        async with database.transaction() as session:
             await session.execute(
                 delete(ResourceLink).where(ResourceLink.connection_id == ehr.connection_id)
             )

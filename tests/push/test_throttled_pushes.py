@@ -47,7 +47,7 @@ async def sync_row(database: Database, case_id: str) -> PushSync:
 
 
 async def make_due(database: Database, case_id: str) -> None:
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         await session.execute(
             update(PushSync)
             .where(PushSync.case_id == case_id)

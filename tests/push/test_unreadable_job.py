@@ -48,7 +48,7 @@ async def test_a_job_that_cannot_be_read_fails_alone(
     connection = await fake_connection(database, capabilities(transaction=True))
     broken = await case_of_linked_patient(client, database, connection, "p1")
     healthy = await case_of_linked_patient(client, database, connection, "p2")
-    async with database.transaction(hooks=False) as session:
+    async with database.transaction() as session:
         await session.execute(
             update(StoredResource)
             .where(
