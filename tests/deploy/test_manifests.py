@@ -58,8 +58,10 @@ def test_compose_file_is_valid_and_has_the_production_shape() -> None:
 
     assert enabled("CASEBRIDGE_PULL_RUNNER_ENABLED") == {"pull-runner"}
     assert enabled("CASEBRIDGE_PUSH_DISPATCHER_ENABLED") == {"push-worker"}
-    for api in ("api-1", "api-2", "pull-runner"):
+    for api in ("api-1", "api-2"):
         assert "/readyz" in " ".join(ours[api]["healthcheck"]["test"])
+    assert ours["pull-runner"]["command"] == ["pull-runner"]
+    assert ours["push-worker"]["command"] == ["push-worker"]
 
 
 def manifests() -> list[tuple[str, dict[str, Any]]]:
@@ -106,12 +108,14 @@ def test_kubernetes_manifests_have_the_production_shape() -> None:
     assert workloads["casebridge-migrate"]["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "migrate"
     ]
-    assert workloads["casebridge-pull-runner"]["spec"]["replicas"] == 1
-    assert workloads["casebridge-pull-runner"]["spec"]["strategy"]["type"] == "Recreate"
-    for name in ("casebridge-api", "casebridge-pull-runner"):
-        container = workloads[name]["spec"]["template"]["spec"]["containers"][0]
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+    for name, command in (
+        ("casebridge-pull-runner", "pull-runner"),
+        ("casebridge-push-worker", "push-worker"),
+    ):
+        assert workloads[name]["spec"]["template"]["spec"]["containers"][0]["args"] == [command]
+    container = workloads["casebridge-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     service = documents["Service", "casebridge-api"]
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "api"
     config = documents["ConfigMap", "casebridge-config"]["data"]
