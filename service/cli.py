@@ -123,7 +123,8 @@ def push_worker(
     """Push committed case changes to linked EHRs (run beside the API for scale-out)."""
     from service.push.worker import run_worker
 
-    asyncio.run(run_worker(_settings(), once=once))
+    settings = _worker_settings()
+    asyncio.run(run_worker(settings, once=once))
 
 
 @app.command("pull-runner")
@@ -131,7 +132,18 @@ def pull_runner() -> None:
     """Run pull jobs and the scheduled refresh (beside the API, for scale-out; any number)."""
     from service.pull.worker import run_pull_runner
 
-    asyncio.run(run_pull_runner(get_settings()))
+    asyncio.run(run_pull_runner(_worker_settings()))
+
+
+def _worker_settings() -> Settings:
+    """A worker's settings, once its schema is known current, with the JSON logs `serve` has."""
+    from service.observability.logs import configure_logging
+
+    settings = _settings()
+    if not settings.auto_migrate:
+        _run_on_database(_require_current_schema())
+    configure_logging(settings.log_level)
+    return settings
 
 
 @app.command("generate-encryption-key")

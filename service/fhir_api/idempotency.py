@@ -204,8 +204,10 @@ async def idempotency(
     try:
         yield held
     finally:
-        if not held.answered:
-            await _release(database, principal.subject, key, claimed)
+        # Always, whether or not an answer was stored: one stored in the work's transaction is
+        # rolled back with it if that commit fails, and the release deletes only a reservation
+        # still unanswered (a committed answer stays).
+        await _release(database, principal.subject, key, claimed)
 
 
 async def _release(database: Database, principal: str, key: str, token: str) -> None:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.audit.events import AccessFacts
 from service.audit.middleware import note_access, note_entry_access
 from service.db.session import DatabaseDep
 from service.fhir_api.http import check_format, fhir_request, response_of
@@ -22,7 +23,7 @@ from service.fhir_api.idempotency import Idempotency, IdempotencyDep
 from service.fhir_api.metadata import statement_of
 from service.fhir_auth.principal import FhirPrincipal, FhirPrincipalDep
 from service.fhir_engine.request import FhirOutcome, FhirRequest
-from service.fhir_engine.router import FhirEngine, OutcomeKeeper
+from service.fhir_engine.router import FhirEngine, OutcomeKeeper, interaction_of
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(check_format)])
 
@@ -46,6 +47,11 @@ async def _served(
     idempotency: Idempotency | None = None,
 ) -> Response:
     if idempotency is not None and idempotency.replay is not None:
+        # The first answer again: a disclosure like the first, audited as such.
+        note_access(
+            request,
+            AccessFacts(interaction_of(fhir), fhir.resource_type, agent=principal.subject),
+        )
         return idempotency.replay
     result = await engine.handle(fhir, principal, keep=_kept_answer(idempotency))
     for facts, status in result.entry_facts:

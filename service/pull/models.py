@@ -139,6 +139,11 @@ class PullJob(Base):
     done_targets: Mapped[list[str]] = mapped_column(
         sa.JSON(), default=list, server_default=sa.text("'[]'")
     )
+    # The local patients whose records the job stored, whichever runner stored them: the
+    # audit of the finished job names them all.
+    pulled_patient_ids: Mapped[list[str]] = mapped_column(
+        sa.JSON(), default=list, server_default=sa.text("'[]'")
+    )
 
 
 class PullSchedule(Base):

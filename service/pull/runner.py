@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,8 +90,6 @@ class PullRunner:
         self.tokens = shared_backend_tokens(database, policy)
         self._wake = asyncio.Event()
         self._jobs: dict[str, asyncio.Task[None]] = {}
-        # Local patients each running job has pulled, for its audit record.
-        self._pulled_patients: dict[str, set[str]] = {}
         # The lease token of each job running here.
         self._leases: dict[str, str] = {}
         # Jobs stopped because their lease was lost: nothing more is written for them.
@@ -303,9 +303,15 @@ class PullRunner:
                     break
                 if waits == CIRCUIT_WAITS_PER_PATIENT:
                     break
-            if result.patient_id is not None:
-                self._pulled_patients.setdefault(job_id, set()).add(result.patient_id)
-            await self._record(job_id, token, target.label(), result.counts, result.failures, 1)
+            await self._record(
+                job_id,
+                token,
+                target.label(),
+                result.counts,
+                result.failures,
+                1,
+                patient_id=result.patient_id,
+            )
 
         async with client:
             if job.bulk_group_id is not None:
@@ -340,7 +346,7 @@ class PullRunner:
                     job_id, token, label, bulk.counts, bulk.failures, bulk.counts.get("Patient", 0)
                 )
             else:
-                await asyncio.gather(*(pull_one(target) for target in targets))
+                await _all_or_none(pull_one(target) for target in targets)
         await self._finish(job_id, token, None)
 
     async def _record(
@@ -351,6 +357,8 @@ class PullRunner:
         counts: dict[str, int],
         failures: list[Failure],
         patients_done: int,
+        *,
+        patient_id: str | None = None,
     ) -> None:
         """Add one target's outcome to the job, if this runner still holds it (else LeaseLost:
         the runner that took it over pulls that target again and records it)."""
@@ -360,6 +368,8 @@ class PullRunner:
             if job.lease_token != token or job.state is not PullState.running:
                 raise LeaseLost(job_id)
             job.done_targets = [*job.done_targets, target]
+            if patient_id is not None and patient_id not in job.pulled_patient_ids:
+                job.pulled_patient_ids = [*job.pulled_patient_ids, patient_id]
             job.patients_done += patients_done
             merged = dict(job.counts)
             for resource_type, count in counts.items():
@@ -398,7 +408,20 @@ class PullRunner:
                 state = PullState.cancelled
             job.state = state
             job.finished_at = utcnow()
-            await audit_finished_pull(session, job, self._pulled_patients.pop(job_id, set()))
+            await audit_finished_pull(session, job, set(job.pulled_patient_ids))
+
+
+async def _all_or_none(pulls: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the pulls at once; the first that fails (a lost lease) stops the others, so nothing
+    more is read or written for a job this runner no longer holds."""
+    tasks = [asyncio.create_task(pull) for pull in pulls]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _held_back(client: FhirClient) -> int:

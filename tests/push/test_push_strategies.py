@@ -170,18 +170,19 @@ async def test_failures_back_off_honour_retry_after_and_dead_letter_then_replay(
     # never less than it: a retry earlier than our backoff's ceiling would not be honouring it.
     ceiling = dt.timedelta(seconds=database.settings.push_retry_max_seconds)
     assert before + ceiling <= retry_at < before + dt.timedelta(seconds=3600)
+    assert status["attempts"] == 0  # throttling is no attempt: it never dead-letters alone
 
     max_attempts = database.settings.push_max_attempts
     with respx.mock(assert_all_called=True) as router:
         rejected = router.post(f"{BASE}/Condition").respond(
             422, json={"resourceType": "OperationOutcome", "issue": []}
         )
-        for _ in range(max_attempts - 1):
+        for _ in range(max_attempts):
             await _make_due(database)
             assert await dispatcher.run_once() == 1
         await _make_due(database)
         assert await dispatcher.run_once() == 0  # dead: never claimed again
-    assert rejected.call_count == max_attempts - 1
+    assert rejected.call_count == max_attempts
     status = await status_of(client, case["id"])
     assert status["status"] == "dead"
     assert status["attempts"] == max_attempts

@@ -27,6 +27,11 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("done_targets", sa.JSON(), server_default=sa.text("'[]'"), nullable=False)
         )
+        batch_op.add_column(
+            sa.Column(
+                "pulled_patient_ids", sa.JSON(), server_default=sa.text("'[]'"), nullable=False
+            )
+        )
     with op.batch_alter_table("push_syncs", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("throttles", sa.Integer(), server_default="0", nullable=False)
@@ -73,6 +78,7 @@ def downgrade() -> None:
     with op.batch_alter_table("push_syncs", schema=None) as batch_op:
         batch_op.drop_column("throttles")
     with op.batch_alter_table("ehr_pull_jobs", schema=None) as batch_op:
+        batch_op.drop_column("pulled_patient_ids")
         batch_op.drop_column("done_targets")
         batch_op.drop_column("lease_expires_at")
         batch_op.drop_column("lease_token")
