@@ -186,6 +186,28 @@ async def database_families(session: AsyncSession, *, audit_pending: int) -> lis
     return [depth, lag, jobs, push_conflicts, identity_conflicts, audit]
 
 
+def breaker_families() -> list[Metric]:
+    """This process's circuit breaker per EHR connection (service.ehr.circuit): 1 for the
+    state it is in, with its consecutive transient failures."""
+    from service.ehr.circuit import BreakerState, breaker_states
+
+    state = GaugeMetricFamily(
+        "casebridge_ehr_circuit_state",
+        "Circuit breaker of an EHR connection in this process: 1 for its current state.",
+        labels=["connection", "state"],
+    )
+    failures = GaugeMetricFamily(
+        "casebridge_ehr_circuit_failures",
+        "Consecutive transient failures counted by an EHR connection's breaker here.",
+        labels=["connection"],
+    )
+    for connection_id, snapshot in sorted(breaker_states().items()):
+        for each in BreakerState:
+            state.add_metric([connection_id, each.value], float(snapshot.state is each))
+        failures.add_metric([connection_id], snapshot.consecutive_failures)
+    return [state, failures]
+
+
 def _age(now: dt.datetime, oldest: dt.datetime | None) -> float:
     if oldest is None:
         return 0.0
@@ -210,7 +232,7 @@ async def metrics(
             session, audit_pending=recorder.pending if recorder is not None else 0
         )
     scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(_Snapshot(families))
+    scrape.register(_Snapshot(families + breaker_families()))
     return Response(
         generate_latest(REGISTRY) + generate_latest(scrape), media_type=CONTENT_TYPE_LATEST
     )

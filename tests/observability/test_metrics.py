@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.ehr.circuit import process_breakers
 from tests.api.case_factory import create_patient, ok
 
 
@@ -57,3 +58,26 @@ async def test_requests_are_counted_by_route_template_and_status(
         "casebridge_ehr_token_fetches",
         "casebridge_ehr_request_duration_seconds",
     } <= names
+
+
+async def test_each_connections_circuit_breaker_is_in_the_metrics(
+    client: httpx.AsyncClient,
+) -> None:
+    breaker = process_breakers.for_connection(
+        "metrics-breaker", failure_threshold=2, cooldown_seconds=60
+    )
+    try:
+        breaker.record_failure()
+        text = (await client.get("/metrics")).text
+        assert (
+            'casebridge_ehr_circuit_state{connection="metrics-breaker",state="closed"} 1.0' in text
+        )
+        assert 'casebridge_ehr_circuit_failures{connection="metrics-breaker"} 1.0' in text
+        breaker.record_failure()  # the threshold: it opens
+        text = (await client.get("/metrics")).text
+        assert 'casebridge_ehr_circuit_state{connection="metrics-breaker",state="open"} 1.0' in text
+        assert (
+            'casebridge_ehr_circuit_state{connection="metrics-breaker",state="closed"} 0.0' in text
+        )
+    finally:
+        process_breakers.forget("metrics-breaker")
