@@ -9,18 +9,11 @@ from typing import Any
 import orjson
 from fastapi.responses import Response
 
-from service.fhir_engine.responses import FHIR_JSON, ISSUE_CODE_BY_STATUS, error_outcome, outcome
+from service.fhir_engine.responses import FHIR_JSON, error_outcome
 
 FHIR_BASE_PATH = "/fhir"
 
-__all__ = [
-    "FHIR_BASE_PATH",
-    "FHIR_JSON",
-    "ISSUE_CODE_BY_STATUS",
-    "is_fhir_path",
-    "outcome",
-    "outcome_response",
-]
+__all__ = ["FHIR_BASE_PATH", "FHIR_JSON", "is_fhir_path", "outcome_response"]
 
 
 def is_fhir_path(path: str) -> bool:

@@ -336,10 +336,6 @@ async def claim_jobs(
     return token, list(result.scalars())
 
 
-async def lease_of(session: AsyncSession, job_id: str) -> str | None:
-    return await session.scalar(select(PullJob.lease_token).where(PullJob.id == job_id))
-
-
 async def renew_job(
     session: AsyncSession, job_id: str, token: str, lease_seconds: float
 ) -> bool | None:
