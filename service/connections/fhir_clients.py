@@ -3,8 +3,10 @@ connection row into a client, choosing the token provider by the connection's au
 
 from __future__ import annotations
 
+from service.connections import repository
 from service.connections.models import AuthMode, Connection
 from service.connections.service import signing_keys, stored_capabilities
+from service.db.session import Database
 from service.ehr.circuit import CircuitBreakers, process_breakers
 from service.ehr.client import FhirClient, TokenProvider
 from service.ehr.errors import EhrDiscoveryError
@@ -13,7 +15,35 @@ from service.ehr.url_policy import UrlPolicy
 from service.errors import RuleViolation
 from service.security.encryption import SecretBox
 from service.settings import Settings
-from service.smart.backend_services import BackendServicesGrant, BackendServicesTokens
+from service.smart.backend_services import (
+    BackendServicesGrant,
+    BackendServicesTokens,
+    KeySource,
+    shared_backend_tokens,
+)
+from service.smart.keys import ScheduledSigningKey
+
+
+def stored_signing_keys(database: Database, box: SecretBox) -> KeySource:
+    """Each connection's signing keys as stored when a token is requested, so a long-lived
+    client (a pull job of hours) signs with the key a rotation has since made current."""
+
+    async def keys(connection_id: str) -> tuple[ScheduledSigningKey, ...] | None:
+        async with database.transaction(write=False) as session:
+            connection = await repository.get_connection(session, connection_id)
+            if connection is None or not connection.keys:
+                return None
+            return signing_keys(connection, box)
+
+    return keys
+
+
+def connection_tokens(
+    database: Database, box: SecretBox, policy: UrlPolicy
+) -> BackendServicesTokens:
+    """The token cache of a process working for connections: tokens shared through the
+    database, keys read anew at each token request."""
+    return shared_backend_tokens(database, policy, stored_signing_keys(database, box))
 
 
 def backend_services_grant(

@@ -34,7 +34,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.audit.transfers import audit_finished_pull
-from service.connections.fhir_clients import backend_services_grant, fhir_client_for
+from service.connections.fhir_clients import (
+    backend_services_grant,
+    connection_tokens,
+    fhir_client_for,
+)
 from service.connections.models import AuthMode, Connection
 from service.connections.service import load_connection, stored_capabilities
 from service.db.base import utcnow
@@ -50,7 +54,6 @@ from service.pull.models import PullJob, PullState, final_state
 from service.pull.reader import RECORD_TYPES, Failure, PullTarget
 from service.pull.service import pull_patient_record
 from service.security.encryption import SecretBox
-from service.smart.backend_services import shared_backend_tokens
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ class PullRunner:
         self.box = SecretBox(self.settings.encryption_key.get_secret_value())
         # Its own token cache (jobs run outside any request), sharing tokens through the
         # database with every other process.
-        self.tokens = shared_backend_tokens(database, policy)
+        self.tokens = connection_tokens(database, self.box, policy)
         self._wake = asyncio.Event()
         self._jobs: dict[str, asyncio.Task[None]] = {}
         # The lease token of each job running here.

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.audit.transfers import DeliveredPush, audit_delivered_pushes
-from service.connections.fhir_clients import fhir_client_for
+from service.connections.fhir_clients import connection_tokens, fhir_client_for
 from service.connections.service import load_connection, stored_capabilities
 from service.db.base import utcnow
 from service.db.session import Database
@@ -49,7 +49,7 @@ from service.push.pusher import push_pair
 from service.push.retention import PRUNE_BATCH, PRUNE_INTERVAL_SECONDS, prune_delivered
 from service.push.writes import PushReport
 from service.security.encryption import SecretBox
-from service.smart.backend_services import BackendServicesTokens, shared_backend_tokens
+from service.smart.backend_services import BackendServicesTokens
 
 log = logging.getLogger(__name__)
 CONNECTION_RECHECK_SECONDS = 5.0
@@ -81,7 +81,7 @@ class PushDispatcher:
         self.settings = settings
         self.policy = policy or UrlPolicy.from_settings(settings)
         self.box = SecretBox(settings.encryption_key.get_secret_value())
-        self.tokens = tokens or shared_backend_tokens(database, self.policy)
+        self.tokens = tokens or connection_tokens(database, self.box, self.policy)
         # One pooled client per connection, remade when the connection row changes.
         self._clients: dict[str, _CachedClient] = {}
         # Pushes that start together must share the new client, not each make one.

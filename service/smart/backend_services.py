@@ -13,14 +13,17 @@ headers, a fresh `jti`, `exp` under five minutes) and the cache:
 - `reauthenticate(rejected)` (the FHIR client calls it on a 401) fetches a new token only if
   the rejected one is still the cached one: concurrent 401s lead to one new token;
 - with a `SharedTokenStore` (service.smart.shared_tokens), tokens are shared by every process
-  through the database: one process fetches, the others read what it stored.
+  through the database: one process fetches, the others read what it stored;
+- with a `KeySource`, each token request signs with the connection's keys as stored at that
+  moment, not as they were when the grant was built: a pull job that runs for hours crosses
+  key rotations (a rotated-out key leaves the published JWKS once its overlap ends).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +38,9 @@ from service.smart.keys import ScheduledSigningKey, SigningKey, key_signing_at
 from service.smart.oauth_client import AsyncOAuth2Client
 from service.smart.shared_tokens import SharedTokenStore, StoredToken
 from service.smart.token_requests import checked_token, mapped_token_errors
+
+# A connection's signing keys as stored now (oldest first), or None if it has none any more.
+KeySource = Callable[[str], Awaitable[tuple[ScheduledSigningKey, ...] | None]]
 
 # SMART caps `exp` at five minutes ahead; four leaves room for our clock running fast.
 ASSERTION_LIFETIME_SECONDS = 240
@@ -116,9 +122,11 @@ class BackendServicesTokens:
         refresh_margin_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
         shared: SharedTokenStore | None = None,
+        keys: KeySource | None = None,
     ) -> None:
         self._policy = policy
         self._shared = shared
+        self._keys = keys
         self._timeout_seconds = timeout_seconds
         self._refresh_margin_seconds = refresh_margin_seconds
         self._clock = clock
@@ -201,13 +209,14 @@ class BackendServicesTokens:
     async def _request_token(self, grant: BackendServicesGrant) -> CachedToken:
         url = grant.token_endpoint
         await self._policy.check(url)
+        signing_key = await self._signing_key(grant)
         requested_at = self._clock()
         async with (
             mapped_token_errors(url, "client_credentials"),
             AsyncOAuth2Client(
                 client_id=grant.client_id,
                 token_endpoint_auth_method=SmartPrivateKeyJWT(
-                    grant.signing_key, ASSERTION_LIFETIME_SECONDS
+                    signing_key, ASSERTION_LIFETIME_SECONDS
                 ),
                 scope=" ".join(grant.scopes),
                 transport=vetted_transport(self._policy),
@@ -223,6 +232,10 @@ class BackendServicesTokens:
             checked.scope,
             lifetime=checked.expires_at - requested_at,
         )
+
+    async def _signing_key(self, grant: BackendServicesGrant) -> SigningKey:
+        stored = await self._keys(grant.connection_id) if self._keys is not None else None
+        return key_signing_at(stored, datetime.now(UTC)) if stored else grant.signing_key
 
 
 def _stored(token: CachedToken) -> StoredToken:
@@ -247,8 +260,12 @@ class BackendServicesTokenProvider:
         return await self._tokens.reauthenticate(self._grant, rejected_token)
 
 
-def shared_backend_tokens(database: Database, policy: UrlPolicy) -> BackendServicesTokens:
-    """A token cache whose tokens every process using `database` shares."""
+def shared_backend_tokens(
+    database: Database, policy: UrlPolicy, keys: KeySource | None = None
+) -> BackendServicesTokens:
+    """A token cache whose tokens every process using `database` shares; `keys` (see
+    service.connections.fhir_clients.stored_signing_keys) reads each connection's keys anew at
+    every token request."""
     settings = database.settings
     assert settings.encryption_key is not None  # the settings validator guarantees one
     box = SecretBox(settings.encryption_key.get_secret_value())
@@ -256,4 +273,5 @@ def shared_backend_tokens(database: Database, policy: UrlPolicy) -> BackendServi
         policy=policy,
         timeout_seconds=settings.ehr_timeout_seconds,
         shared=SharedTokenStore(database, box, clock=time.time),
+        keys=keys,
     )

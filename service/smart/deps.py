@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.connections.fhir_clients import connection_tokens
 from service.db.session import Database
 from service.ehr.deps import UrlPolicyDep
 from service.security.encryption import SecretBox
 from service.settings import Settings
-from service.smart.backend_services import BackendServicesTokens, shared_backend_tokens
+from service.smart.backend_services import BackendServicesTokens
 
 
 async def get_secret_box(request: Request) -> SecretBox:
@@ -28,7 +29,10 @@ async def get_backend_tokens(request: Request, policy: UrlPolicyDep) -> BackendS
     tokens: BackendServicesTokens | None = getattr(request.app.state, "backend_tokens", None)
     if tokens is None:
         database: Database = request.app.state.database
-        tokens = shared_backend_tokens(database, policy)
+        settings: Settings = request.app.state.settings
+        assert settings.encryption_key is not None  # the settings validator guarantees one
+        box = SecretBox(settings.encryption_key.get_secret_value())
+        tokens = connection_tokens(database, box, policy)
         request.app.state.backend_tokens = tokens
     return tokens
 

@@ -20,11 +20,14 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import update
 
+from service.connections.fhir_clients import backend_services_grant, connection_tokens
 from service.connections.models import ConnectionKey
+from service.connections.service import load_connection
 from service.db.session import Database
 from service.security.encryption import SecretBox
 from service.smart.keys import ScheduledSigningKey, SigningKey, generate_key_pair, key_signing_at
 from tests.connections.conftest import TOKEN_URL, registration
+from tests.ehr.fakes import public_dns_policy
 
 
 class CachingEhr:
@@ -173,3 +176,40 @@ def test_a_schedule_signs_with_the_last_key_whose_time_has_come() -> None:
     assert key_signing_at(schedule, switch) is second
     with pytest.raises(ValueError, match="no key signs yet"):
         key_signing_at(schedule[1:], switch - dt.timedelta(seconds=1))
+
+
+async def test_a_client_built_before_a_rotation_signs_with_the_key_that_replaced_it(
+    client: httpx.AsyncClient, ehr: respx.MockRouter, database: Database
+) -> None:
+    """A pull job builds its client once and may run for hours: its token requests must sign
+    with the connection's keys as they are then, not as they were when the job began."""
+    connection = await _connection(client)
+    assert database.settings.encryption_key is not None
+    box = SecretBox(database.settings.encryption_key.get_secret_value())
+    async with database.transaction(write=False) as session:
+        row = await load_connection(session, connection["id"])
+    grant = backend_services_grant(row, box)  # the long job's grant, made before the rotation
+    tokens = connection_tokens(database, box, public_dns_policy())
+
+    rotated = (await _rotate(client, connection)).json()
+    activated = await client.post(
+        f"/api/admin/connections/{connection['id']}/keys/activate",
+        headers={"If-Match": f'W/"{rotated["version"]}"'},
+    )
+    assert activated.status_code == 200, activated.text
+    old_kid, new_kid = (k["kid"] for k in activated.json()["keys"])
+    # The old key's retirement moved into the past rather than waited for: the JWKS the EHR
+    # fetches now holds the new key only.
+    async with database.transaction() as session:
+        await session.execute(
+            update(ConnectionKey)
+            .where(ConnectionKey.kid == old_kid)
+            .values(retire_after=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+    fake = CachingEhr(client, f"/smart/connections/{connection['id']}/jwks.json")
+    await fake.refetch()
+    assert [k["kid"] for k in fake.cached.as_dict()["keys"]] == [new_kid]  # type: ignore[union-attr]
+    ehr.post(TOKEN_URL).mock(side_effect=fake.token)
+
+    await tokens.fresh_token(grant)
+    assert fake.kids == [new_kid]
