@@ -15,19 +15,23 @@ same way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.deps import Actor
 from service.auth.models import Role
+from service.cases.models import Case
 from service.db.session import Database
+from service.db.unit_of_work import UnitOfWork
 from service.errors import CaseBridgeError
 from service.fhir_engine.updates import UPDATABLE, apply_update
 from service.fhir_store import repository
-from service.links.models import ResourceLink
+from service.fhir_store.models import StoredResource
+from service.links.models import PatientLink, ResourceLink
 from service.links.repository import resource_link
 from service.push.job import PushJob
 from service.push.writes import PushReport
@@ -63,21 +67,76 @@ async def references_to_local(
 ) -> dict[str, str]:
     """`Type/<remote id>` -> `Type/<local id>` for the linked resources among `local_ids`, and
     the EHR's patient (`patients` = (local id, remote id))."""
+    async with database.transaction(write=False) as session:
+        return await links_to_local(session, connection_id, patients, local_ids)
+
+
+async def links_to_local(
+    session: AsyncSession,
+    connection_id: str,
+    patients: tuple[str, str],
+    local_ids: list[str],
+) -> dict[str, str]:
+    """`references_to_local`, in the caller's session."""
     local_patient, remote_patient = patients
     to_local = {f"Patient/{remote_patient}": f"Patient/{local_patient}"}
-    async with database.transaction(write=False) as session:
-        links = await session.scalars(
-            select(ResourceLink).where(
-                ResourceLink.connection_id == connection_id,
-                ResourceLink.local_id.in_(local_ids),
-                ResourceLink.remote_id.is_not(None),
-            )
+    links = await session.scalars(
+        select(ResourceLink).where(
+            ResourceLink.connection_id == connection_id,
+            ResourceLink.local_id.in_(local_ids),
+            ResourceLink.remote_id.is_not(None),
         )
-        for link in links:
-            to_local[f"{link.resource_type}/{link.remote_id}"] = (
-                f"{link.resource_type}/{link.local_id}"
-            )
+    )
+    for link in links:
+        to_local[f"{link.resource_type}/{link.remote_id}"] = f"{link.resource_type}/{link.local_id}"
     return to_local
+
+
+async def case_references_to_local(
+    session: AsyncSession, connection_id: str, case_id: str
+) -> dict[str, str] | None:
+    """`references_to_local` for every resource of a case; None when the case or its patient's
+    link to the connection is gone."""
+    case = await session.get(Case, case_id)
+    if case is None:
+        return None
+    remote_patient = await session.scalar(
+        select(PatientLink.remote_id).where(
+            PatientLink.connection_id == connection_id,
+            PatientLink.patient_id == case.patient_id,
+        )
+    )
+    if remote_patient is None:
+        return None
+    local_ids = await repository.ids_of_case(session, case_id)
+    return await links_to_local(
+        session, connection_id, (case.patient_id, remote_patient), local_ids
+    )
+
+
+async def apply_elements(
+    session: UnitOfWork,
+    actor: Actor,
+    stored: StoredResource,
+    version_id: int | None,
+    elements: Iterable[str],
+    remote: Mapping[str, Any],
+    to_local: dict[str, str] | None,
+) -> StoredResource:
+    """Set `elements` of the stored resource to their values in `remote` (the sender's form;
+    an element absent there is removed), with references mapped by `to_local` (None: they are
+    local already), and apply it through the domain rules (`apply_update`) as `actor`.
+    Raises what the rules raise, or UnmappedReference."""
+    local = orjson.loads(stored.content)
+    for element in elements:
+        if element in ("resourceType", "id", "meta"):
+            continue  # the local resource's own, whatever the sender's form holds
+        if element in remote:
+            value = remote[element]
+            local[element] = value if to_local is None else _localized(value, to_local)
+        else:
+            local.pop(element, None)
+    return await apply_update(session, actor, stored, local, version_id)
 
 
 async def apply_to_case(
@@ -101,15 +160,7 @@ async def apply_to_case(
             stored = await repository.latest(session, resource_type, local_id)
             if stored is None or stored.deleted:
                 return "the case no longer has it"
-            local = orjson.loads(stored.content)
-            for element in elements:
-                if element in ("resourceType", "id", "meta"):
-                    continue  # the local resource's own, whatever the EHR's form holds
-                if element in remote:
-                    local[element] = _localized(remote[element], to_local)
-                else:
-                    local.pop(element, None)
-            await apply_update(session, actor, stored, local, version_id)
+            await apply_elements(session, actor, stored, version_id, elements, remote, to_local)
     except (CaseBridgeError, UnmappedReference) as exc:
         return str(exc)
     return None
