@@ -18,6 +18,7 @@ from service.db.unit_of_work import UnitOfWork
 from service.errors import CaseBridgeError, Conflict, NotFound, UnprocessableEntity
 from service.fhir_engine.updates import UPDATABLE
 from service.fhir_store import repository as fhir_store
+from service.links.repository import resource_link
 from service.push.remote_edits import UnmappedReference, apply_elements, case_references_to_local
 from service.review import repository
 from service.review.models import ReviewDecision, ReviewItem, ReviewStatus
@@ -91,3 +92,9 @@ async def _apply_ehr_value(session: UnitOfWork, actor: Actor, item: ReviewItem) 
             f"the case still cannot take the sender's value: {exc}",
             extra={"elements": item.elements},
         ) from exc
+    if item.connection_id is not None:
+        # The case has the EHR's values now: they are no longer EHR edits the case lacks.
+        link = await resource_link(session, item.connection_id, item.resource_type, item.local_id)
+        if link is not None and link.remote_edits:
+            remaining = [e for e in link.remote_edits if e not in item.elements]
+            link.remote_edits = remaining or None
