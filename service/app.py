@@ -39,6 +39,7 @@ from service.pull import routes as pulls
 from service.pull.runner import PullRunner
 from service.push import routes as push
 from service.push.dispatcher import PushDispatcher
+from service.review import routes as review_items
 from service.settings import Settings, get_settings
 from service.smart import jwks_routes, launch_routes
 
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router,
         pulls.router,
         push.router,
+        review_items.router,
         # Routers of further domains go here.
     ):
         app.include_router(router)

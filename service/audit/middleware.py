@@ -27,9 +27,10 @@ from service.observability.request_ids import current_request_id
 log = logging.getLogger(__name__)
 
 UNAUDITED = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
-# `/api` reads of patient data: patients, their cases and everything recorded in a case, and
-# the records pulled from an EHR. (Route templates; a GET under one of these is audited.)
-PATIENT_DATA_PREFIXES = ("/api/patients", "/api/cases")
+# `/api` reads of patient data: patients, their cases and everything recorded in a case, the
+# records pulled from an EHR, and review items (which hold the EHR's and the case's values).
+# (Route templates; a GET under one of these is audited.)
+PATIENT_DATA_PREFIXES = ("/api/patients", "/api/cases", "/api/review-items")
 PATIENT_DATA_TEMPLATES = frozenset(
     {"/api/connections/{connection_id}/patients/{patient_id}/records"}
 )

@@ -16,6 +16,7 @@ from service.patients import models as patients
 from service.plans import models as plans
 from service.pull import models as pull
 from service.push import models as push
+from service.review import models as review
 from service.smart import models as smart
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "plans",
     "pull",
     "push",
+    "review",
     "smart",
 ]

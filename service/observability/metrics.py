@@ -123,6 +123,8 @@ class _Snapshot(Collector):
 async def database_families(session: AsyncSession, *, audit_pending: int) -> list[Metric]:
     from service.pull.models import IdentityConflict, PullJob, PullState
     from service.push.models import ConflictStatus, PushConflict, PushOutboxEntry
+    from service.review.models import ReviewSource
+    from service.review.repository import count_open_by_source
 
     now = utcnow()
     depth = GaugeMetricFamily(
@@ -178,12 +180,21 @@ async def database_families(session: AsyncSession, *, audit_pending: int) -> lis
     ):
         identity_conflicts.add_metric([connection_id], count)
 
+    review_items = GaugeMetricFamily(
+        "casebridge_review_items_open",
+        "Inbound changes the case could not take, waiting for a person to decide, per source.",
+        labels=["source"],
+    )
+    open_items = await count_open_by_source(session)
+    for source in ReviewSource:
+        review_items.add_metric([source.value], open_items.get(source, 0))
+
     audit = GaugeMetricFamily(
         "casebridge_audit_pending_records",
         "Audit records handed in by requests of this process and not yet committed.",
         value=audit_pending,
     )
-    return [depth, lag, jobs, push_conflicts, identity_conflicts, audit]
+    return [depth, lag, jobs, push_conflicts, identity_conflicts, review_items, audit]
 
 
 def breaker_families() -> list[Metric]:

@@ -5,32 +5,41 @@ EHR changed are taken into what is written back; they are the EHR's edits, so th
 them too. Each such element of a CarePlan, Goal or ServiceRequest is mapped back to local
 references and applied, with the EHR as the actor, through the same domain function as a `/fhir`
 update from an external app (`fhir_engine.updates.apply_update`: the domain rules hold, the case
-history names the EHR, the case is re-projected). What cannot be applied (an edit of a Condition
-or CareTeam, a reference to an EHR resource the case does not have, an edit the case rules
-refuse, a local edit made meanwhile) stays on the EHR and in the merge base, and the push
-reports it. A person's resolution of a conflict (take-remote, or an edit) reaches the case the
-same way.
+history names the EHR, the case is re-projected). An edit the rules refuse as a whole is
+applied element by element, so what the case can take (a CarePlan's title) is not held back by
+what it cannot (its `note`, which changes through the case's notes). What cannot be applied (an
+edit of a Condition or CareTeam, a reference to an EHR resource the case does not have, an
+element the case rules refuse, a local edit made meanwhile) stays on the EHR and in the merge
+base, the push reports it, and it becomes a review item (service/review) with the EHR's value,
+the case's value and the reason, for a person to decide. A person's resolution of a conflict
+(take-remote, or an edit) reaches the case the same way.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth.deps import Actor
 from service.auth.models import Role
+from service.cases.models import Case
 from service.db.session import Database
+from service.db.unit_of_work import UnitOfWork
 from service.errors import CaseBridgeError
 from service.fhir_engine.updates import UPDATABLE, apply_update
 from service.fhir_store import repository
-from service.links.models import ResourceLink
+from service.fhir_store.models import StoredResource
+from service.links.models import PatientLink, ResourceLink
 from service.links.repository import resource_link
 from service.push.job import PushJob
 from service.push.writes import PushReport
+from service.review.models import ReviewSource
+from service.review.repository import open_review_item
 
 JsonDict = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -63,21 +72,76 @@ async def references_to_local(
 ) -> dict[str, str]:
     """`Type/<remote id>` -> `Type/<local id>` for the linked resources among `local_ids`, and
     the EHR's patient (`patients` = (local id, remote id))."""
+    async with database.transaction(write=False) as session:
+        return await links_to_local(session, connection_id, patients, local_ids)
+
+
+async def links_to_local(
+    session: AsyncSession,
+    connection_id: str,
+    patients: tuple[str, str],
+    local_ids: list[str],
+) -> dict[str, str]:
+    """`references_to_local`, in the caller's session."""
     local_patient, remote_patient = patients
     to_local = {f"Patient/{remote_patient}": f"Patient/{local_patient}"}
-    async with database.transaction(write=False) as session:
-        links = await session.scalars(
-            select(ResourceLink).where(
-                ResourceLink.connection_id == connection_id,
-                ResourceLink.local_id.in_(local_ids),
-                ResourceLink.remote_id.is_not(None),
-            )
+    links = await session.scalars(
+        select(ResourceLink).where(
+            ResourceLink.connection_id == connection_id,
+            ResourceLink.local_id.in_(local_ids),
+            ResourceLink.remote_id.is_not(None),
         )
-        for link in links:
-            to_local[f"{link.resource_type}/{link.remote_id}"] = (
-                f"{link.resource_type}/{link.local_id}"
-            )
+    )
+    for link in links:
+        to_local[f"{link.resource_type}/{link.remote_id}"] = f"{link.resource_type}/{link.local_id}"
     return to_local
+
+
+async def case_references_to_local(
+    session: AsyncSession, connection_id: str, case_id: str
+) -> dict[str, str] | None:
+    """`references_to_local` for every resource of a case; None when the case or its patient's
+    link to the connection is gone."""
+    case = await session.get(Case, case_id)
+    if case is None:
+        return None
+    remote_patient = await session.scalar(
+        select(PatientLink.remote_id).where(
+            PatientLink.connection_id == connection_id,
+            PatientLink.patient_id == case.patient_id,
+        )
+    )
+    if remote_patient is None:
+        return None
+    local_ids = await repository.ids_of_case(session, case_id)
+    return await links_to_local(
+        session, connection_id, (case.patient_id, remote_patient), local_ids
+    )
+
+
+async def apply_elements(
+    session: UnitOfWork,
+    actor: Actor,
+    stored: StoredResource,
+    version_id: int | None,
+    elements: Iterable[str],
+    remote: Mapping[str, Any],
+    to_local: dict[str, str] | None,
+) -> StoredResource:
+    """Set `elements` of the stored resource to their values in `remote` (the sender's form;
+    an element absent there is removed), with references mapped by `to_local` (None: they are
+    local already), and apply it through the domain rules (`apply_update`) as `actor`.
+    Raises what the rules raise, or UnmappedReference."""
+    local = orjson.loads(stored.content)
+    for element in elements:
+        if element in ("resourceType", "id", "meta"):
+            continue  # the local resource's own, whatever the sender's form holds
+        if element in remote:
+            value = remote[element]
+            local[element] = value if to_local is None else _localized(value, to_local)
+        else:
+            local.pop(element, None)
+    return await apply_update(session, actor, stored, local, version_id)
 
 
 async def apply_to_case(
@@ -91,33 +155,79 @@ async def apply_to_case(
 ) -> str | None:
     """Apply `elements` of `remote` (the EHR's form) to the local resource at `version_id`
     (If-Match: a newer local edit wins); why not, or None when applied."""
+    reason, _ = await _apply_at(
+        database, connection_id, reference, version_id, elements, remote, to_local
+    )
+    return reason
+
+
+async def _apply_at(
+    database: Database,
+    connection_id: str,
+    reference: str,
+    version_id: int,
+    elements: list[str],
+    remote: JsonDict,
+    to_local: dict[str, str],
+) -> tuple[str | None, int | None]:
+    """`apply_to_case`, also returning the local version it made."""
     resource_type, local_id = reference.split("/", 1)
     if resource_type not in UPDATABLE:
-        return f"a {resource_type} changes through the case, not from the EHR"
+        return f"a {resource_type} changes through the case, not from the EHR", None
     # The EHR acts for itself: the case history names it, and the domain rules hold for it.
     actor = Actor(f"ehr:{connection_id}", Role.case_manager)
     try:
         async with database.unit_of_work() as session:
             stored = await repository.latest(session, resource_type, local_id)
             if stored is None or stored.deleted:
-                return "the case no longer has it"
-            local = orjson.loads(stored.content)
-            for element in elements:
-                if element in ("resourceType", "id", "meta"):
-                    continue  # the local resource's own, whatever the EHR's form holds
-                if element in remote:
-                    local[element] = _localized(remote[element], to_local)
-                else:
-                    local.pop(element, None)
-            await apply_update(session, actor, stored, local, version_id)
+                return "the case no longer has it", None
+            applied = await apply_elements(
+                session, actor, stored, version_id, elements, remote, to_local
+            )
+            made = applied.version_id
     except (CaseBridgeError, UnmappedReference) as exc:
-        return str(exc)
-    return None
+        return str(exc), None
+    return None, made
+
+
+async def apply_what_the_case_takes(
+    database: Database,
+    connection_id: str,
+    reference: str,
+    version_id: int,
+    elements: list[str],
+    remote: JsonDict,
+    to_local: dict[str, str],
+) -> dict[str, str]:
+    """Apply `elements` of `remote` to the case, each one the rules refuse left out: the edit
+    as a whole first, and if the rules refuse it, element by element (one refused element, such
+    as a CarePlan `note`, must not hold back the others). Returns element -> why refused."""
+    reason, version = await _apply_at(
+        database, connection_id, reference, version_id, elements, remote, to_local
+    )
+    resource_type = reference.split("/", 1)[0]
+    if reason is None:
+        return {}
+    if len(elements) == 1 or resource_type not in UPDATABLE:
+        return dict.fromkeys(elements, reason)
+    refused: dict[str, str] = {}
+    for element in elements:
+        if element in ("resourceType", "id", "meta"):
+            continue
+        reason, version = await _apply_at(
+            database, connection_id, reference, version_id, [element], remote, to_local
+        )
+        if reason is None and version is not None:
+            version_id = version  # the next element applies on top of this one
+        elif reason is not None:
+            refused[element] = reason
+    return refused
 
 
 async def apply_remote_edits(database: Database, job: PushJob, report: PushReport) -> None:
-    """Apply `report.merged_from_remote` to the case; note in `report.remote_edits_kept_remote`
-    what could not be."""
+    """Apply `report.merged_from_remote` to the case; what it cannot take stays on the EHR
+    (`note_remote_edits`), is noted in `report.remote_edits_kept_remote`, and becomes a review
+    item a person decides on."""
     if not report.merged_from_remote:
         return
     to_local = await references_to_local(
@@ -128,11 +238,12 @@ async def apply_remote_edits(database: Database, job: PushJob, report: PushRepor
     )
     versions = {r.reference: r.version_id for r in job.resources}
     for reference, elements in report.merged_from_remote.items():
-        base = await _merged_base(database, job.connection_id, reference)
-        reason = (
-            "the push left no merged copy"
+        merged = await _merged_base(database, job.connection_id, reference)
+        base, remote_id = merged if merged is not None else (None, None)
+        refused = (
+            dict.fromkeys(elements, "the push left no merged copy")
             if base is None or reference not in versions
-            else await apply_to_case(
+            else await apply_what_the_case_takes(
                 database,
                 job.connection_id,
                 reference,
@@ -142,15 +253,72 @@ async def apply_remote_edits(database: Database, job: PushJob, report: PushRepor
                 to_local,
             )
         )
-        if reason is not None:
-            report.remote_edits_kept_remote[reference] = f"{', '.join(elements)}: {reason}"
+        if refused:
+            report.remote_edits_kept_remote[reference] = "; ".join(
+                f"{element}: {reason}" for element, reason in sorted(refused.items())
+            )
+            await open_refused_edit_items(
+                database,
+                ReviewSource.merge,
+                refused,
+                base or {},
+                case_id=job.case_id,
+                patient_id=job.local_patient_id,
+                connection_id=job.connection_id,
+                reference=reference,
+                remote_id=remote_id,
+            )
         # What stays only on the EHR is remembered: a later local change to it is a conflict.
-        kept, taken = (elements, []) if reason is not None else ([], elements)
-        await note_remote_edits(database, job.connection_id, reference, kept=kept, taken=taken)
-    for reference, reason in report.remote_edits_kept_remote.items():
-        log.warning(
-            "an EHR edit of %s was not applied to case %s: %s", reference, job.case_id, reason
+        taken = [e for e in elements if e not in refused]
+        await note_remote_edits(
+            database, job.connection_id, reference, kept=sorted(refused), taken=taken
         )
+
+
+async def open_refused_edit_items(
+    database: Database,
+    source: ReviewSource,
+    refused: Mapping[str, str],
+    ehr_form: Mapping[str, Any],
+    *,
+    case_id: str,
+    patient_id: str | None,
+    connection_id: str,
+    reference: str,
+    remote_id: str | None,
+) -> None:
+    """One review item per reason the case refused elements of an EHR edit (or resolution),
+    with the EHR's values of them and the case's current ones."""
+    resource_type, local_id = reference.split("/", 1)
+    by_reason: dict[str, list[str]] = {}
+    for element, reason in sorted(refused.items()):
+        by_reason.setdefault(reason, []).append(element)
+    async with database.transaction() as session:
+        stored = await repository.latest(session, resource_type, local_id)
+        case_form: JsonDict = (
+            orjson.loads(stored.content) if stored is not None and not stored.deleted else {}
+        )
+        for reason, elements in by_reason.items():
+            item = await open_review_item(
+                session,
+                source=source,
+                reason=reason,
+                resource_type=resource_type,
+                elements=elements,
+                ehr_value={e: ehr_form[e] for e in elements if e in ehr_form},
+                case_value={e: case_form[e] for e in elements if e in case_form},
+                case_id=case_id,
+                patient_id=patient_id,
+                connection_id=connection_id,
+                local_id=local_id,
+                remote_reference=None if remote_id is None else f"{resource_type}/{remote_id}",
+            )
+            log.info(
+                "an EHR edit of %s (%s) awaits review as item %s",
+                reference,
+                ", ".join(elements),
+                item.id,
+            )
 
 
 async def note_remote_edits(
@@ -175,12 +343,15 @@ async def note_remote_edits(
             await session.flush()
 
 
-async def _merged_base(database: Database, connection_id: str, reference: str) -> JsonDict | None:
-    """What the push wrote for the resource (the merge's result, in the EHR's form)."""
+async def _merged_base(
+    database: Database, connection_id: str, reference: str
+) -> tuple[JsonDict, str | None] | None:
+    """What the push wrote for the resource (the merge's result, in the EHR's form), and the
+    EHR's id of it."""
     resource_type, local_id = reference.split("/", 1)
     async with database.transaction(write=False) as session:
         link = await resource_link(session, connection_id, resource_type, local_id)
     if link is None or not link.pushed_content:
         return None
     content: JsonDict = orjson.loads(link.pushed_content)
-    return content
+    return content, link.remote_id

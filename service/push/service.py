@@ -7,7 +7,6 @@ gets 412. Then the pair's delivery goes on: its sync row is pending again.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
@@ -22,8 +21,6 @@ from service.db.session import Database
 from service.ehr.errors import EhrPreconditionFailed, EhrRejected
 from service.ehr.url_policy import UrlPolicy
 from service.errors import Conflict, NotFound, PreconditionFailed, UnprocessableEntity
-from service.fhir_store import repository
-from service.links.models import PatientLink
 from service.links.repository import resource_link
 from service.push.models import (
     ConflictResolution,
@@ -32,14 +29,18 @@ from service.push.models import (
     PushSync,
     SyncStatus,
 )
-from service.push.remote_edits import apply_to_case, note_remote_edits, references_to_local
+from service.push.remote_edits import (
+    apply_what_the_case_takes,
+    case_references_to_local,
+    note_remote_edits,
+    open_refused_edit_items,
+)
 from service.push.remote_form import SERVER_OWNED, without_server_owned
 from service.push.schemas import ConflictResolutionIn
 from service.push.writes import location_identity
+from service.review.models import ReviewSource
 from service.security.encryption import SecretBox
 from service.smart.backend_services import BackendServicesTokens
-
-log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
 
@@ -175,7 +176,7 @@ async def _apply_resolution(
 ) -> list[str]:
     """The resolved content is the case's too: the elements where it differs from the local
     version the conflict was about go to the case, like the EHR's merged edits. Returns those
-    the case could not take (they stay on the EHR only)."""
+    the case could not take (they stay on the EHR only, and become a review item)."""
     elements = sorted(
         key
         for key in set(content) | set(conflict.local)
@@ -185,32 +186,36 @@ async def _apply_resolution(
         return []
     async with database.transaction(write=False) as session:
         case = await session.get(Case, conflict.case_id)
-        remote_patient = await session.scalar(
-            select(PatientLink.remote_id).where(
-                PatientLink.connection_id == conflict.connection_id,
-                PatientLink.patient_id == (case.patient_id if case else None),
-            )
-        )
-        local_ids = await repository.ids_of_case(session, conflict.case_id)
-    if case is None or remote_patient is None:
-        return []
-    to_local = await references_to_local(
-        database, conflict.connection_id, (case.patient_id, remote_patient), local_ids
-    )
+        to_local = await case_references_to_local(session, conflict.connection_id, conflict.case_id)
+    if case is None:
+        return []  # the case is gone, and its conflicts with it
     reference = f"{conflict.resource_type}/{conflict.local_id}"
-    reason = await apply_to_case(
-        database,
-        conflict.connection_id,
-        reference,
-        conflict.local_version_id,
-        elements,
-        content,
-        to_local,
+    refused = (
+        dict.fromkeys(elements, "the case's patient is no longer linked to this connection")
+        if to_local is None
+        else await apply_what_the_case_takes(
+            database,
+            conflict.connection_id,
+            reference,
+            conflict.local_version_id,
+            elements,
+            content,
+            to_local,
+        )
     )
-    if reason is None:
-        return []
-    log.warning("the resolution of %s was not applied to the case: %s", reference, reason)
-    return elements
+    if refused:
+        await open_refused_edit_items(
+            database,
+            ReviewSource.resolution,
+            refused,
+            content,
+            case_id=case.id,
+            patient_id=case.patient_id,
+            connection_id=conflict.connection_id,
+            reference=reference,
+            remote_id=conflict.remote_id,
+        )
+    return sorted(refused)
 
 
 async def _refresh(database: Database, conflict_id: str, remote: JsonDict) -> None:
