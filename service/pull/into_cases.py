@@ -53,7 +53,7 @@ from service.db.session import Database
 from service.errors import CaseBridgeError
 from service.fhir_engine.updates import UPDATABLE
 from service.fhir_store import repository as fhir_store
-from service.links.repository import resource_link, resource_link_by_remote
+from service.links.repository import linked_remote_ids, resource_link, resource_link_by_remote
 from service.plans.models import Intervention
 from service.push.remote_edits import UnmappedReference, apply_elements, case_references_to_local
 from service.push.remote_form import remote_form, without_server_owned
@@ -113,8 +113,16 @@ async def bring_pulled_changes_to_cases(
 ) -> CaseUpdates:
     """Bring the EHR's changes of `resources` (as pulled) to the open cases that hold them."""
     updates = CaseUpdates()
-    for pulled in resources:
-        if pulled.get("resourceType") not in UPDATABLE:
+    candidates = [r for r in resources if r.get("resourceType") in UPDATABLE]
+    if not candidates:
+        return updates
+    # One query for which of them any case holds: most pulled resources are the EHR's own.
+    async with database.transaction(write=False) as session:
+        linked = await linked_remote_ids(
+            session, connection_id, [(str(r["resourceType"]), str(r["id"])) for r in candidates]
+        )
+    for pulled in candidates:
+        if (str(pulled["resourceType"]), str(pulled["id"])) not in linked:
             continue
         try:
             async with database.transaction(write=False) as session:
