@@ -147,6 +147,7 @@ class InterventionStatus(StrEnum):
     on_hold = "on_hold"
     completed = "completed"
     revoked = "revoked"
+    entered_in_error = "entered_in_error"  # the receiver withdrew it as never valid
 
 
 class PerformerKind(StrEnum):
@@ -161,6 +162,8 @@ class ReferralOutcome(StrEnum):
     unable_to_contact = "unable_to_contact"
     waitlisted = "waitlisted"
     referred_elsewhere = "referred_elsewhere"
+    # The receiver completed the referral without saying how it went: a planner completes it.
+    not_reported = "not_reported"
 
 
 class CareTeamRole(StrEnum):

@@ -162,6 +162,16 @@ def load_casebridge_displays() -> Mapping[tuple[str, str], str]:
     }
 
 
+def load_referral_closed_by_receiver() -> Mapping[tuple[str, str], InterventionStatus]:
+    """(resource type, its status on the receiver's side) -> the referral's status in the case,
+    for the states in which the receiver has finished with the referral. One row per state, so
+    that Task.status (the receiver's work on the referral) joins ServiceRequest.status here."""
+    return {
+        (row["resource_type"], row["fhir"]): InterventionStatus(row["internal"])
+        for row in read_table("referral_closed_by_receiver.csv")
+    }
+
+
 CASE_STATUS = load_code_map("case_status.csv", CaseStatus)
 GOAL_LIFECYCLE = load_code_map("goal_lifecycle.csv", GoalLifecycle)
 GOAL_ACHIEVEMENT = load_code_map("goal_achievement.csv", GoalAchievement)
@@ -180,6 +190,7 @@ CARE_TEAM_ROLE = load_coding_table("care_team_role.csv", CareTeamRole)
 NEED_DOMAIN = load_need_domains()
 INTERVENTION_TYPE = load_intervention_types()
 CASEBRIDGE_DISPLAY = load_casebridge_displays()
+REFERRAL_CLOSED_BY_RECEIVER = load_referral_closed_by_receiver()
 
 # Inverse lookups of the coding tables: (system, code) -> internal code.
 SEVERITY_BY_CODE: Mapping[tuple[str, str], Severity] = {

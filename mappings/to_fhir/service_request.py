@@ -32,6 +32,7 @@ from mappings.narrative import generated_narrative
 from mappings.preserved_elements import restore_elements
 from mappings.to_fhir.context import CaseContext
 from mappings.to_fhir.element_order import element_order
+from mappings.vocabulary import ReferralOutcome
 
 
 def intervention_categories(intervention: InterventionRecord) -> list[JsonDict]:
@@ -81,19 +82,20 @@ def occurrence(intervention: InterventionRecord) -> JsonDict:
     }
 
 
+def outcome_extension(outcome: ReferralOutcome) -> JsonDict:
+    """The referral-outcome extension saying `outcome`."""
+    display = casebridge_display("referral-outcome", outcome.value)
+    return {
+        "url": EXT_REFERRAL_OUTCOME,
+        "valueCodeableConcept": {
+            "coding": [coding(REFERRAL_OUTCOME_SYSTEM, outcome.value, display)]
+        },
+    }
+
+
 def referral_outcome(intervention: InterventionRecord) -> list[JsonDict] | None:
     outcome = intervention.referral_outcome
-    if outcome is None:
-        return None
-    display = casebridge_display("referral-outcome", outcome.value)
-    return [
-        {
-            "url": EXT_REFERRAL_OUTCOME,
-            "valueCodeableConcept": {
-                "coding": [coding(REFERRAL_OUTCOME_SYSTEM, outcome.value, display)]
-            },
-        }
-    ]
+    return None if outcome is None else [outcome_extension(outcome)]
 
 
 def build_service_request(intervention: InterventionRecord, context: CaseContext) -> JsonDict:

@@ -3,6 +3,8 @@ them)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,3 +65,19 @@ async def resource_link_by_remote(
             ResourceLink.remote_id == remote_id,
         )
     )
+
+
+async def linked_remote_ids(
+    session: AsyncSession, connection_id: str, remote: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which of these (type, remote id) pairs of the connection are linked to a local record."""
+    if not remote:
+        return set()
+    rows = await session.execute(
+        select(ResourceLink.resource_type, ResourceLink.remote_id).where(
+            ResourceLink.connection_id == connection_id,
+            ResourceLink.resource_type.in_({t for t, _ in remote}),
+            ResourceLink.remote_id.in_({i for _, i in remote}),
+        )
+    )
+    return {(t, i) for t, i in rows.all() if i is not None} & set(remote)

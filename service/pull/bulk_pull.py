@@ -4,7 +4,8 @@ The Patient file is read first, so that each patient is matched (by identifier) 
 before its resources arrive; the other files are stored as they stream, a batch per
 transaction, each resource filed under the local patient its `subject`/`patient` names.
 Memory holds one batch, whatever the file size. The Group's cursor moves to the export's
-`transactionTime` only when every file was read without a bad line.
+`transactionTime` only when every file was read without a bad line. As after a patient pull,
+the EHR's changes of resources that open cases hold reach those cases (`into_cases`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from service.ehr.errors import EhrError
 from service.pull import repository
 from service.pull.bulk import BadLine, BulkExport, OutputFile
 from service.pull.identity import Ambiguous, match_patient
+from service.pull.into_cases import bring_pulled_changes_to_cases
 from service.pull.reader import Failure
 
 BATCH_SIZE = 500
@@ -133,6 +135,12 @@ async def _store_batch(
                 rows.append((local, remote_patient, resource))
         stored = await repository.upsert_record_rows(session, connection_id, rows)
     result.counts[resource_type] = result.counts.get(resource_type, 0) + stored
+    # Stored first; then what the EHR changed in resources open cases hold reaches them. A
+    # failure keeps the Group's cursor, so the next export reads it again.
+    updates = await bring_pulled_changes_to_cases(database, connection_id, batch)
+    result.failures.extend(
+        Failure(kind, reason, remote_id) for (kind, remote_id), reason in updates.failed.items()
+    )
 
 
 def _patient_of(resource: JsonObject) -> str | None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -170,6 +170,21 @@ async def advance_cursors(
             }
             for resource_type, since in sinces.items()
         ],
+    )
+
+
+async def forget_cursors(
+    session: AsyncSession, connection_id: str, remote_patient_id: str, types: Sequence[str]
+) -> None:
+    """The next pull reads these types in full again."""
+    if not types:
+        return
+    await session.execute(
+        delete(PullCursor).where(
+            PullCursor.connection_id == connection_id,
+            PullCursor.remote_patient_id == remote_patient_id,
+            PullCursor.resource_type.in_(list(types)),
+        )
     )
 
 

@@ -1,7 +1,8 @@
 """Pull one patient's record from one connection into CaseBridge: read it (reader), decide who
 the patient is (identity), and store every resource, the link and the new cursors in one
 transaction. Safe to repeat: records are upserted and cursors only move on after a type was
-read in full."""
+read in full. Then what the EHR changed in resources that open cases hold reaches those cases
+(`into_cases`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from service.ehr.discovery import Capabilities
 from service.ehr.errors import EhrError
 from service.pull import repository
 from service.pull.identity import Ambiguous, match_patient
+from service.pull.into_cases import CaseUpdates, bring_pulled_changes_to_cases
 from service.pull.reader import (
     CARE_PLAN_REFERENCES,
     RECORD_TYPES,
@@ -40,6 +42,8 @@ class PatientPullResult:
     # Resources stored, per type (the Patient included).
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    # What the pull brought to the open cases that hold its resources.
+    case_updates: CaseUpdates = field(default_factory=CaseUpdates)
 
     @property
     def complete(self) -> bool:
@@ -114,6 +118,19 @@ async def pull_patient_record(
                 # time, in case the EHR has corrected it.
                 advanced[read.resource_type] = read.server_time
         await repository.advance_cursors(session, connection_id, remote_id, advanced)
+    # Stored first: the EHR's record is kept whatever the cases make of it.
+    result.case_updates = await bring_pulled_changes_to_cases(
+        database, connection_id, (r for read in reads for r in read.resources.values())
+    )
+    failed = result.case_updates.failed
+    for (resource_type, resource_id), reason in failed.items():
+        result.failures.append(Failure(resource_type, reason, resource_id))
+    if failed:
+        # Read those types in full next time, so their changes get another chance.
+        async with database.transaction() as session:
+            await repository.forget_cursors(
+                session, connection_id, remote_id, sorted({t for t, _ in failed})
+            )
     return result
 
 
