@@ -95,5 +95,8 @@ EXT_NEED_ASSESSMENT: Final = casebridge_extension("need-assessment")
 EXT_PROGRESS_ACHIEVEMENT: Final = casebridge_extension("goal-progress-achievement")
 EXT_TARGET_DETAIL_TEXT: Final = casebridge_extension("goal-target-detail-text")
 EXT_REFERRAL_OUTCOME: Final = casebridge_extension("referral-outcome")
+# The `id` (FHIR R4 §2.3 Element.id) of the ServiceRequest annotation that is the case's outcome
+# note. `note` is 0..* Annotation: the receiver's and the EHR's notes sit beside it, kept.
+OUTCOME_NOTE_ID: Final = "casebridge-outcome-note"
 EXT_CHECK_IN_GOAL_PROGRESS: Final = casebridge_extension("check-in-goal-progress")
 EXT_TRANSITION: Final = casebridge_extension("care-transition")

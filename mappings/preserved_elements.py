@@ -16,6 +16,11 @@ Three elements are merged rather than replaced, so the service's own entries are
 `identifier` (the key of conditional writes), `category` (holds the slices US Core requires
 and the program) and `basedOn` (a ServiceRequest's link to the case's CarePlan).
 
+`note` (0..* Annotation) is merged too: the annotations the case did not produce (the receiver's
+note beside a referral's outcome note, an EHR's note without the id a case note needs) are kept
+when the case changes its own notes; one is the case's own when its text is one the case
+produced on receipt.
+
 Three more things are kept beside the elements:
 
 - `as_sent`: the lexical form of every received date, dateTime, instant and decimal (see
@@ -43,6 +48,7 @@ from mappings.lexical_forms import (
 )
 
 MERGED_ELEMENTS = frozenset({"identifier", "category", "basedOn"})
+ANNOTATION_LISTS = frozenset({"note"})
 NOT_PRESERVED = frozenset({"resourceType", "id", "meta", "text"})
 KEPT_META = ("profile", "tag", "security", "source")
 AUTHORED_NARRATIVE = frozenset({"additional", "extensions"})
@@ -60,7 +66,10 @@ def preserve_elements(received: Mapping[str, Any], generated: Mapping[str, Any])
             kept[element] = json_safe(value)
             produced[element] = now
     for element, now in generated.items():
-        if element not in received and element not in NOT_PRESERVED | MERGED_ELEMENTS:
+        if (
+            element not in received
+            and element not in NOT_PRESERVED | MERGED_ELEMENTS | ANNOTATION_LISTS
+        ):
             kept[element] = None
             produced[element] = now
     extras: JsonDict = {"received": kept, "generated": produced} if kept else {}
@@ -92,8 +101,9 @@ def restore_elements(
         unchanged = comparable(now) == comparable(then)
         if element == "text":
             restore_narrative(restored, value, unchanged=unchanged)
-        elif element in MERGED_ELEMENTS:
-            items = _merge_items(value or [], now or [], then or [], unchanged=unchanged)
+        elif element in MERGED_ELEMENTS | ANNOTATION_LISTS:
+            merge = _merge_annotations if element in ANNOTATION_LISTS else _merge_items
+            items = merge(value or [], now or [], then or [], unchanged=unchanged)
             if items:
                 restored[element] = items
             else:
@@ -148,6 +158,25 @@ def _merge_items(
     # The case changed the element: keep only the foreign items, then what the case says now.
     foreign = [item for item in received if item not in then]
     return foreign + [item for item in now if item not in foreign]
+
+
+def _merge_annotations(
+    received: list[Any], now: list[Any], then: list[Any], *, unchanged: bool
+) -> list[Any]:
+    """The received annotations while the case's notes are unchanged; once it changes them,
+    what it says now, then the received annotations that were never the case's own."""
+    if unchanged:
+        return received + [note for note in now if _text(note) not in _texts(received)]
+    own = _texts(then)
+    return now + [note for note in received if _text(note) not in own]
+
+
+def _text(note: Any) -> Any:
+    return note.get("text") if isinstance(note, dict) else None
+
+
+def _texts(notes: list[Any]) -> set[Any]:
+    return {_text(note) for note in notes}
 
 
 def _codings(item: Any) -> set[tuple[Any, Any]]:

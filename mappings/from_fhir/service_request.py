@@ -8,6 +8,7 @@ from typing import Any
 from mappings.canonical import (
     EXT_REFERRAL_OUTCOME,
     INTERVENTION_TYPE_SYSTEM,
+    OUTCOME_NOTE_ID,
     REFERRAL_OUTCOME_SYSTEM,
     SNOMED,
 )
@@ -85,6 +86,20 @@ def referral_outcome(resource: Mapping[str, Any]) -> ReferralOutcome | None:
     return None
 
 
+def outcome_note(notes: object) -> str | None:
+    """The case's outcome note among a ServiceRequest's annotations: the one with its id, else a
+    lone annotation of text alone (how the case wrote it before it had an id). Any other note is
+    the receiver's or the EHR's: kept in the record's `fhir_extras` (and on the EHR), never
+    taken for the case's own."""
+    annotations = [n for n in notes if isinstance(n, Mapping)] if isinstance(notes, list) else []
+    for note in annotations:
+        if note.get("id") == OUTCOME_NOTE_ID and isinstance(note.get("text"), str):
+            return str(note["text"])
+    if len(annotations) == 1 and set(annotations[0]) == {"text"}:
+        return str(annotations[0]["text"])
+    return None
+
+
 def intervention_record(resource: Mapping[str, Any]) -> InterventionRecord:
     """The case's view of a (validated) ServiceRequest, without extras."""
     code = resource.get("code")
@@ -95,7 +110,6 @@ def intervention_record(resource: Mapping[str, Any]) -> InterventionRecord:
         period.get("start")
     )
     performers = resource.get("performer") or []
-    notes = resource.get("note") or []
     return InterventionRecord(
         id=resource["id"],
         kind=required_code(resource, "intent", INTERVENTION_KIND.to_case),
@@ -114,5 +128,5 @@ def intervention_record(resource: Mapping[str, Any]) -> InterventionRecord:
         goal_ids=referenced_ids(resource.get("supportingInfo"), "Goal"),
         need_ids=referenced_ids(resource.get("reasonReference"), "Condition"),
         referral_outcome=referral_outcome(resource),
-        outcome_note=notes[0].get("text") if len(notes) == 1 else None,
+        outcome_note=outcome_note(resource.get("note")),
     )

@@ -6,6 +6,7 @@ from mappings.canonical import (
     EXT_REFERRAL_OUTCOME,
     IDENTIFIER_SYSTEM,
     INTERVENTION_TYPE_SYSTEM,
+    OUTCOME_NOTE_ID,
     REFERRAL_OUTCOME_SYSTEM,
     SNOMED,
     profiles_for,
@@ -132,7 +133,9 @@ def build_service_request(intervention: InterventionRecord, context: CaseContext
             {"reference": f"Condition/{need_id}"} for need_id in intervention.need_ids
         ],
         supportingInfo=[{"reference": f"Goal/{goal_id}"} for goal_id in intervention.goal_ids],
-        note=[{"text": intervention.outcome_note}] if intervention.outcome_note else None,
+        note=[{"id": OUTCOME_NOTE_ID, "text": intervention.outcome_note}]
+        if intervention.outcome_note
+        else None,
     )
 
 

@@ -199,15 +199,18 @@ _NEWER = exists().where(
     _outbox.delivered_at.is_(None),
 )
 _VERSION = bindparam("version", type_=Integer)
-# A parked pair, or a push that delivered no plan, keeps the version it last synced.
-_KEEPS_VERSION = or_(_PARKED, _VERSION.is_(None))
+# A push that delivered no plan (none changed, or the CarePlan waits on a conflict) keeps the
+# version it last synced.
+_KEEPS_VERSION = _VERSION.is_(None)
 _SETTLE = (
     update(_syncs)
     .where(_OF_THE_CLAIM)
     .values(
+        # A change that came in during the push is pushed next, open conflicts or not: they
+        # hold back only their own resources.
         status=case(
-            (_PARKED, literal(SyncStatus.conflict, _status)),
             (_NEWER, literal(SyncStatus.pending, _status)),
+            (_PARKED, literal(SyncStatus.conflict, _status)),
             else_=bindparam("done", type_=_status),
         ),
         synced_version=case((_KEEPS_VERSION, _sync.synced_version), else_=_VERSION),

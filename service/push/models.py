@@ -7,7 +7,8 @@
   (`lease_token`, `lease_expires_at`) to push that pair, so at most one push per pair is in
   flight, and an expired lease (a crashed worker) is taken over by the next claim.
 - `PushConflict`: a resource whose three-way merge found elements changed on both sides; it
-  parks its pair until a person resolves it.
+  holds back that resource only until a person resolves it: the rest of the case (and its
+  closure) is pushed meanwhile.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class SyncStatus(StrEnum):
     pending = "pending"  # a change waits to be pushed
     in_flight = "in-flight"  # a worker holds the lease and is pushing
     synced = "synced"  # the EHR has the latest projection
-    conflict = "conflict"  # parked: a conflict waits for a person
+    # Synced but for the resources open conflicts hold back (each waits for a person); a new
+    # change wakes the pair like a synced one.
+    conflict = "conflict"
     failed = "failed"  # the last attempt failed; it is retried at next_attempt_at
     dead = "dead"  # the attempts ran out; only a replay sends it again
     unsupported = "unsupported"  # the EHR cannot write what this case needs

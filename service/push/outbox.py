@@ -17,9 +17,10 @@ from service.links.models import PatientLink
 from service.push.dialect import is_postgres
 from service.push.models import PushOutboxEntry, PushSync, SyncStatus
 
-# A new change wakes a pair that was done (or could not be written before); a pair in flight,
-# failed (retried on its schedule), parked by a conflict or dead-lettered keeps its state.
-WOKEN_BY_A_CHANGE = (SyncStatus.synced, SyncStatus.unsupported)
+# A new change wakes a pair that was done (or could not be written before), also one whose
+# open conflicts hold back their own resources: the rest of the case keeps flowing. A pair in
+# flight, failed (retried on its schedule) or dead-lettered keeps its state.
+WOKEN_BY_A_CHANGE = (SyncStatus.synced, SyncStatus.unsupported, SyncStatus.conflict)
 
 
 async def enqueue_pushes(
@@ -43,20 +44,33 @@ async def enqueue_pushes(
     ).all()
     if not pairs:
         return
+    await _queue(session, [(case_id, to, reprojected[case_id]) for case_id, to in pairs])
+
+
+async def enqueue_pair(
+    session: AsyncSession, case_id: str, connection_id: str, author: str | None
+) -> None:
+    """Queue a push of one pair: a resolved conflict's resource goes to the EHR next (also
+    when a push of the pair is in flight now: it settles to pending, not past this row)."""
+    await _queue(session, [(case_id, connection_id, author)])
+
+
+async def _queue(session: AsyncSession, pairs: list[tuple[str, str, str | None]]) -> None:
+    """An outbox row for each (case, connection, author), and each pair's sync row woken."""
     # Pair rows are locked in one order everywhere (the dispatcher records outcomes in it too),
     # so two transactions that lock several never wait on each other in a cycle.
-    pairs = sorted(pairs)
+    pairs = sorted(pairs, key=lambda pair: pair[:2])
     now = utcnow()
     session.add_all(
         PushOutboxEntry(
             case_id=case_id,
             connection_id=connection_id,
-            author=reprojected[case_id],
+            author=author,
             created_at=now,
         )
-        for case_id, connection_id in pairs
+        for case_id, connection_id, author in pairs
     )
-    for case_id, connection_id in pairs:
+    for case_id, connection_id, _author in pairs:
         await _ensure_sync_row(session, case_id, connection_id)
         # Lock the pair's row (PostgreSQL) before reading its status: a worker finishing the
         # pair at this moment then waits for this commit and sees the new outbox row, instead

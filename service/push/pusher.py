@@ -1,5 +1,7 @@
 """One push of a (case, connection) pair: write what its job holds (loaded with the claim) by
-the strategy the EHR allows, and park what could not be merged as conflicts."""
+the strategy the EHR allows, and park what could not be merged as conflicts. A conflict holds
+back its own resource only: the other resources of the case (and its closure, the CarePlan's
+status) go on, and the parked one goes once a person resolves the conflict."""
 
 from __future__ import annotations
 
@@ -76,4 +78,7 @@ async def push_pair(
                         status=ConflictStatus.open,
                     )
                 )
-    return ctx.report, job.care_plan_version
+    held_back = job.parked | {found.resource.id for found in ctx.report.conflicts}
+    plan_held_back = any(r.resource_type == "CarePlan" and r.id in held_back for r in job.resources)
+    # The plan's version counts as synced only when the EHR has it, not while it waits.
+    return ctx.report, None if plan_held_back else job.care_plan_version

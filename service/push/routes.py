@@ -27,7 +27,8 @@ async def get_sync_status(
     case_id: Annotated[str | None, Query()] = None,
     connection_id: Annotated[str | None, Query()] = None,
 ) -> list[SyncStatusOut]:
-    """Per case and connection: pending, in-flight, synced (at CarePlan version N), conflict,
+    """Per case and connection: pending, in-flight, synced (at CarePlan version N), conflict
+    (synced but for the resources its open conflicts hold back; `open_conflicts` counts them),
     failed (with its reason, retried), dead (replay it) or unsupported (with the reasons); and
     the connection's circuit breaker as this process sees it."""
     query = select(PushSync).order_by(PushSync.case_id, PushSync.connection_id)
@@ -35,11 +36,16 @@ async def get_sync_status(
         query = query.where(PushSync.case_id == case_id)
     if connection_id is not None:
         query = query.where(PushSync.connection_id == connection_id)
+    rows = list(await session.scalars(query.limit(500)))
+    open_conflicts = await service.open_conflict_counts(session, [row.case_id for row in rows])
     return [
         SyncStatusOut.model_validate(row).model_copy(
-            update={"circuit": process_breakers.state_of(row.connection_id)}
+            update={
+                "circuit": process_breakers.state_of(row.connection_id),
+                "open_conflicts": open_conflicts.get((row.case_id, row.connection_id), 0),
+            }
         )
-        for row in await session.scalars(query.limit(500))
+        for row in rows
     ]
 
 

@@ -18,6 +18,11 @@ class SyncStatusOut(BaseModel):
     case_id: str
     connection_id: str
     status: SyncStatus
+    open_conflicts: int = Field(
+        0,
+        description="Open conflicts of the pair: each holds back its own resource only; the "
+        "rest of the case is pushed (status `conflict` once it all is).",
+    )
     attempts: int
     throttles: int = Field(
         0, description="Times in a row the EHR throttled this pair or its circuit was open."

@@ -2,7 +2,9 @@
 
 Resolving writes to the EHR at once (keep-local, edit) with `If-Match` on the remote version the
 person saw; if the EHR copy changed again meanwhile, the conflict is refreshed and the caller
-gets 412. Then the pair's delivery goes on: its sync row is pending again.
+gets 412. Then the resource the conflict held back is queued: the pair's next push sends its
+later local versions, if any. (The rest of the case never waited: a conflict parks its own
+resource only.)
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.cases.models import Case
@@ -29,6 +31,7 @@ from service.push.models import (
     PushSync,
     SyncStatus,
 )
+from service.push.outbox import enqueue_pair
 from service.push.remote_edits import (
     apply_what_the_case_takes,
     case_references_to_local,
@@ -54,14 +57,29 @@ async def replay(session: AsyncSession, case_id: str, connection_id: str) -> Pus
         raise NotFound(f"case {case_id} has never been queued for connection {connection_id}")
     if sync.status is SyncStatus.in_flight:
         raise Conflict("that push is in flight now")
-    if sync.status is SyncStatus.conflict:
-        raise Conflict("that push waits for a conflict to be resolved")
     sync.status = SyncStatus.pending
     sync.attempts = 0
     sync.next_attempt_at = utcnow()
     sync.last_error = None
     await session.flush()
     return sync
+
+
+async def open_conflict_counts(
+    session: AsyncSession, case_ids: list[str]
+) -> dict[tuple[str, str], int]:
+    """(case id, connection id) -> how many open conflicts the pair has, for `case_ids`."""
+    if not case_ids:
+        return {}
+    rows = await session.execute(
+        select(PushConflict.case_id, PushConflict.connection_id, func.count())
+        .where(
+            PushConflict.case_id.in_(sorted(set(case_ids))),
+            PushConflict.status == ConflictStatus.open,
+        )
+        .group_by(PushConflict.case_id, PushConflict.connection_id)
+    )
+    return {(case_id, connection_id): count for case_id, connection_id, count in rows}
 
 
 async def load_conflict(session: AsyncSession, conflict_id: str) -> PushConflict:
@@ -154,15 +172,9 @@ async def resolve(
         conflict.resolved_by = actor
         conflict.resolved_at = utcnow()
         await session.flush()
-        await session.execute(
-            update(PushSync)
-            .where(
-                PushSync.case_id == conflict.case_id,
-                PushSync.connection_id == conflict.connection_id,
-                PushSync.status == SyncStatus.conflict,
-            )
-            .values(status=SyncStatus.pending, next_attempt_at=utcnow(), attempts=0)
-        )
+        # The resource the conflict held back goes to the EHR with the pair's next push (its
+        # later local versions too); the rest of the case never waited.
+        await enqueue_pair(session, conflict.case_id, conflict.connection_id, actor)
     if resolution is not ConflictResolution.keep_local:
         kept = await _apply_resolution(database, conflict, content)
         if kept:

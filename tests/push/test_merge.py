@@ -34,7 +34,10 @@ def test_the_same_change_on_both_sides_and_removals() -> None:
     removed_there = {k: v for k, v in BASE.items() if k != "note"}
     assert "note" not in three_way_merge(BASE, BASE, removed_there).merged
     # Removed on one side, changed on the other: a conflict, not a silent loss.
-    assert three_way_merge(BASE, removed_there, BASE | {"note": []}).conflicts == ["note"]
+    described = BASE | {"description": "d"}
+    without = {k: v for k, v in described.items() if k != "description"}
+    clash = three_way_merge(described, without, BASE | {"description": "e"})
+    assert clash.conflicts == ["description"]
 
 
 def test_server_owned_elements_are_not_compared_and_our_narrative_wins() -> None:
