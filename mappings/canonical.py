@@ -46,6 +46,7 @@ IDENTIFIER_SYSTEM: Final[dict[str, str]] = {
 # --- code systems ---------------------------------------------------------------------------
 SNOMED: Final = "http://snomed.info/sct"
 LOINC: Final = "http://loinc.org"
+ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
 US_CORE_CATEGORY: Final = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
 US_CORE_CAREPLAN_CATEGORY: Final = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
 US_CORE_CONDITION_CATEGORY: Final = "http://hl7.org/fhir/us/core/CodeSystem/condition-category"

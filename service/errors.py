@@ -57,8 +57,8 @@ class RuleViolation(CaseBridgeError):
     kind = "rule-violation"
     title = "The change breaks a case-management rule"
 
-    def __init__(self, rule: str, detail: str) -> None:
-        super().__init__(detail, extra={"rule": rule})
+    def __init__(self, rule: str, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail, extra={"rule": rule, **(extra or {})})
         self.rule = rule
 
 

@@ -22,6 +22,7 @@ from enum import StrEnum
 from importlib import resources
 from typing import Generic, TypeVar
 
+from mappings.canonical import ICD10CM, SDOHCC_TEMPORARY_CODES, SNOMED
 from mappings.vocabulary import (
     AdministrativeGender,
     CareTeamRole,
@@ -199,12 +200,29 @@ SEVERITY_BY_CODE: Mapping[tuple[str, str], Severity] = {
 CARE_TEAM_ROLE_BY_CODE: Mapping[tuple[str, str], CareTeamRole] = {
     (e.system, e.code): k for k, e in CARE_TEAM_ROLE.items() if e.system and e.code
 }
-NEED_DOMAIN_BY_SDOHCC_CODE: Mapping[str, NeedDomain] = {
-    e.sdohcc_code: k for k, e in NEED_DOMAIN.items() if e.sdohcc_code
-}
 INTERVENTION_TYPE_BY_SNOMED: Mapping[str, InterventionType] = {
     e.snomed_code: k for k, e in INTERVENTION_TYPE.items() if e.snomed_code
 }
+
+
+# The short system names of `sdoh_domain.csv`.
+SDOH_CODE_SYSTEMS: Mapping[str, str] = {
+    "sdohcc": SDOHCC_TEMPORARY_CODES,
+    "snomed": SNOMED,
+    "icd10cm": ICD10CM,
+}
+
+
+def load_sdoh_domains() -> Mapping[tuple[str, str], NeedDomain]:
+    """(system, code) -> need domain: the SDOH Clinical Care IG's category codes, and the SDOH
+    findings (SNOMED CT, ICD-10-CM Z59) an EHR codes a health concern with, many to one."""
+    return {
+        (SDOH_CODE_SYSTEMS[row["system"]], row["code"]): NeedDomain(row["domain"])
+        for row in read_table("sdoh_domain.csv")
+    }
+
+
+SDOH_DOMAIN_BY_CODE = load_sdoh_domains()
 
 
 def casebridge_display(code_system: str, internal: str) -> str:

@@ -32,6 +32,7 @@ class NeedCreate(NeedIn):
 
 
 class NeedUpdate(RequestBody):
+    domain: NeedDomain | None = None
     description: Text | None = None
     severity: Severity | None = None
     status: NeedStatus | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -14,10 +15,22 @@ from service.db.unit_of_work import UnitOfWork
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-safe form of a column value (dates, decimals and enums become strings)."""
+    """A JSON-safe form of a value: dates and times as ISO 8601 strings, decimals as strings,
+    enums as their codes, models (a goal's target, a performer) as their JSON objects. Never a
+    Python repr: the history is read by clients, not by Python."""
     if isinstance(value, Enum):
         return value.value
-    return orjson.loads(orjson.dumps(value, default=str))
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    return orjson.loads(orjson.dumps(value, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} has no JSON form in the case history")
 
 
 def apply_changes(
@@ -52,6 +65,7 @@ def record_event(
     """Add the history entry, and note the record in the unit of work's change set (its
     commit projects it)."""
     session.changes.note_case(case_id, actor.id, entity, entity_id)
+    changes = {field: [_plain(value) for value in pair] for field, pair in changes.items()}
     session.add(
         CaseEvent(
             case_id=case_id,

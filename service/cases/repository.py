@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mappings.vocabulary import CaseStatus, GoalLifecycle, Program
+from mappings.vocabulary import CaseStatus, GoalLifecycle, InterventionStatus, Program
 from service.api.pagination import fetch_page
 from service.cases.models import Case, CaseChild, CaseEvent
+
+if TYPE_CHECKING:
+    from service.plans.models import Goal, Intervention
 
 ChildT = TypeVar("ChildT", bound=CaseChild)
 
@@ -20,6 +23,12 @@ OPEN_GOAL_STATES = (
     GoalLifecycle.accepted,
     GoalLifecycle.active,
     GoalLifecycle.on_hold,
+)
+# Services not yet delivered nor called off.
+OPEN_INTERVENTION_STATES = (
+    InterventionStatus.draft,
+    InterventionStatus.active,
+    InterventionStatus.on_hold,
 )
 
 
@@ -92,3 +101,25 @@ async def list_events(
     if after_id is not None:
         statement = statement.where(CaseEvent.id > after_id)
     return (await session.scalars(statement.order_by(CaseEvent.id).limit(limit))).all()
+
+
+async def open_plan_items(
+    session: AsyncSession, case_id: str
+) -> tuple[Sequence[Goal], Sequence[Intervention]]:
+    """The case's goals and interventions (referrals, services) that are still open."""
+    from service.plans.models import Goal, Intervention
+
+    goals = await session.scalars(
+        select(Goal)
+        .where(Goal.case_id == case_id, Goal.lifecycle_status.in_(OPEN_GOAL_STATES))
+        .order_by(Goal.id)
+    )
+    interventions = await session.scalars(
+        select(Intervention)
+        .where(
+            Intervention.case_id == case_id,
+            Intervention.status.in_(OPEN_INTERVENTION_STATES),
+        )
+        .order_by(Intervention.id)
+    )
+    return goals.all(), interventions.all()

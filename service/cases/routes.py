@@ -11,6 +11,7 @@ from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES, UPDATE_PROB
 from service.audit.middleware import note_patients
 from service.auth.deps import ActorDep
 from service.cases import repository
+from service.cases.closure import change_case
 from service.cases.models import CareTeamMember, Note, Transition
 from service.cases.records_router import RecordType, case_records_router
 from service.cases.schemas import (
@@ -28,7 +29,7 @@ from service.cases.schemas import (
     TransitionOut,
     TransitionUpdate,
 )
-from service.cases.service import load_case, open_case, update_case
+from service.cases.service import load_case, open_case
 from service.cases.team_and_transitions import (
     add_member,
     add_note,
@@ -102,7 +103,7 @@ async def patch_case(
 ) -> CaseOut:
     expected = required_version(if_match)
     case = await load_case(session, case_id)
-    case = await update_case(session, actor, case, body, expected)
+    case = await change_case(session, actor, case, body, expected)
     set_etag(response, case.version)
     return CaseOut.model_validate(case)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,15 +30,30 @@ class CaseCreate(RequestBody):
     )
 
 
-class CaseUpdate(RequestBody):
-    """Status changes follow the lifecycle; closing needs `closure_reason`."""
+class OpenItemAction(StrEnum):
+    """What closing a case does to a goal or intervention still open: `complete` (Goal
+    completed, ServiceRequest completed) or `cancel` (Goal cancelled, ServiceRequest revoked)."""
 
+    complete = "complete"
+    cancel = "cancel"
+
+
+class CaseUpdate(RequestBody):
+    """Status changes follow the lifecycle; closing needs `closure_reason`, and, while goals or
+    interventions are open, `open_items` saying what becomes of them."""
+
+    program: Program | None = None
     title: ShortText | None = None
     manager: ShortText | None = None
     priority: Priority | None = None
     status: CaseStatus | None = None
     closure_reason: ClosureReason | None = None
     closure_note: Text | None = None
+    open_items: OpenItemAction | dict[str, OpenItemAction] | None = Field(
+        None,
+        description="Only when closing: `complete` or `cancel` every open goal and intervention, "
+        "or {id: action} for each of them.",
+    )
 
 
 class CaseOut(StoredRecord):

@@ -1,4 +1,12 @@
-"""Case rules: the lifecycle, closure, and that a closed case is final."""
+"""Case rules: the lifecycle, closure, and that a closed case is final.
+
+- A case closes only with a reason (`case.close.reason`) and with no goal or intervention left
+  open (`case.close.open-items`): the caller settles them first (`closure.change_case` does it
+  when the request says how), so the EHR never keeps an active Goal or ServiceRequest of a
+  closed plan.
+- The program can change while the case is open (a case opened from EHR data may start under
+  the wrong one); a closed case is final.
+"""
 
 from __future__ import annotations
 
@@ -77,9 +85,13 @@ async def open_case(session: UnitOfWork, actor: Actor, data: CaseCreate) -> Case
     return case
 
 
-def _check_status_change(case: Case, data: CaseUpdate) -> None:
+def is_closing(case: Case, data: CaseUpdate) -> bool:
+    return data.status is CaseStatus.closed and case.status is not CaseStatus.closed
+
+
+def check_status_change(case: Case, data: CaseUpdate) -> None:
     target = data.status
-    closing = target is CaseStatus.closed and case.status is not CaseStatus.closed
+    closing = is_closing(case, data)
     if case.status is CaseStatus.closed:
         raise RuleViolation("case.closed.final", "a closed case cannot change")
     if target is not None and target is not case.status and not may_move(case.status, target):
@@ -94,14 +106,50 @@ def _check_status_change(case: Case, data: CaseUpdate) -> None:
         raise RuleViolation(
             "case.close.reason", "closure_reason and closure_note are given only when closing"
         )
+    if not closing and data.open_items is not None:
+        raise RuleViolation("case.close.open-items", "open_items is given only when closing")
+
+
+async def check_nothing_left_open(session: AsyncSession, case: Case) -> None:
+    """Refuse to close a case while goals or interventions are open, naming each of them."""
+    goals, interventions = await repository.open_plan_items(session, case.id)
+    if not goals and not interventions:
+        return
+    items = [
+        {
+            "id": g.id,
+            "resource_type": "Goal",
+            "description": g.description,
+            "status": g.lifecycle_status.value,
+        }
+        for g in goals
+    ] + [
+        {
+            "id": i.id,
+            "resource_type": "ServiceRequest",
+            "kind": i.kind.value,
+            "description": i.description or i.type.value,
+            "status": i.status.value,
+        }
+        for i in interventions
+    ]
+    named = ", ".join(f"{item['resource_type']}/{item['id']} ({item['status']})" for item in items)
+    raise RuleViolation(
+        "case.close.open-items",
+        f"the case has open goals or referrals: {named}; complete or cancel them first "
+        "(on /api, `open_items` does it with the closure)",
+        extra={"open_items": items},
+    )
 
 
 async def update_case(
     session: UnitOfWork, actor: Actor, case: Case, data: CaseUpdate, expected: int | None
 ) -> Case:
     check_version(case.version, expected)
-    _check_status_change(case, data)
-    changes = apply_changes(case, data)
+    check_status_change(case, data)
+    if is_closing(case, data):
+        await check_nothing_left_open(session, case)
+    changes = apply_changes(case, data, frozenset({"open_items"}))
     if case.status is CaseStatus.closed and case.closed_at is None:
         case.closed_at = utcnow()
     if changes:

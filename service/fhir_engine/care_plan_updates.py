@@ -31,7 +31,7 @@ OWNED_ELSEWHERE = {
     "activity": "POST a ServiceRequest, or record check-ins and transitions through /api",
     "addresses": "the case's assessments (its needs become Conditions)",
     "careTeam": "the case's care team",
-    "category": "the case's program, set when the case opens",
+    "category": "the case's program, through PATCH /api/cases/{id}",
     "period": "the case's lifecycle (opened and closed dates)",
     "created": "the case's lifecycle",
     "note": "the case's notes, through /api",

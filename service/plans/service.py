@@ -123,7 +123,7 @@ async def change_goal(
         for column, value in _target_columns(data.target).items():
             setattr(goal, column, value)
         if before_target != goal.target:
-            extra["target"] = [str(before_target), str(goal.target)]
+            extra["target"] = [before_target, goal.target]
     goal = await change_record(
         session,
         actor,
@@ -247,7 +247,7 @@ async def change_intervention(
         for column, value in _performer_columns(data.performer).items():
             setattr(row, column, value)
         if before_performer != row.performer:
-            extra["performer"] = [str(before_performer), str(row.performer)]
+            extra["performer"] = [before_performer, row.performer]
     row = await change_record(
         session,
         actor,

@@ -25,7 +25,7 @@ from mappings.from_fhir import (
     import_goal,
     import_service_request,
 )
-from mappings.vocabulary import CaseStatus
+from mappings.vocabulary import CaseStatus, Program
 from service.auth.deps import Actor
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
@@ -57,8 +57,16 @@ class OpenedCase:
 
 
 async def open_case_from_ehr(
-    session: UnitOfWork, actor: Actor, connection_id: str, patient_id: str
+    session: UnitOfWork,
+    actor: Actor,
+    connection_id: str,
+    patient_id: str,
+    *,
+    program: Program | None = None,
+    manager: str | None = None,
 ) -> OpenedCase:
+    """`program` and `manager` are the planner's choice; without one, the EHR plan's (a plan
+    CaseBridge wrote names its program), else nursing."""
     if await get_patient(session, patient_id) is None:
         raise NotFound(f"patient {patient_id} not found")
     records = await repository.records_of_patient(session, connection_id, patient_id)
@@ -127,7 +135,12 @@ async def open_case_from_ehr(
                 skipped.append((team_key[0], team_key[1], "the care team has no named members"))
                 team_key = None
     # The case opens at intake: a person reviews what the EHR said before planning on it.
-    record = record.model_copy(update={"status": CaseStatus.intake})
+    chosen_fields: dict[str, Any] = {"status": CaseStatus.intake}
+    if program is not None:
+        chosen_fields["program"] = program
+    if manager is not None:
+        chosen_fields["manager"] = manager
+    record = record.model_copy(update=chosen_fields)
     case = await store_imported_case(session, actor, record)
     opened = OpenedCase(case.id, skipped=skipped)
     versions = {(r.resource_type, r.remote_id): r.remote_version_id for r in records}

@@ -19,6 +19,7 @@ from service.pull.identity import resolve_conflict
 from service.pull.models import PullJob, PullState
 from service.pull.runner import PullRunner
 from service.pull.schemas import (
+    CaseFromEhrCreate,
     CaseFromEhrOut,
     ConflictResolution,
     IdentityConflictOut,
@@ -167,11 +168,16 @@ async def open_case_from_pulled_record(
     session: SessionDep,
     actor: ActorDep,
     response: Response,
+    body: CaseFromEhrCreate | None = None,
 ) -> CaseFromEhrOut:
     """Open a case at intake from what was pulled: needs from the EHR's problems and health
-    concerns, and its CarePlan, Goals, ServiceRequests and CareTeam, each linked to its source."""
+    concerns, and its CarePlan, Goals, ServiceRequests and CareTeam, each linked to its source.
+    The body chooses the program (and manager); both can be changed later."""
     await load_connection(session, connection_id)
-    opened = await open_case_from_ehr(session, actor, connection_id, patient_id)
+    choice = body or CaseFromEhrCreate()
+    opened = await open_case_from_ehr(
+        session, actor, connection_id, patient_id, program=choice.program, manager=choice.manager
+    )
     response.headers["Location"] = f"/api/cases/{opened.case_id}"
     return CaseFromEhrOut(
         case_id=opened.case_id,

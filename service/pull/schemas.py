@@ -7,7 +7,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from service.api.schemas import RequestBody
+from mappings.vocabulary import Program
+from service.api.schemas import RequestBody, ShortText
 from service.pull.models import PullState
 from service.pull.reader import RECORD_TYPES
 
@@ -128,6 +129,18 @@ class SkippedResourceOut(BaseModel):
     resource_type: str
     remote_id: str
     reason: str
+
+
+class CaseFromEhrCreate(RequestBody):
+    """What the planner chooses when a case opens from EHR data (the EHR's plan names no
+    CaseBridge program unless CaseBridge wrote it)."""
+
+    program: Program | None = Field(
+        None,
+        description="The case's program; else the one the EHR's CarePlan names, else nursing. "
+        "It can be changed later with PATCH /api/cases/{id}.",
+    )
+    manager: ShortText | None = None
 
 
 class CaseFromEhrOut(BaseModel):

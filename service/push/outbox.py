@@ -15,6 +15,7 @@ from service.cases.models import Case
 from service.db.base import new_id, utcnow
 from service.links.models import PatientLink
 from service.push.dialect import is_postgres
+from service.push.held_back import empty_drafts
 from service.push.models import PushOutboxEntry, PushSync, SyncStatus
 
 # A new change wakes a pair that was done (or could not be written before), also one whose
@@ -33,6 +34,8 @@ async def enqueue_pushes(
         # A newly linked patient's cases go to the EHR as they are.
         for case_id in await session.scalars(select(Case.id).where(Case.patient_id.in_(linked))):
             reprojected.setdefault(case_id, None)
+    for case_id in await empty_drafts(session, list(reprojected)):
+        del reprojected[case_id]  # an empty draft plan waits for content (see held_back)
     if not reprojected:
         return
     pairs = (

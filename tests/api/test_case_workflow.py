@@ -131,15 +131,31 @@ async def test_a_case_from_referral_to_closure(client: httpx.AsyncClient) -> Non
     ok(await client.post(f"{base}/notes", json={"text": "Daughter will drive to PCP."}), 201)
 
     case = await move_case(client, case, "transition")
-    closed = ok(
+    # The goal is still open: the closure is refused and names it, and nothing changes.
+    refused = ok(
         await client.patch(
             base,
             json={"status": "closed", "closure_reason": "goals_met"},
+            headers={"If-Match": f'W/"{case["version"]}"'},
+        ),
+        409,
+    )
+    assert refused["rule"] == "case.close.open-items"
+    assert [(i["resource_type"], i["id"], i["status"]) for i in refused["open_items"]] == [
+        ("Goal", goal["id"], "active")
+    ]
+    assert ok(await client.get(base))["status"] == "transition"
+    closed = ok(
+        await client.patch(
+            base,
+            json={"status": "closed", "closure_reason": "goals_met", "open_items": "complete"},
             headers={"If-Match": f'W/"{case["version"]}"'},
         )
     )
     assert closed["status"] == "closed"
     assert closed["closed_at"] is not None
+    goal_closed = ok(await client.get(f"{base}/goals/{goal['id']}"))
+    assert goal_closed["lifecycle_status"] == "completed"
 
     history = ok(await client.get(f"{base}/history"))
     entities = [(e["action"], e["entity"]) for e in history]

@@ -140,6 +140,15 @@ async def test_put_care_plan_updates_the_case(
     refused = outcome(await fhir.put(f"/CarePlan/{case_id}", json=closing), 409)
     assert "closure_reason" in refused["issue"][0]["diagnostics"]
     closing["extension"].append({"url": EXT_CLOSURE_REASON, "valueCode": "goals_met"})
+    # Its goal and referral are open: the closure is refused and names them, as on /api.
+    refused = outcome(await fhir.put(f"/CarePlan/{case_id}", json=closing), 409)
+    diagnostics = refused["issue"][0]["diagnostics"]
+    assert f"Goal/{plan['goal']['id']}" in diagnostics
+    assert f"ServiceRequest/{plan['referral']['id']}" in diagnostics
+    goal = await read(fhir, f"/Goal/{plan['goal']['id']}")
+    ok(await fhir.put(f"/Goal/{goal['id']}", json=goal | {"lifecycleStatus": "cancelled"}))
+    referral = await read(fhir, f"/ServiceRequest/{plan['referral']['id']}")
+    ok(await fhir.put(f"/ServiceRequest/{referral['id']}", json=referral | {"status": "revoked"}))
     closed = await fhir.put(f"/CarePlan/{case_id}", json=closing)
     assert closed.status_code == 200, closed.text
     case = ok(await client.get(f"/api/cases/{case_id}"))

@@ -187,3 +187,13 @@ def test_external_code_list_has_no_unused_entries() -> None:
     ):
         used |= {(system, code) for code in code_map.to_fhir.values()}
     assert set(EXTERNAL) <= used
+
+
+def test_sdoh_codes_read_back_as_the_domain_that_writes_them() -> None:
+    """Every SDOHCC category and SNOMED finding a domain is written with names that domain
+    again when an EHR sends it back (sdoh_domain.csv agrees with need_domain.csv)."""
+    for domain, entry in cm.NEED_DOMAIN.items():
+        if entry.sdohcc_code:
+            assert cm.SDOH_DOMAIN_BY_CODE[(SDOHCC_TEMPORARY_CODES, entry.sdohcc_code)] is domain
+        if entry.snomed_code and entry.us_core_category == "sdoh":
+            assert cm.SDOH_DOMAIN_BY_CODE[(SNOMED, entry.snomed_code)] is domain

@@ -420,3 +420,30 @@ def test_a_received_provenance_is_accepted_verbatim_or_rejected() -> None:
     with pytest.raises(ResourceRejected) as raised:
         accept_provenance({**provenance, "recorded": "yesterday"})
     assert raised.value.outcome["issue"][0]["expression"] == ["Provenance.recorded"]
+
+
+@pytest.mark.parametrize(
+    ("coding", "domain"),
+    [
+        ({"system": "http://snomed.info/sct", "code": "1156191002"}, "housing"),
+        ({"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "Z59.82"}, "transportation"),
+        ({"system": "http://snomed.info/sct", "code": "445281000124101"}, "food"),
+        ({"system": "http://snomed.info/sct", "code": "84114007"}, "medical"),
+    ],
+)
+def test_an_sdoh_tagged_concern_lands_in_the_domain_of_its_code(
+    coding: dict[str, str], domain: str
+) -> None:
+    """US Core tags an SDOH concern with the `sdoh` category and codes the finding (its
+    condition-SDOH-example); no SDOHCC category is needed to find the domain."""
+    resource = {
+        "resourceType": "Condition",
+        "id": "sdoh-1",
+        "category": [
+            {"coding": [{"system": US_CORE_CONDITION_CATEGORY, "code": "health-concern"}]},
+            {"coding": [{"system": US_CORE_CATEGORY, "code": "sdoh"}]},
+        ],
+        "code": {"coding": [coding], "text": "A concern"},
+        "subject": {"reference": "Patient/p1"},
+    }
+    assert import_condition(resource).record.domain.value == domain

@@ -260,6 +260,14 @@ async def test_linking_a_patient_queues_the_cases_it_already_has(
 ) -> None:
     connection = await fake_connection(database, capabilities())
     case = await open_case(client)  # its patient is not linked yet: nothing to push
+    # A need, so the plan is no empty draft (an empty draft waits: test_empty_draft_held_back).
+    ok(
+        await client.post(
+            f"/api/cases/{case['id']}/assessments",
+            json={"kind": "initial", "needs": [{"domain": "food", "description": "Skips meals"}]},
+        ),
+        201,
+    )
     async with database.transaction(write=False) as session:
         assert list(await session.scalars(select(PushOutboxEntry))) == []
     ok(

@@ -1,0 +1,34 @@
+"""Which changed cases the outbox holds back: a case whose CarePlan would reach the EHR as an
+empty draft (a case status projected as `draft`, with no need, goal or intervention) is not
+queued. Opening a case then writes nothing to the EHR; its first push follows the first record
+the plan holds, or its move to a status that is no draft (`case_status.csv`). Nothing is lost
+by waiting: that push sends the whole case as it then is."""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mappings.concept_maps import CASE_STATUS
+from service.assessments.models import Need
+from service.cases.models import Case
+from service.plans.models import Goal, Intervention
+
+DRAFT_STATUSES = frozenset(s for s, code in CASE_STATUS.to_fhir.items() if code == "draft")
+
+
+async def empty_drafts(session: AsyncSession, case_ids: list[str]) -> set[str]:
+    """The cases of `case_ids` whose plan is an empty draft."""
+    if not case_ids:
+        return set()
+    holds_content = [
+        exists().where(model.case_id == Case.id) for model in (Need, Goal, Intervention)
+    ]
+    rows = await session.scalars(
+        select(Case.id).where(
+            Case.id.in_(case_ids),
+            Case.status.in_(DRAFT_STATUSES),
+            *(~content for content in holds_content),
+        )
+    )
+    return set(rows)
