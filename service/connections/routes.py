@@ -54,6 +54,10 @@ def _out(connection: Connection, settings: Settings, response: Response) -> Conn
         capabilities=service.stored_capabilities(connection),
         discovered_at=connection.discovered_at,
         document_fallback=connection.document_fallback,
+        pull_scope=connection.pull_scope,
+        effective_pull_scope=service.connection_pull_scope(connection, settings),
+        search_overrides=connection.search_overrides,
+        probed_searches=service.probed_searches(connection),
         keys=[KeyOut.model_validate(key) for key in connection.keys],
         jwks_url=connection_jwks_url(settings, connection.id),
     )
