@@ -112,7 +112,11 @@ class PatientSearches:
         decided = await asyncio.gather(
             *(self._patient_param(client, t, remote_patient_id) for t in types)
         )
-        return {t: param for t, param in zip(types, decided, strict=True) if param is not UNKNOWN}
+        params: dict[str, str | None] = {}
+        for resource_type, param in zip(types, decided, strict=True):
+            if not isinstance(param, _Unknown):
+                params[resource_type] = param
+        return params
 
     async def _patient_param(
         self, client: FhirClient, resource_type: str, remote_patient_id: str
