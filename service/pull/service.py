@@ -21,6 +21,7 @@ from service.pull.reader import (
     Failure,
     PullTarget,
     TypeRead,
+    in_categories,
     keep_the_patients_own,
     read_by_reference,
     read_everything,
@@ -94,6 +95,15 @@ async def pull_patient_record(
         )
     reads = await _read_unsearchable_by_reference(client, reads, stored_plans)
     keep_the_patients_own(reads, remote_id)
+    for read in reads:
+        if read.resource_type == "Observation":
+            # Outside the pull scope, as the Bulk pull leaves them: a server may ignore
+            # `category`.
+            read.resources = {
+                remote: resource
+                for remote, resource in read.resources.items()
+                if in_categories(resource, observation_categories)
+            }
     async with database.unit_of_work() as session:
         match = await match_patient(session, connection_id, remote, actor)
         if isinstance(match, Ambiguous):
