@@ -15,12 +15,16 @@ from service.connections.models import Connection, ConnectionKey, SearchProbe
 from service.db.base import utcnow
 
 
-async def get_connection(session: AsyncSession, connection_id: str) -> Connection | None:
-    return await session.scalar(
-        select(Connection)
-        .where(Connection.id == connection_id)
-        .options(selectinload(Connection.keys), selectinload(Connection.search_probes))
-    )
+async def get_connection(
+    session: AsyncSession, connection_id: str, *, probes: bool = False
+) -> Connection | None:
+    """The connection with its keys, and with `probes` its search probes (the pull and the
+    admin API read them; the push has no use for them)."""
+    statement = select(Connection).where(Connection.id == connection_id)
+    statement = statement.options(selectinload(Connection.keys))
+    if probes:
+        statement = statement.options(selectinload(Connection.search_probes))
+    return await session.scalar(statement)
 
 
 async def find_by_base_url(session: AsyncSession, base_url: str) -> Sequence[Connection]:
@@ -29,7 +33,7 @@ async def find_by_base_url(session: AsyncSession, base_url: str) -> Sequence[Con
         await session.scalars(
             select(Connection)
             .where(Connection.base_url == base_url)
-            .options(selectinload(Connection.keys), selectinload(Connection.search_probes))
+            .options(selectinload(Connection.keys))
         )
     ).all()
 

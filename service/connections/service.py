@@ -52,8 +52,10 @@ async def discover_capabilities(
     return capabilities
 
 
-async def load_connection(session: AsyncSession, connection_id: str) -> Connection:
-    connection = await repository.get_connection(session, connection_id)
+async def load_connection(
+    session: AsyncSession, connection_id: str, *, probes: bool = False
+) -> Connection:
+    connection = await repository.get_connection(session, connection_id, probes=probes)
     if connection is None:
         raise NotFound(f"no connection {connection_id}")
     return connection

@@ -261,7 +261,7 @@ class PullRunner:
         async with self.database.transaction(write=False) as session:
             job = await repository.get_job(session, job_id)
             assert job is not None
-            connection = await load_connection(session, job.connection_id)
+            connection = await load_connection(session, job.connection_id, probes=True)
         if job.cancel_requested:  # cancelled while its runner was dead
             await self._finish(job_id, token, PullState.cancelled)
             return
