@@ -172,8 +172,9 @@ class Settings(BaseSettings):
         4, description="Patients pulled at the same time from one EHR connection."
     )
     pull_observation_categories: tuple[str, ...] = Field(
-        ("social-history", "survey", "functional-status"),
-        description="Observation categories a pull reads (empty: every Observation).",
+        ("vital-signs", "laboratory", "social-history", "survey", "functional-status"),
+        description="Observation categories a pull reads (empty: every Observation), for "
+        "connections without a pull scope of their own.",
     )
     pull_runner_enabled: bool = Field(
         True,

@@ -33,9 +33,19 @@ class Connection(VersionedRow, Base):
     # Push the rendered plan as a DocumentReference where this EHR cannot write CarePlan;
     # None follows `Settings.push_document_fallback`.
     document_fallback: Mapped[bool | None]
+    # What a pull reads (`service.pull.scope.PullScope` as JSON); None follows the defaults.
+    pull_scope: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON())
+    # The patient-search parameters of a type, as an admin says: {"Condition": ["patient"]},
+    # [] for none. They win over the CapabilityStatement and the probes (service/pull/searches).
+    search_overrides: Mapped[dict[str, list[str]]] = mapped_column(
+        sa.JSON(), default=dict, server_default=sa.text("'{}'")
+    )
 
     keys: Mapped[list[ConnectionKey]] = relationship(
         lazy="raise", cascade="all, delete-orphan", order_by="ConnectionKey.created_at"
+    )
+    search_probes: Mapped[list[SearchProbe]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", order_by="SearchProbe.resource_type"
     )
 
 
@@ -57,3 +67,24 @@ class ConnectionKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     retire_after: Mapped[dt.datetime | None]
     signs_from: Mapped[dt.datetime | None]
+
+
+class SearchProbe(Base):
+    """What a probe of the EHR found out about a type's patient search, where the
+    CapabilityStatement declares none (service/pull/searches.py): made once, then used."""
+
+    __tablename__ = "ehr_search_probes"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "connection_id", "resource_type", name="uq_ehr_search_probes_connection_type"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    connection_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("ehr_connections.id", ondelete="CASCADE"), index=True
+    )
+    resource_type: Mapped[str] = mapped_column(sa.String(40))
+    # "patient" or "subject"; None when the EHR answered neither.
+    patient_param: Mapped[str | None] = mapped_column(sa.String(20))
+    probed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -54,6 +54,10 @@ def _out(connection: Connection, settings: Settings, response: Response) -> Conn
         capabilities=service.stored_capabilities(connection),
         discovered_at=connection.discovered_at,
         document_fallback=connection.document_fallback,
+        pull_scope=connection.pull_scope,
+        effective_pull_scope=service.connection_pull_scope(connection, settings),
+        search_overrides=connection.search_overrides,
+        probed_searches=service.probed_searches(connection),
         keys=[KeyOut.model_validate(key) for key in connection.keys],
         jwks_url=connection_jwks_url(settings, connection.id),
     )
@@ -100,7 +104,7 @@ async def get_connection(
     _admin: AdminDep,
     response: Response,
 ) -> ConnectionOut:
-    connection = await service.load_connection(session, connection_id)
+    connection = await service.load_connection(session, connection_id, probes=True)
     return _out(connection, database.settings, response)
 
 
@@ -121,12 +125,12 @@ async def patch_connection(
     capabilities = None
     if body.base_url is not None:
         async with database.transaction(write=False) as session:
-            current = await service.load_connection(session, connection_id)
+            current = await service.load_connection(session, connection_id, probes=True)
         capabilities = await service.discover_capabilities(
             body.base_url, current.auth_mode, database.settings, policy
         )
     async with database.transaction() as session:
-        connection = await service.load_connection(session, connection_id)
+        connection = await service.load_connection(session, connection_id, probes=True)
         connection = await service.update_connection(
             session, connection, body, expected, capabilities
         )
@@ -145,7 +149,7 @@ async def delete_connection(
     if_match: IfMatch = None,
 ) -> None:
     expected = required_version(if_match)
-    connection = await service.load_connection(session, connection_id)
+    connection = await service.load_connection(session, connection_id, probes=True)
     await service.delete_connection(session, connection, expected)
     tokens.forget(connection_id)
 
@@ -165,7 +169,7 @@ async def rotate_connection_key(
     `…/keys/activate`), so EHRs that cache our JWKS see it before they meet it. A second
     rotation while one is pending is refused (409)."""
     expected = required_version(if_match)
-    connection = await service.load_connection(session, connection_id)
+    connection = await service.load_connection(session, connection_id, probes=True)
     alg = body.signing_alg if body is not None else None
     overlap = dt.timedelta(seconds=database.settings.smart_key_overlap_seconds)
     connection = await service.rotate_key(session, connection, alg, box, expected, overlap)
@@ -184,7 +188,7 @@ async def activate_connection_key(
     """Let the pending key sign now, once the EHR is known to have the new JWKS (409 when no
     key is pending)."""
     expected = required_version(if_match)
-    connection = await service.load_connection(session, connection_id)
+    connection = await service.load_connection(session, connection_id, probes=True)
     connection = await service.activate_key(session, connection, expected)
     return _out(connection, database.settings, response)
 
@@ -199,12 +203,12 @@ async def rediscover_connection(
 ) -> ConnectionOut:
     """Read the EHR's smart-configuration and /metadata again and store what they say now."""
     async with database.transaction(write=False) as session:
-        current = await service.load_connection(session, connection_id)
+        current = await service.load_connection(session, connection_id, probes=True)
     capabilities = await service.discover_capabilities(
         current.base_url, current.auth_mode, database.settings, policy
     )
     async with database.transaction() as session:
-        connection = await service.load_connection(session, connection_id)
+        connection = await service.load_connection(session, connection_id, probes=True)
         service.store_capabilities(connection, capabilities)
         await session.flush()
     return _out(connection, database.settings, response)
@@ -221,7 +225,7 @@ async def check_token(
     """Request a Backend Services token now, with the connection's key and scopes. A refusal
     comes back as a problem naming the OAuth error (`invalid_client`, `invalid_scope`...)."""
     async with database.transaction(write=False) as session:
-        connection = await service.load_connection(session, connection_id)
+        connection = await service.load_connection(session, connection_id, probes=True)
     grant = backend_services_grant(connection, box)
     token = await tokens.fresh_token(grant)
     return TokenCheckOut(

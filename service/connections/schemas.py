@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service.api.schemas import RequestBody, ShortText, StoredRecord
 from service.connections.models import AuthMode
 from service.ehr.discovery import Capabilities
+from service.pull.scope import PullScope
 from service.smart.keys import SigningAlgorithm
 
 BaseUrl = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
@@ -19,6 +20,17 @@ DOCUMENT_FALLBACK = (
     "Where this EHR cannot write CarePlan but can write DocumentReference, push the rendered "
     "plan as a DocumentReference instead; null follows CASEBRIDGE_PUSH_DOCUMENT_FALLBACK."
 )
+PULL_SCOPE = (
+    "What a pull of this connection reads, per patient and by Bulk Data alike: resource types "
+    "and Observation categories. null: the default types (vital signs, labs and procedures "
+    "included) and CASEBRIDGE_PULL_OBSERVATION_CATEGORIES."
+)
+SEARCH_OVERRIDES = (
+    "The patient search of a type on this EHR, overriding its CapabilityStatement and the "
+    'probes: {"Condition": ["patient"]}, {"Goal": []} for none.'
+)
+SearchType = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z]{1,63}$")]
+SearchOverrides = dict[SearchType, list[Literal["patient", "subject"]]]
 
 
 class ConnectionCreate(RequestBody):
@@ -33,6 +45,10 @@ class ConnectionCreate(RequestBody):
         "RS384", description="Algorithm of the key pair that signs our client assertions."
     )
     document_fallback: bool | None = Field(None, description=DOCUMENT_FALLBACK)
+    pull_scope: PullScope | None = Field(None, description=PULL_SCOPE)
+    search_overrides: SearchOverrides = Field(
+        default_factory=dict, max_length=50, description=SEARCH_OVERRIDES
+    )
 
     @model_validator(mode="after")
     def _client_id_unless_open(self) -> Self:
@@ -50,6 +66,10 @@ class ConnectionUpdate(RequestBody):
     scopes: list[Scope] | None = Field(None, max_length=100)
     # Unlike the fields above, an explicit null is a change: back to the global default.
     document_fallback: bool | None = Field(None, description=DOCUMENT_FALLBACK)
+    pull_scope: PullScope | None = Field(None, description=PULL_SCOPE)
+    search_overrides: SearchOverrides | None = Field(
+        None, max_length=50, description=SEARCH_OVERRIDES
+    )
 
 
 class KeyRotation(RequestBody):
@@ -83,6 +103,13 @@ class ConnectionOut(StoredRecord):
     capabilities: Capabilities | None
     discovered_at: dt.datetime | None
     document_fallback: bool | None = Field(description=DOCUMENT_FALLBACK)
+    pull_scope: PullScope | None = Field(description=PULL_SCOPE)
+    effective_pull_scope: PullScope = Field(description="What a pull reads now.")
+    search_overrides: SearchOverrides = Field(description=SEARCH_OVERRIDES)
+    probed_searches: dict[str, str | None] = Field(
+        description="The patient search of each type the CapabilityStatement is silent on, as "
+        "the EHR answered a probe (null: neither patient nor subject)."
+    )
     keys: list[KeyOut]
     jwks_url: str = Field(description="Register this URL with the EHR (Epic, Oracle Health).")
 

@@ -4,6 +4,7 @@ period, and optimistic concurrency on every change."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +18,7 @@ from service.ehr.discovery import Capabilities, discover
 from service.ehr.errors import EhrDiscoveryError
 from service.ehr.url_policy import UrlPolicy
 from service.errors import NotFound, RuleViolation
+from service.pull.scope import PullScope, effective_scope
 from service.security.encryption import SecretBox
 from service.settings import Settings
 from service.smart.keys import (
@@ -50,8 +52,10 @@ async def discover_capabilities(
     return capabilities
 
 
-async def load_connection(session: AsyncSession, connection_id: str) -> Connection:
-    connection = await repository.get_connection(session, connection_id)
+async def load_connection(
+    session: AsyncSession, connection_id: str, *, probes: bool = False
+) -> Connection:
+    connection = await repository.get_connection(session, connection_id, probes=probes)
     if connection is None:
         raise NotFound(f"no connection {connection_id}")
     return connection
@@ -88,7 +92,10 @@ async def create_connection(
         capabilities=capabilities.model_dump(mode="json"),
         discovered_at=now,
         document_fallback=data.document_fallback,
+        pull_scope=_stored_scope(data.pull_scope),
+        search_overrides={t: list(p) for t, p in data.search_overrides.items()},
         keys=[_new_key(data.signing_alg, box)],
+        search_probes=[],
     )
     session.add(connection)
     await session.flush()
@@ -113,12 +120,34 @@ async def update_connection(
         connection.scopes = list(data.scopes)
     if "document_fallback" in data.model_fields_set:
         connection.document_fallback = data.document_fallback
+    if "pull_scope" in data.model_fields_set:
+        connection.pull_scope = _stored_scope(data.pull_scope)
+    if data.search_overrides is not None:
+        connection.search_overrides = {t: list(p) for t, p in data.search_overrides.items()}
     if data.base_url is not None:
-        connection.base_url = normalise_base_url(data.base_url)
+        new_base = normalise_base_url(data.base_url)
+        if new_base != connection.base_url:
+            # Another server: what the old one answered to probes says nothing about it.
+            connection.search_probes.clear()
+        connection.base_url = new_base
     if capabilities is not None:
         store_capabilities(connection, capabilities)
     await session.flush()
     return connection
+
+
+def _stored_scope(scope: PullScope | None) -> dict[str, Any] | None:
+    return None if scope is None else scope.model_dump(mode="json")
+
+
+def connection_pull_scope(connection: Connection, settings: Settings) -> PullScope:
+    """What a pull of the connection reads, per patient and by Bulk Data alike."""
+    return effective_scope(connection.pull_scope, settings.pull_observation_categories)
+
+
+def probed_searches(connection: Connection) -> dict[str, str | None]:
+    """What probes found (service/pull/searches.py); `search_probes` must be loaded."""
+    return {probe.resource_type: probe.patient_param for probe in connection.search_probes}
 
 
 def store_capabilities(connection: Connection, capabilities: Capabilities) -> None:

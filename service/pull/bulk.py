@@ -74,11 +74,20 @@ class BulkExport:
         self._sleep = sleep
         self._clock = clock
 
-    async def kick_off(self, group_id: str, types: Sequence[str], since: dt.datetime | None) -> str:
-        """Start an export of the group; returns the status URL to poll."""
+    async def kick_off(
+        self,
+        group_id: str,
+        types: Sequence[str],
+        since: dt.datetime | None,
+        type_filters: Sequence[str] = (),
+    ) -> str:
+        """Start an export of the group; returns the status URL to poll. `type_filters` are
+        FHIR search queries (`Observation?category=laboratory`), sent as `_typeFilter`."""
         params: list[tuple[str, str | int | float | bool | None]] = []
         if types:
             params.append(("_type", ",".join(types)))
+        if type_filters:
+            params.append(("_typeFilter", ",".join(type_filters)))
         if since is not None:
             params.append(("_since", format_instant(since)))
         response = await self._client.send(

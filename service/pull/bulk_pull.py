@@ -21,7 +21,7 @@ from service.pull import repository
 from service.pull.bulk import BadLine, BulkExport, OutputFile
 from service.pull.identity import Ambiguous, match_patient
 from service.pull.into_cases import bring_pulled_changes_to_cases
-from service.pull.reader import Failure
+from service.pull.reader import Failure, in_categories
 
 BATCH_SIZE = 500
 PATIENT_REFERENCE_ELEMENTS = ("subject", "patient", "beneficiary")
@@ -43,12 +43,16 @@ async def pull_group(
     types: Sequence[str],
     actor: str,
     progress: Callable[[str | None], Awaitable[None]],
+    type_filters: Sequence[str] = (),
+    observation_categories: Sequence[str] = (),
     batch_size: int = BATCH_SIZE,
 ) -> BulkPullResult:
+    """`type_filters` narrow the export (`_typeFilter`); Observations outside
+    `observation_categories` are left out here too, since a server may ignore the filter."""
     result = BulkPullResult()
     async with database.transaction(write=False) as session:
         since = await repository.bulk_cursor(session, connection_id, group_id)
-    status_url = await export.kick_off(group_id, types, since)
+    status_url = await export.kick_off(group_id, types, since, type_filters)
     manifest = await export.wait(status_url, progress)
     result.transaction_time = manifest.transaction_time
     for error_file in manifest.errors:
@@ -69,6 +73,7 @@ async def pull_group(
                 result,
                 actor,
                 batch_size,
+                observation_categories,
             )
         except EhrError as exc:
             result.failures.append(Failure(file.type, f"{file.url}: {exc.detail}"))
@@ -94,9 +99,12 @@ async def _store_file(
     result: BulkPullResult,
     actor: str,
     batch_size: int,
+    observation_categories: Sequence[str],
 ) -> None:
     batch: list[JsonObject] = []
     async for resource in export.resources(file, requires_token, bad_lines):
+        if file.type == "Observation" and not in_categories(resource, observation_categories):
+            continue  # outside the connection's pull scope
         batch.append(resource)
         if len(batch) >= batch_size:
             await _store_batch(database, connection_id, file.type, batch, result, actor)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -38,6 +38,18 @@ RECORD_TYPES: tuple[str, ...] = (
     "Goal",
     "ServiceRequest",
     "CareTeam",
+    "Procedure",
+)
+# What a connection's pull scope may name (service/pull/scope.py): US Core types searched by
+# patient. The Patient itself is always read.
+PULLABLE_TYPES: tuple[str, ...] = (
+    *RECORD_TYPES,
+    "MedicationStatement",
+    "Immunization",
+    "DiagnosticReport",
+    "DocumentReference",
+    "QuestionnaireResponse",
+    "Device",
 )
 # A page the EHR garbled once is usually fine the second time; a paging loop is not.
 TYPE_READ_ATTEMPTS = 2
@@ -110,24 +122,42 @@ async def _read_remote_patient(client: FhirClient, target: PullTarget) -> JsonOb
     return patient
 
 
+# The patient search of each type on one EHR, as learned beyond its CapabilityStatement (an
+# admin's override, or a probe: service/pull/searches.py): "patient" or "subject", or None where
+# it offers neither. A type left out goes by the CapabilityStatement.
+PatientParams = Mapping[str, str | None]
+
+
+def declared_patient_param(capabilities: Capabilities | None, resource_type: str) -> str | None:
+    """The patient search the CapabilityStatement declares on the type (any, without one)."""
+    if capabilities is None or capabilities.supports_search_param(resource_type, "patient"):
+        return "patient"
+    if capabilities.supports_search_param(resource_type, "subject"):
+        return "subject"
+    return None
+
+
 def search_params(
     resource_type: str,
     remote_patient_id: str,
     capabilities: Capabilities | None,
     since: dt.datetime | None,
     observation_categories: Sequence[str],
+    patient_params: PatientParams | None = None,
 ) -> SearchParams | str:
     """The search for one type, or why the EHR offers none (as a string)."""
-    offered = capabilities is None or capabilities.supports(resource_type, "search-type")
-    if not offered:
-        return f"the EHR does not offer a search on {resource_type}"
-    params: list[tuple[str, str]]
-    if capabilities is None or capabilities.supports_search_param(resource_type, "patient"):
-        params = [("patient", remote_patient_id)]
-    elif capabilities.supports_search_param(resource_type, "subject"):
-        params = [("subject", f"Patient/{remote_patient_id}")]
+    if patient_params is not None and resource_type in patient_params:
+        param = patient_params[resource_type]
     else:
+        offered = capabilities is None or capabilities.supports(resource_type, "search-type")
+        if not offered:
+            return f"the EHR does not offer a search on {resource_type}"
+        param = declared_patient_param(capabilities, resource_type)
+    if param is None:
         return f"the EHR offers no patient or subject search on {resource_type}"
+    params: list[tuple[str, str]] = [
+        (param, remote_patient_id if param == "patient" else f"Patient/{remote_patient_id}")
+    ]
     if resource_type == "Observation" and observation_categories:
         params.append(("category", ",".join(observation_categories)))
     if since is not None and (
@@ -224,6 +254,7 @@ async def read_record_types(
     cursors: dict[str, dt.datetime],
     observation_categories: Sequence[str],
     types: Sequence[str] = RECORD_TYPES,
+    patient_params: PatientParams | None = None,
 ) -> list[TypeRead]:
     """Every type of the record, read side by side (the client bounds the requests in flight)."""
     return list(
@@ -238,6 +269,7 @@ async def read_record_types(
                         capabilities,
                         cursors.get(resource_type),
                         observation_categories,
+                        patient_params,
                     ),
                 )
                 for resource_type in types
@@ -300,7 +332,11 @@ async def read_by_reference(
 
 
 # Where each record type names its patient (FHIR R4).
-PATIENT_ELEMENT: dict[str, str] = {"AllergyIntolerance": "patient"}
+PATIENT_ELEMENT: dict[str, str] = {
+    "AllergyIntolerance": "patient",
+    "Immunization": "patient",
+    "Device": "patient",
+}
 
 
 def keep_the_patients_own(reads: Sequence[TypeRead], remote_patient_id: str) -> None:
@@ -325,7 +361,9 @@ def keep_the_patients_own(reads: Sequence[TypeRead], remote_patient_id: str) -> 
                 )
 
 
-def _in_categories(resource: JsonObject, categories: Sequence[str]) -> bool:
+def in_categories(resource: JsonObject, categories: Sequence[str]) -> bool:
+    """Whether an Observation has one of the categories (any, when none is given): applied to
+    what a server sends, which may ignore `category` or a Bulk `_typeFilter`."""
     if not categories:
         return True
     codes = {
@@ -349,6 +387,7 @@ async def read_everything(
     capabilities: Capabilities,
     observation_categories: Sequence[str],
     types: Sequence[str] = RECORD_TYPES,
+    patient_params: PatientParams | None = None,
 ) -> list[TypeRead] | None:
     """The record by `Patient/{id}/$everything`, split by type; None if the EHR failed it (the
     caller then searches type by type). Types the EHR offers no patient search on are left to
@@ -357,7 +396,9 @@ async def read_everything(
     reads: dict[str, TypeRead] = {}
     wanted: list[str] = []
     for resource_type in types:
-        params = search_params(resource_type, remote_patient_id, capabilities, None, ())
+        params = search_params(
+            resource_type, remote_patient_id, capabilities, None, (), patient_params
+        )
         if isinstance(params, str):
             reads[resource_type] = TypeRead(resource_type, failure=params, not_searchable=True)
         else:
@@ -376,7 +417,7 @@ async def read_everything(
                 kind = resource.get("resourceType") if isinstance(resource, dict) else None
                 if kind not in wanted or not isinstance(resource, dict):
                     continue  # the Patient itself, other types, other patients named
-                if kind == "Observation" and not _in_categories(resource, observation_categories):
+                if kind == "Observation" and not in_categories(resource, observation_categories):
                     continue
                 _keep(reads[kind], kind, resource)
     except EhrError:

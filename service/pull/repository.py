@@ -199,6 +199,32 @@ async def records_of_patient(
     return list(rows)
 
 
+async def records_with_sources(
+    session: AsyncSession,
+    patient_id: str,
+    *,
+    connection_id: str | None = None,
+    resource_type: str | None = None,
+) -> list[tuple[PulledRecord, str]]:
+    """A local patient's pulled records (of one connection, of one type), each with the name of
+    the connection it came from."""
+    statement = (
+        select(PulledRecord, Connection.name)
+        .join(Connection, Connection.id == PulledRecord.connection_id)
+        .where(PulledRecord.patient_id == patient_id)
+    )
+    if connection_id is not None:
+        statement = statement.where(PulledRecord.connection_id == connection_id)
+    if resource_type is not None:
+        statement = statement.where(PulledRecord.resource_type == resource_type)
+    rows = await session.execute(
+        statement.order_by(
+            PulledRecord.connection_id, PulledRecord.resource_type, PulledRecord.remote_id
+        )
+    )
+    return [(record, name) for record, name in rows]
+
+
 async def summary_records(
     session: AsyncSession, patient_id: str, resource_types: Sequence[str]
 ) -> list[StoredRecord]:

@@ -4,8 +4,10 @@ the records pulled for a patient."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Request, Response, status
+import orjson
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 
 from service.api.problems import CREATE_PROBLEMS, PROBLEM_RESPONSES
 from service.auth.deps import ActorDep
@@ -16,7 +18,7 @@ from service.patients.service import load_patient
 from service.pull import repository
 from service.pull.case_opening import open_case_from_ehr
 from service.pull.identity import resolve_conflict
-from service.pull.models import PullJob, PullState
+from service.pull.models import PulledRecord, PullJob, PullState
 from service.pull.runner import PullRunner
 from service.pull.schemas import (
     CaseFromEhrCreate,
@@ -134,13 +136,75 @@ async def cancel_pull(
     return PullOut.model_validate(job)
 
 
-@router.get("/api/connections/{connection_id}/patients/{patient_id}/records")
+WithContent = Annotated[
+    bool, Query(description="Include each record's content: the FHIR JSON as the EHR sent it.")
+]
+RecordType = Annotated[
+    str | None,
+    Query(alias="type", pattern=r"^[A-Z][A-Za-z]{1,63}$", description="Only this type."),
+]
+
+
+def _records_response(rows: list[tuple[PulledRecord, str]], with_content: bool) -> Response:
+    """The records, each with its stored JSON embedded byte for byte when asked: parsed and
+    dumped again, a decimal such as `1.50` would lose its digits (mappings/fhir_json.py)."""
+    items: list[dict[str, Any]] = []
+    for record, connection_name in rows:
+        item = PulledRecordOut(
+            connection_id=record.connection_id,
+            connection_name=connection_name,
+            resource_type=record.resource_type,
+            remote_id=record.remote_id,
+            remote_version_id=record.remote_version_id,
+            remote_last_updated=record.remote_last_updated,
+            pulled_at=record.pulled_at,
+        ).model_dump(mode="json", exclude={"content"})
+        if with_content:
+            item["content"] = orjson.Fragment(record.content)
+        items.append(item)
+    return Response(orjson.dumps(items), media_type="application/json")
+
+
+RECORDS_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"model": list[PulledRecordOut]}}
+
+
+@router.get(
+    "/api/connections/{connection_id}/patients/{patient_id}/records",
+    responses=RECORDS_RESPONSE,
+    response_class=Response,
+)
 async def get_pulled_records(
-    connection_id: str, patient_id: str, session: SessionDep, _actor: ActorDep
-) -> list[PulledRecordOut]:
+    connection_id: str,
+    patient_id: str,
+    session: SessionDep,
+    _actor: ActorDep,
+    content: WithContent = False,
+    resource_type: RecordType = None,
+) -> Response:
     """What the last pulls stored for a local patient from that connection."""
-    records = await repository.records_of_patient(session, connection_id, patient_id)
-    return [PulledRecordOut.model_validate(record) for record in records]
+    await load_connection(session, connection_id)
+    rows = await repository.records_with_sources(
+        session, patient_id, connection_id=connection_id, resource_type=resource_type
+    )
+    return _records_response(rows, content)
+
+
+@router.get(
+    "/api/patients/{patient_id}/records", responses=RECORDS_RESPONSE, response_class=Response
+)
+async def get_patient_records(
+    patient_id: str,
+    session: SessionDep,
+    _actor: ActorDep,
+    content: WithContent = False,
+    resource_type: RecordType = None,
+) -> Response:
+    """What the last pulls stored for a local patient, from every connection: each record with
+    its source and dates, and with `content=true` the FHIR JSON as the EHR sent it. Audited as
+    a read of the patient's data, like every read under /api/patients."""
+    await load_patient(session, patient_id)
+    rows = await repository.records_with_sources(session, patient_id, resource_type=resource_type)
+    return _records_response(rows, content)
 
 
 @router.get("/api/patients/{patient_id}/summary")

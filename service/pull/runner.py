@@ -28,19 +28,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.audit.transfers import audit_finished_pull
+from service.connections import repository as connections_repository
 from service.connections.fhir_clients import (
     backend_services_grant,
     connection_tokens,
     fhir_client_for,
 )
 from service.connections.models import AuthMode, Connection
-from service.connections.service import load_connection, stored_capabilities
+from service.connections.service import (
+    connection_pull_scope,
+    load_connection,
+    probed_searches,
+    stored_capabilities,
+)
 from service.db.base import utcnow
 from service.db.session import Database
 from service.ehr.client import FhirClient
@@ -52,6 +58,8 @@ from service.pull.bulk import BulkExport
 from service.pull.bulk_pull import pull_group
 from service.pull.models import PullJob, PullState, final_state
 from service.pull.reader import RECORD_TYPES, Failure, PullTarget
+from service.pull.scope import bulk_type_filters, bulk_types
+from service.pull.searches import PatientSearches
 from service.pull.service import pull_patient_record
 from service.security.encryption import SecretBox
 
@@ -69,15 +77,15 @@ class LeaseLost(Exception):
     """Another runner took the job over (this one was too slow to renew): stop, record nothing."""
 
 
-def scopes_cover_the_record(connection: Connection) -> bool:
-    """Whether the connection's scopes let it read every type of the record (an open sandbox,
-    with no authorization, does)."""
+def scopes_cover_the_record(connection: Connection, types: Sequence[str] = RECORD_TYPES) -> bool:
+    """Whether the connection's SMART scopes let it read every type its pull scope reads (an
+    open sandbox, with no authorization, does)."""
     if connection.auth_mode is AuthMode.none:
         return True
     scopes = parse_scopes(" ".join(connection.scopes), strict=False)
     return all(
         any(s.allows(t, Interaction.read) and s.allows(t, Interaction.search) for s in scopes)
-        for t in ("Patient", *RECORD_TYPES)
+        for t in ("Patient", *types)
     )
 
 
@@ -256,12 +264,28 @@ class PullRunner:
         async with self.database.transaction(write=False) as session:
             job = await repository.get_job(session, job_id)
             assert job is not None
-            connection = await load_connection(session, job.connection_id)
+            connection = await load_connection(session, job.connection_id, probes=True)
         if job.cancel_requested:  # cancelled while its runner was dead
             await self._finish(job_id, token, PullState.cancelled)
             return
         connection_id = connection.id
         capabilities = stored_capabilities(connection)
+        # The same scope for a per-patient and a Bulk pull (service/pull/scope.py).
+        scope = connection_pull_scope(connection, self.settings)
+
+        async def remember_probe(resource_type: str, patient_param: str | None) -> None:
+            async with self.database.transaction() as session:
+                await connections_repository.remember_search_probe(
+                    session, connection_id, resource_type, patient_param
+                )
+
+        searches = PatientSearches(
+            capabilities,
+            connection.search_overrides,
+            probed_searches(connection),
+            remember_probe,
+        )
+        may_use_everything = scopes_cover_the_record(connection, scope.types)
         # A job taken over resumes after the targets its previous runner recorded.
         done = set(job.done_targets)
         targets = [
@@ -296,8 +320,10 @@ class PullRunner:
                         target,
                         actor=f"pull:{job_id}",
                         capabilities=capabilities,
-                        observation_categories=self.settings.pull_observation_categories,
-                        may_use_everything=scopes_cover_the_record(connection),
+                        observation_categories=scope.observation_categories,
+                        types=scope.types,
+                        may_use_everything=may_use_everything,
+                        searches=searches,
                     )
                 # Failures while the circuit held requests back (this pull's, or another's at
                 # the same time): the pull is put off until the next probe and run again
@@ -334,13 +360,16 @@ class PullRunner:
                     async with self.database.transaction() as session:
                         await repository.note_progress(session, job_id, note)
 
+                types = job.bulk_types or bulk_types(scope)
                 async with limit:
                     bulk = await pull_group(
                         self.database,
                         export,
                         connection_id,
                         job.bulk_group_id,
-                        types=job.bulk_types,
+                        types=types,
+                        type_filters=bulk_type_filters(scope, types),
+                        observation_categories=scope.observation_categories,
                         actor=f"pull:{job_id}",
                         progress=progress,
                     )

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from mappings.vocabulary import Program
 from service.api.schemas import RequestBody, ShortText
 from service.pull.models import PullState
-from service.pull.reader import RECORD_TYPES
 
 RemoteId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 IdentifierToken = Annotated[
@@ -37,9 +36,10 @@ ResourceType = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z]{1,63}$"
 class BulkGroupIn(RequestBody):
     id: RemoteId = Field(description="The Group on the EHR to export with Bulk Data.")
     types: list[ResourceType] = Field(
-        default_factory=lambda: ["Patient", *RECORD_TYPES],
+        default_factory=list,
         max_length=50,
-        description="The `_type` of the export.",
+        description="The `_type` of the export; empty: the Patient and the connection's pull "
+        "scope. The scope's Observation categories apply either way (`_typeFilter`).",
     )
 
 
@@ -112,11 +112,20 @@ class IdentityConflictOut(BaseModel):
 class PulledRecordOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    connection_id: str
+    connection_name: str
     resource_type: str
     remote_id: str
     remote_version_id: str | None
-    remote_last_updated: dt.datetime | None
+    remote_last_updated: dt.datetime | None = Field(
+        description="meta.lastUpdated on the EHR, as far as the EHR sent it."
+    )
     pulled_at: dt.datetime
+    content: dict[str, Any] | None = Field(
+        None,
+        description="With `content=true`: the resource as the EHR sent it and as stored "
+        "(decimals keep their digits).",
+    )
 
 
 class ImportedResourceOut(BaseModel):

@@ -23,6 +23,7 @@ from service.pull.reader import (
     Failure,
     PullTarget,
     TypeRead,
+    in_categories,
     keep_the_patients_own,
     read_by_reference,
     read_everything,
@@ -30,6 +31,7 @@ from service.pull.reader import (
     read_remote_patient,
     referenced_ids,
 )
+from service.pull.searches import PatientSearches
 
 
 @dataclass
@@ -61,10 +63,13 @@ async def pull_patient_record(
     observation_categories: Sequence[str] = (),
     types: Sequence[str] = RECORD_TYPES,
     may_use_everything: bool = True,
+    searches: PatientSearches | None = None,
 ) -> PatientPullResult:
     """`may_use_everything=False` when the granted scopes do not cover every type: servers
     leave out of `$everything` what a token may not read, silently, where a type's search is
-    refused with a reason that the pull reports."""
+    refused with a reason that the pull reports. `searches` knows the patient search of the
+    types the CapabilityStatement is silent on (probing the EHR once); without it, the
+    CapabilityStatement alone decides."""
     result = PatientPullResult(target)
     try:
         remote = await read_remote_patient(client, target)
@@ -78,19 +83,31 @@ async def pull_patient_record(
         stored_plans = await repository.stored_resources(
             session, connection_id, remote_id, "CarePlan"
         )
+    patient_params = (
+        await searches.patient_params(client, types, remote_id) if searches is not None else None
+    )
     reads = None
     first_pull = may_use_everything and not cursors
     if first_pull and capabilities and capabilities.supports_operation("Patient", "everything"):
         # The whole record in one paged operation.
         reads = await read_everything(
-            client, remote_id, capabilities, observation_categories, types
+            client, remote_id, capabilities, observation_categories, types, patient_params
         )
     if reads is None:
         reads = await read_record_types(
-            client, remote_id, capabilities, cursors, observation_categories, types
+            client, remote_id, capabilities, cursors, observation_categories, types, patient_params
         )
     reads = await _read_unsearchable_by_reference(client, reads, stored_plans)
     keep_the_patients_own(reads, remote_id)
+    for read in reads:
+        if read.resource_type == "Observation":
+            # Outside the pull scope, as the Bulk pull leaves them: a server may ignore
+            # `category`.
+            read.resources = {
+                remote: resource
+                for remote, resource in read.resources.items()
+                if in_categories(resource, observation_categories)
+            }
     async with database.unit_of_work() as session:
         match = await match_patient(session, connection_id, remote, actor)
         if isinstance(match, Ambiguous):

@@ -1,16 +1,20 @@
-"""What the tests put on the EHR: for each patient, a transaction of 26 to 45 resources of every
-type a pull reads (and vital signs, which a pull with the default categories must leave out),
-with CarePlans that reference their Goals and CareTeam the way EHRs link them."""
+"""What the tests put on the EHR: for each patient, a transaction of 29 to 48 resources of every
+type a pull reads (vital signs, labs and a procedure among them, which the default pull scope
+reads; and an imaging Observation, which it leaves out), with CarePlans that reference their
+Goals and CareTeam the way EHRs link them."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
 US_CORE_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 US_CORE_CONDITION_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/condition-category"
-PULLED_CATEGORIES = frozenset({"social-history", "survey", "functional-status"})
+PULLED_CATEGORIES = frozenset(
+    {"vital-signs", "laboratory", "social-history", "survey", "functional-status"}
+)
 
 
 def _entry(n: int, resource: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +95,37 @@ def record_transaction(patient_id: str, index: int) -> dict[str, Any]:
                 "valueQuantity": {"value": 60 + n, "unit": "/min"},
             }
         )
+    for text, value, unit in (("Potassium", "4.1", "mmol/L"), ("Hemoglobin", "13.2", "g/dL")):
+        resources.append(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "category": [_concept(CATEGORY_SYSTEM, "laboratory")],
+                "code": {"text": text},
+                "subject": subject,
+                "effectiveDateTime": "2026-11-20T09:00:00Z",
+                "valueQuantity": {"value": Decimal(value), "unit": unit},
+            }
+        )
+    resources.append(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [_concept(CATEGORY_SYSTEM, "imaging")],
+            "code": {"text": "Chest X-ray"},
+            "subject": subject,
+            "valueString": "no acute findings",
+        }
+    )
+    resources.append(
+        {
+            "resourceType": "Procedure",
+            "status": "completed",
+            "code": {"text": f"Knee replacement ({index})"},
+            "subject": subject,
+            "performedDateTime": "2026-10-02",
+        }
+    )
     for text in ("Penicillin", "Peanuts"):
         resources.append(
             {"resourceType": "AllergyIntolerance", "patient": subject, "code": {"text": text}}

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import orjson
 
+from mappings import fhir_json
 from tests.pull.ehr_records import record_transaction
 from tests.smart.sekmet_server import open_settings, seed_and_serve, stop
 
@@ -32,7 +32,7 @@ async def _add_records(base_url: str, patient_ids: list[str]) -> None:
             async with limit:
                 response = await http.post(
                     base_url,
-                    content=orjson.dumps(record_transaction(patient_id, index)),
+                    content=fhir_json.dumps(record_transaction(patient_id, index)),
                     headers={"Content-Type": "application/fhir+json"},
                 )
             response.raise_for_status()

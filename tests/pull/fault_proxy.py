@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Self
 
 import httpx
 import orjson
@@ -75,7 +76,7 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._http: httpx.AsyncClient | None = None
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> Self:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:

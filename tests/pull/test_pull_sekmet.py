@@ -23,6 +23,7 @@ from service.pull.runner import PullRunner
 from service.settings import Settings
 from tests.conftest import BOOTSTRAP_KEY
 from tests.pull.conftest import Key, server_record
+from tests.pull.ehr_records import is_pulled_observation
 from tests.pull.ehr_server import SeededEhr
 from tests.pull.fault_proxy import FaultPlan, FaultProxy
 
@@ -107,9 +108,9 @@ async def test_a_pull_of_every_patient_matches_the_server_resource_by_resource(
             sizes[key[0]] += 1
     assert min(len(r) for r in expected.values()) >= 20
     assert job["counts"] == dict(sizes)
-    # The pull left the vital signs alone (not a pulled category).
+    # The pull left the imaging Observations alone (not a category of the default scope).
     assert all(
-        "vital-signs" not in row.content.decode()
+        "imaging" not in row.content.decode()
         for record in local.values()
         for row in record.values()
         if row.resource_type == "Observation"
@@ -158,6 +159,7 @@ async def test_a_repeat_pull_reads_only_what_changed_since_the_last_one(
             "MedicationRequest",
             "CarePlan",
             "ServiceRequest",
+            "Procedure",
         ),
         0,
     )
@@ -258,7 +260,8 @@ async def test_a_group_is_pulled_with_bulk_data_and_again_since_its_transaction_
     assert job["state"] == "succeeded", job["failures"]
     assert job["patients_done"] == len(members)
 
-    # The export holds the compartment of each member, every Observation category included.
+    # The export holds the compartment of each member, as far as the connection's pull scope
+    # reaches: Observations of its categories only (`_typeFilter`).
     wanted = {"Patient", *RECORD_TYPES}
     local = await stored(database, connection_id)
     async with httpx.AsyncClient(timeout=60) as http:
@@ -270,6 +273,10 @@ async def test_a_group_is_pulled_with_bulk_data_and_again_since_its_transaction_
                 (e["resource"]["resourceType"], e["resource"]["id"]): e["resource"]
                 for e in bundle["entry"]
                 if e["resource"]["resourceType"] in wanted
+                and (
+                    e["resource"]["resourceType"] != "Observation"
+                    or is_pulled_observation(e["resource"])
+                )
                 # $everything also names other patients the record refers to
                 and not (
                     e["resource"]["resourceType"] == "Patient" and e["resource"]["id"] != remote_id
