@@ -4,6 +4,8 @@ Practitioner)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import orjson
 from sqlalchemy import select
@@ -17,7 +19,7 @@ from tests.fhir_api.conftest import planned_case
 ACTOR = "apikey:bootstrap"  # the tests' client
 
 
-async def stored(database: Database, resource_type: str) -> list[dict[str, object]]:
+async def stored(database: Database, resource_type: str) -> list[dict[str, Any]]:
     async with database.sessions() as session:
         rows = await session.scalars(
             select(StoredResource).where(StoredResource.resource_type == resource_type)
