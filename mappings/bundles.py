@@ -6,6 +6,8 @@ the entries are rewritten to those fullUrls, so the receiving server links what 
 Resource ids are left out: the server owns its ids. Requests are conditional, keyed by the
 service's own identifier, so pushing twice never duplicates:
 
+- Organization, Practitioner (who acts): conditional create keyed by the NPI where known, else
+  the CaseBridge identifier (`mappings.to_fhir.people.match_identifier`); never overwritten.
 - Patient: conditional create, `POST Patient` with `ifNoneExist: identifier=<system>|<value>`
   of the patient's first identifier (the EHR's MRN when the case knows it, else ours). The
   service never overwrites the EHR's demographics.
@@ -33,6 +35,7 @@ from urllib.parse import quote
 from mappings.canonical import IDENTIFIER_SYSTEM
 from mappings.fhir_datatypes import JsonDict, compact, fhir_datetime
 from mappings.projection import CaseProjection, ProjectedResource
+from mappings.to_fhir.people import PEOPLE_TYPES, match_identifier
 
 FULL_URL_NAMESPACE = uuid.UUID("6f0f8a52-3c0e-4f5e-9a57-2d5c1d0b7a10")
 
@@ -72,6 +75,13 @@ def entry_request(resource: Mapping[str, Any]) -> JsonDict:
     resource_type = resource["resourceType"]
     if resource_type == "Provenance":
         return {"method": "POST", "url": "Provenance"}
+    if resource_type in PEOPLE_TYPES:  # created or matched, never overwritten
+        system, value = match_identifier(resource)
+        return {
+            "method": "POST",
+            "url": resource_type,
+            "ifNoneExist": identifier_query(system, value),
+        }
     if resource_type == "Patient":
         first = (resource.get("identifier") or [{}])[0]
         return {

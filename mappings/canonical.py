@@ -18,6 +18,8 @@ US_CORE_PROFILE: Final[dict[str, str]] = {
     "CareTeam": f"{US_CORE_BASE}/us-core-careteam",
     "Patient": f"{US_CORE_BASE}/us-core-patient",
     "Provenance": f"{US_CORE_BASE}/us-core-provenance",
+    "Practitioner": f"{US_CORE_BASE}/us-core-practitioner",
+    "Organization": f"{US_CORE_BASE}/us-core-organization",
 }
 CASEBRIDGE_PROFILE: Final[dict[str, str]] = {
     "CarePlan": f"{CASEBRIDGE_BASE}/StructureDefinition/casebridge-careplan",
@@ -41,7 +43,9 @@ IDENTIFIER_SYSTEM: Final[dict[str, str]] = {
     "CareTeam": f"{CASEBRIDGE_BASE}/sid/care-team",
     "Patient": f"{CASEBRIDGE_BASE}/sid/patient",
     "Organization": f"{CASEBRIDGE_BASE}/sid/organization",
+    "Practitioner": f"{CASEBRIDGE_BASE}/sid/practitioner",
 }
+NPI_SYSTEM: Final = "http://hl7.org/fhir/sid/us-npi"
 
 # --- code systems ---------------------------------------------------------------------------
 SNOMED: Final = "http://snomed.info/sct"

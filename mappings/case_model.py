@@ -212,6 +212,17 @@ class NoteRecord(Record):
     created_at: dt.datetime
 
 
+class PersonRecord(Record):
+    """The professional identity of someone who acts in the service (an OIDC user or an API
+    key), as an admin set it; it becomes a US Core Practitioner."""
+
+    actor: str
+    """Who acts, as changes record it: `user:<sub>` or `apikey:<name>`."""
+    family_name: str
+    given_names: tuple[str, ...] = ()
+    npi: str | None = None
+
+
 class CaseRecord(Record):
     """One episode of case management, complete enough to project to FHIR."""
 
@@ -234,4 +245,7 @@ class CaseRecord(Record):
     check_ins: tuple[CheckInRecord, ...] = ()
     transitions: tuple[TransitionRecord, ...] = ()
     notes: tuple[NoteRecord, ...] = ()
+    people: tuple[PersonRecord, ...] = ()
+    """The identities of the actors the case names (manager, requesters, check-in performers)
+    that have one; an actor without one is the service's Organization."""
     fhir_extras: dict[str, Any] = Field(default_factory=dict)

@@ -23,6 +23,7 @@ from mappings.to_fhir.condition import condition_resource
 from mappings.to_fhir.context import CaseContext
 from mappings.to_fhir.goal import goal_resource
 from mappings.to_fhir.patient import patient_resource
+from mappings.to_fhir.people import people_resources
 from mappings.to_fhir.service_request import service_request_resource
 
 
@@ -52,9 +53,10 @@ class CaseProjection:
 
 def case_resources(case: CaseRecord) -> list[JsonDict]:
     """The case's resources as dicts, unvalidated, in the projection's stable order:
-    Patient, Conditions, Goals, ServiceRequests, CareTeam (if it has members), CarePlan."""
+    Patient, the people it names (Organization, Practitioners), Conditions, Goals,
+    ServiceRequests, CareTeam (if it has members), CarePlan."""
     context = CaseContext.of(case)
-    resources = [patient_resource(case.patient)]
+    resources = [patient_resource(case.patient), *people_resources(case)]
     resources += [condition_resource(n, context) for n in case.needs]
     resources += [goal_resource(g, context) for g in case.goals]
     resources += [service_request_resource(i, context) for i in case.interventions]

@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fhir_metadata.router,
         fhir_routes.router,
         admin_keys.router,
+        admin_keys.practitioners,
         patients.router,
         patient_links.router,
         cases.router,

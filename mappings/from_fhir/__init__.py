@@ -49,6 +49,7 @@ from mappings.to_fhir.condition import build_condition
 from mappings.to_fhir.context import CaseContext
 from mappings.to_fhir.goal import build_goal
 from mappings.to_fhir.patient import build_patient
+from mappings.to_fhir.people import PEOPLE_TYPES
 from mappings.to_fhir.service_request import build_service_request
 
 R = TypeVar("R", GoalRecord, InterventionRecord, NeedRecord)
@@ -135,10 +136,16 @@ def accept_provenance(resource: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def import_case(resources: Iterable[Mapping[str, Any]], received_at: dt.datetime) -> CaseRecord:
     """A whole case from its resources (an export Bundle's entries): one CarePlan, its Patient,
-    Conditions, Goals, ServiceRequests and CareTeam. Resources of other types are rejected."""
+    Conditions, Goals, ServiceRequests and CareTeam. Who acts (Practitioner, Organization, as
+    an export carries them) is validated and not imported: the references to them are kept
+    as received. Resources of other types are rejected."""
     by_type: dict[str, list[Mapping[str, Any]]] = {}
     for resource in resources:
-        by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
+        kind = str(resource.get("resourceType"))
+        if kind in PEOPLE_TYPES:
+            validate_incoming(resource, kind)
+            continue
+        by_type.setdefault(kind, []).append(resource)
     unknown = set(by_type) - {
         "CarePlan",
         "Patient",

@@ -38,7 +38,6 @@ from mappings.fhir_datatypes import (
     compact,
     fhir_date,
     fhir_datetime,
-    reference,
 )
 from mappings.narrative import generated_narrative
 from mappings.preserved_elements import restore_elements
@@ -99,7 +98,7 @@ def setting_coding(setting: CareSetting) -> JsonDict:
     return coding(CARE_SETTING_SYSTEM, setting.value, casebridge_display("care-setting", setting))
 
 
-def check_in_activity(check_in: CheckInRecord) -> JsonDict:
+def check_in_activity(check_in: CheckInRecord, context: CaseContext) -> JsonDict:
     mode = check_in.mode
     detail = compact(
         extension=[
@@ -114,7 +113,7 @@ def check_in_activity(check_in: CheckInRecord) -> JsonDict:
         },
         status="completed",
         scheduledPeriod={"start": fhir_datetime(check_in.occurred_at)},
-        performer=[reference(display=check_in.performed_by)] if check_in.performed_by else None,
+        performer=[context.who(check_in.performed_by)] if check_in.performed_by else None,
         description=check_in.notes,
     )
     return {"id": check_in.id, "detail": detail}
@@ -149,14 +148,14 @@ def plan_note(note: NoteRecord) -> JsonDict:
     )
 
 
-def care_plan_narrative(case: CaseRecord, status: str) -> JsonDict:
+def care_plan_narrative(case: CaseRecord, status: str, context: CaseContext) -> JsonDict:
     return generated_narrative(
         case.title or "Case management plan",
         [
             ("Program", casebridge_display("program", case.program.value)),
             ("Case status", casebridge_display("case-status", case.status.value)),
             ("Plan status", status),
-            ("Case manager", case.manager),
+            ("Case manager", context.who(case.manager).get("display") if case.manager else None),
         ],
         [
             ("Needs", [n.description for n in case.needs]),
@@ -176,13 +175,13 @@ def build_care_plan(case: CaseRecord, context: CaseContext) -> JsonDict:
     activities = [
         {"reference": {"reference": f"ServiceRequest/{i.id}"}} for i in case.interventions
     ]
-    activities += [check_in_activity(c) for c in case.check_ins]
+    activities += [check_in_activity(c, context) for c in case.check_ins]
     activities += [transition_activity(t) for t in case.transitions]
     return compact(
         resourceType="CarePlan",
         id=case.id,
         meta=meta,
-        text=care_plan_narrative(case, status),
+        text=care_plan_narrative(case, status, context),
         extension=case_extensions(case),
         identifier=[{"system": IDENTIFIER_SYSTEM["CarePlan"], "value": case.id}],
         status=status,
@@ -194,7 +193,7 @@ def build_care_plan(case: CaseRecord, context: CaseContext) -> JsonDict:
             start=fhir_datetime(case.opened_at),
             end=fhir_datetime(case.closed_at) if case.closed_at else None,
         ),
-        author=reference(display=case.manager) if case.manager else None,
+        author=context.who(case.manager) if case.manager else None,
         contributor=care_team,
         careTeam=care_team,
         addresses=[{"reference": f"Condition/{n.id}"} for n in case.needs],

@@ -6,8 +6,9 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mappings.case_model import CaseRecord, PatientRecord
+from mappings.case_model import CaseRecord, PatientRecord, PersonRecord
 from mappings.fhir_datatypes import JsonDict, reference
+from mappings.to_fhir.people import actor_reference
 
 CARE_TEAM_ID_PREFIX = "careteam-"
 
@@ -33,6 +34,8 @@ class CaseContext:
     manager: str | None = None
     assessed_at: Mapping[str, dt.datetime] = field(default_factory=dict)
     """Assessment id -> when it was performed (a need's Condition.assertedDate)."""
+    people: Mapping[str, PersonRecord] = field(default_factory=dict)
+    """Actor id -> professional identity (`mappings.to_fhir.people`)."""
 
     @classmethod
     def of(cls, case: CaseRecord) -> CaseContext:
@@ -42,12 +45,18 @@ class CaseContext:
             patient_display(case.patient),
             case.manager,
             {a.id: a.performed_at for a in case.assessments},
+            {p.actor: p for p in case.people},
         )
 
     @property
     def subject(self) -> JsonDict:
         target = f"Patient/{self.patient_id}" if self.patient_id else None
         return reference(target, self.patient_name)
+
+    def who(self, value: str) -> JsonDict:
+        """A Reference to whoever `value` names: a Practitioner, the service's Organization,
+        or a display (`mappings.to_fhir.people`)."""
+        return actor_reference(value, self.people)
 
     @property
     def care_plan(self) -> JsonDict | None:

@@ -36,6 +36,7 @@ from mappings.narrative import generated_narrative
 from mappings.preserved_elements import restore_elements
 from mappings.to_fhir.context import CaseContext
 from mappings.to_fhir.element_order import element_order
+from mappings.to_fhir.people import is_actor
 from mappings.vocabulary import GoalExpressedBy
 
 MEASURE_ABSENT: JsonDict = {"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "unknown"}]}
@@ -91,11 +92,19 @@ def progress_note(progress: GoalProgressRecord) -> JsonDict:
 
 
 def expressed_by(who: GoalExpressedBy, context: CaseContext) -> JsonDict:
-    """The patient by reference; others by type and display (the case has no Practitioner)."""
+    """The patient by reference; the case manager by reference to their Practitioner where
+    they have one (`mappings.to_fhir.people`); others by type and display. Goal.expressedBy
+    allows no Organization, so a manager that is an actor without an identity is named by the
+    type's display, never by the actor id."""
     if who is GoalExpressedBy.patient:
         return context.subject
     resource_type = GOAL_EXPRESSED_BY.to_fhir[who]
     display = context.manager if who is GoalExpressedBy.case_manager else None
+    if display is not None and is_actor(display):
+        who_acts = context.who(display)
+        if who_acts.get("type") == resource_type:
+            return who_acts
+        display = None
     return reference(
         display=display or GOAL_EXPRESSED_BY.display[resource_type], type_=resource_type
     )

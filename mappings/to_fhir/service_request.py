@@ -27,7 +27,6 @@ from mappings.fhir_datatypes import (
     coding,
     compact,
     fhir_datetime,
-    reference,
 )
 from mappings.narrative import generated_narrative
 from mappings.preserved_elements import restore_elements
@@ -125,9 +124,7 @@ def build_service_request(intervention: InterventionRecord, context: CaseContext
         subject=context.subject,
         **occurrence(intervention),
         authoredOn=fhir_datetime(intervention.authored_at) if intervention.authored_at else None,
-        requester=reference(display=intervention.requested_by)
-        if intervention.requested_by
-        else None,
+        requester=context.who(intervention.requested_by) if intervention.requested_by else None,
         performer=[performer_reference(intervention.performer)] if intervention.performer else None,
         reasonReference=[
             {"reference": f"Condition/{need_id}"} for need_id in intervention.need_ids

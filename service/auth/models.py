@@ -26,3 +26,18 @@ class ApiKey(Base):
     role: Mapped[Role] = mapped_column(enum_column(Role))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None]
+
+
+class Practitioner(Base):
+    """The professional identity of someone who acts here (`actor`: `user:<sub>` or
+    `apikey:<name>`, as changes record it), set by an admin. The cases that name the actor
+    refer to a US Core Practitioner built from it (mappings/to_fhir/people.py); an actor
+    without one is the service's Organization."""
+
+    __tablename__ = "practitioners"
+
+    actor: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    family_name: Mapped[str] = mapped_column(sa.String(100))
+    given_names: Mapped[list[str]] = mapped_column(default=list)
+    npi: Mapped[str | None] = mapped_column(sa.String(10))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

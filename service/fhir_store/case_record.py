@@ -24,10 +24,13 @@ from mappings.case_model import (
     NoteRecord,
     PatientRecord,
     PerformerRecord,
+    PersonRecord,
     RiskRecord,
     TransitionRecord,
 )
+from mappings.to_fhir.people import is_actor
 from service.assessments.models import Assessment, Need
+from service.auth.models import Practitioner
 from service.cases.models import CareTeamMember, Case, CaseChild, Note, Transition
 from service.checkins.models import CheckIn
 from service.patients.models import Patient
@@ -158,6 +161,22 @@ async def _children(
     return (await session.scalars(statement.order_by(model.created_at, model.id))).all()
 
 
+async def _people(session: AsyncSession, named: set[str | None]) -> tuple[PersonRecord, ...]:
+    """The professional identities of the actors a case names (none: no query)."""
+    actors = sorted(value for value in named if value and is_actor(value))
+    if not actors:
+        return ()
+    rows = await session.scalars(
+        select(Practitioner).where(Practitioner.actor.in_(actors)).order_by(Practitioner.actor)
+    )
+    return tuple(
+        PersonRecord(
+            actor=r.actor, family_name=r.family_name, given_names=tuple(r.given_names), npi=r.npi
+        )
+        for r in rows
+    )
+
+
 async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
     case = (
         await session.scalars(
@@ -183,6 +202,14 @@ async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
     team = await _children(session, CareTeamMember, case_id)
     transitions = await _children(session, Transition, case_id)
     notes = await _children(session, Note, case_id)
+    people = await _people(
+        session,
+        {
+            case.manager,
+            *(i.requested_by for i in interventions),
+            *(c.performed_by for c in check_ins),
+        },
+    )
     return CaseRecord(
         id=case.id,
         patient=patient_record(case.patient),
@@ -236,5 +263,6 @@ async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
             NoteRecord(id=n.id, author=n.author, text=n.text, created_at=n.created_at)
             for n in notes
         ),
+        people=people,
         fhir_extras=case.fhir_extras,
     )

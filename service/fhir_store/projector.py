@@ -21,16 +21,28 @@ from mappings.case_model import CaseRecord
 from mappings.projection import ProjectedResource, case_resources, validated
 from mappings.to_fhir.context import care_team_id
 from mappings.to_fhir.patient import patient_resource
+from mappings.to_fhir.people import PEOPLE_TYPES, people_resources
 from mappings.to_fhir.provenance import CaseChange, provenance_resource
 from service.cases.models import Case
 from service.db.base import new_id, utcnow
 from service.db.changes import WHOLE_CASE, ChangeSet, RecordKey
 from service.fhir_store.case_record import load_case_record, patient_record
 from service.fhir_store.models import StoredResource
-from service.fhir_store.writer import ResourceToStore, delete_resources, store_resources
+from service.fhir_store.writer import (
+    ResourceToStore,
+    delete_resources,
+    store_people,
+    store_resources,
+)
 from service.patients.models import Patient
 
 ResourceKey = tuple[str, str]
+
+
+def _people(case: CaseRecord) -> set[ResourceKey]:
+    """Who acts in the case (Practitioners, the Organization): only the case itself, a
+    ServiceRequest's requester or a check-in's performer name them."""
+    return {(r["resourceType"], r["id"]) for r in people_resources(case)}
 
 
 def _reach(case: CaseRecord, records: set[RecordKey]) -> set[ResourceKey] | None:
@@ -39,21 +51,23 @@ def _reach(case: CaseRecord, records: set[RecordKey]) -> set[ResourceKey] | None
     Mirrors what each mapping in `mappings/to_fhir` reads: a Goal, ServiceRequest or Condition
     reads its own record and the case context (patient, manager, assessment dates, which only
     case, patient and assessment changes alter); the CareTeam reads the members (and the case);
-    the CarePlan reads every record of the case, so it is always in reach."""
+    the CarePlan reads every record of the case, so it is always in reach; the people are read
+    from the manager, the requesters and the check-in performers."""
     if WHOLE_CASE in records:
         return None
     reach: set[ResourceKey] = {("CarePlan", case.id)}
     for entity, record_id in records:
         if entity == "goal":
             reach.add(("Goal", record_id))
-        elif entity == "intervention":
+        elif entity == "intervention":  # its requester may be someone new to the case
             reach.add(("ServiceRequest", record_id))
+            reach |= _people(case)
         elif entity == "need":
             reach.add(("Condition", record_id))
         elif entity == "assessment":  # its date is its needs' Condition.assertedDate
             reach |= {("Condition", n.id) for n in case.needs}
         elif entity == "check_in":  # a check-in records progress on goals (Goal.note)
-            reach |= {("Goal", g.id) for g in case.goals}
+            reach |= {("Goal", g.id) for g in case.goals} | _people(case)
         elif entity == "care_team_member":
             reach.add(("CareTeam", care_team_id(case.id)))
         elif entity not in ("note", "transition"):  # those two live in the CarePlan only
@@ -118,7 +132,10 @@ async def project_changes(session: AsyncSession, changes: ChangeSet) -> dict[str
         if reach is not None:
             resources = [r for r in resources if (r["resourceType"], r["id"]) in reach]
         projection = [validated(r) for r in resources]
-        stored = await store_resources(session, _to_store(projection), case_id=case_id)
+        people = [r for r in projection if r.resource_type in PEOPLE_TYPES]
+        own = [r for r in projection if r.resource_type not in PEOPLE_TYPES]
+        stored = await store_people(session, _to_store(people))
+        stored += await store_resources(session, _to_store(own), case_id=case_id)
         produced = {(r.resource_type, r.id) for r in projection}
         vanished = [
             row

@@ -12,11 +12,15 @@ from sqlalchemy import Table, delete, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings import fhir_json
+from mappings.to_fhir.people import PEOPLE_TYPES
 from service.db.base import utcnow
+from service.fhir_store.locks import hold_until_commit
 from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
 from service.fhir_store.search_params import index_values
 
 JsonDict = dict[str, Any]
+# Resources of no one case: a patient, and who acts (mappings.to_fhir.people).
+SHARED_TYPES = frozenset({"Patient"}) | PEOPLE_TYPES
 SEARCH_INDEX = cast(Table, SearchEntry.__table__)
 
 
@@ -56,6 +60,34 @@ def _versioned(resource: JsonDict, version_id: int, last_updated: str) -> bytes:
             ordered["meta"] = meta
     ordered.setdefault("meta", meta)
     return fhir_json.dumps(ordered)
+
+
+async def store_people(
+    session: AsyncSession, resources: Iterable[ResourceToStore]
+) -> list[StoredResource]:
+    """Store the Practitioners and the Organization a case names. Every case that names one
+    projects it, so concurrent projections would race to store the same new version: those
+    that changed are stored under a lock held until commit (a plain read finds the rest
+    unchanged, which is nearly always)."""
+    wanted = {(r.resource_type, r.id): r for r in resources}
+    if not wanted:
+        return []
+    stored = {
+        (row.resource_type, row.id): row.content_hash
+        for row in await session.execute(
+            select(
+                StoredResource.resource_type, StoredResource.id, StoredResource.content_hash
+            ).where(tuple_(StoredResource.resource_type, StoredResource.id).in_(list(wanted)))
+        )
+    }
+    changed = [
+        item
+        for key, item in sorted(wanted.items())
+        if stored.get(key) != hashlib.sha256(item.json).hexdigest()
+    ]
+    for item in changed:
+        await hold_until_commit(session, "shared-resource", item.resource_type, item.id)
+    return await store_resources(session, changed, case_id=None)
 
 
 async def store_resources(
@@ -109,7 +141,7 @@ async def store_resources(
         row.deleted = False
         row.content = content
         row.content_hash = digest
-        row.case_id = case_id if item.resource_type != "Patient" else None
+        row.case_id = None if item.resource_type in SHARED_TYPES else case_id
         row.patient_id = item.patient_id or _patient_of(item.resource_type, item.resource)
         session.add(
             ResourceVersion(

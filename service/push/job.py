@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import Table, and_, bindparam, exists, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mappings.to_fhir.people import PEOPLE_TYPES
 from mappings.to_fhir.plan_document import plan_document, plan_document_id
 from service.cases.models import Case
 from service.connections.models import Connection
@@ -25,8 +26,18 @@ from service.push.models import ConflictStatus, PushConflict
 
 JsonDict = dict[str, Any]
 # Targets before the resources that reference them; the CarePlan references all of them.
+# Who acts (Organization, Practitioner) comes first: requesters, authors and performers.
 # A DocumentReference is the rendered plan, pushed instead of a CarePlan an EHR cannot write.
-PUSH_ORDER = ("Condition", "Goal", "ServiceRequest", "CareTeam", "CarePlan", "DocumentReference")
+PUSH_ORDER = (
+    "Organization",
+    "Practitioner",
+    "Condition",
+    "Goal",
+    "ServiceRequest",
+    "CareTeam",
+    "CarePlan",
+    "DocumentReference",
+)
 
 
 @dataclass
@@ -185,40 +196,74 @@ _HEADS = (
     # A patient linked to the connection twice: its first link counts.
     .order_by(_cases.id, _patient_links.created_at)
 )
-# Each current resource with its link, if any, and the local content that link last pushed
-# (the version it names): the rebase's base.
-_CURRENT_WITH_LINKS = (
-    select(
-        _stored.case_id,
-        _stored.resource_type,
-        _stored.id,
-        _stored.version_id,
-        _stored.content,
-        *(_links[name].label(f"link_{name}") for name in _LINK_COLUMNS),
-        _versions.content.label("content_at_push"),
+
+
+def _current_with_links(*where: Any) -> Any:
+    """Current resources with their link, if any, and the local content that link last pushed
+    (the version it names): the rebase's base."""
+    return (
+        select(
+            _stored.case_id,
+            _stored.resource_type,
+            _stored.id,
+            _stored.version_id,
+            _stored.content,
+            *(_links[name].label(f"link_{name}") for name in _LINK_COLUMNS),
+            _versions.content.label("content_at_push"),
+        )
+        .outerjoin(
+            _links_table,
+            and_(
+                _links.connection_id == bindparam("connection"),
+                _links.resource_type == _stored.resource_type,
+                _links.local_id == _stored.id,
+            ),
+        )
+        .outerjoin(
+            _versions_table,
+            and_(
+                _versions.resource_type == _links.resource_type,
+                _versions.id == _links.local_id,
+                _versions.version_id == _links.pushed_version_id,
+            ),
+        )
+        .where(_stored.deleted.is_(False), *where)
     )
-    .outerjoin(
-        _links_table,
-        and_(
-            _links.connection_id == bindparam("connection"),
-            _links.resource_type == _stored.resource_type,
-            _links.local_id == _stored.id,
-        ),
-    )
-    .outerjoin(
-        _versions_table,
-        and_(
-            _versions.resource_type == _links.resource_type,
-            _versions.id == _links.local_id,
-            _versions.version_id == _links.pushed_version_id,
-        ),
-    )
-    .where(
-        _stored.case_id.in_(bindparam("cases", expanding=True)),
-        _stored.deleted.is_(False),
-        _stored.resource_type.in_(PUSH_ORDER),
-    )
+
+
+_CURRENT_WITH_LINKS = _current_with_links(
+    _stored.case_id.in_(bindparam("cases", expanding=True)),
+    _stored.resource_type.in_(PUSH_ORDER),
 )
+# Who the cases' resources name (shared by every case that names them, so not by case id).
+_PEOPLE_WITH_LINKS = _current_with_links(
+    _stored.resource_type.in_(PEOPLE_TYPES),
+    _stored.id.in_(bindparam("people", expanding=True)),
+)
+
+
+def _local_resource(row: Any) -> LocalResource:
+    return LocalResource(
+        resource_type=row.resource_type,
+        id=row.id,
+        version_id=row.version_id,
+        content=orjson.loads(row.content),
+        link=_link_state(row, "link_"),
+        content_at_push=orjson.loads(row.content_at_push) if row.content_at_push else None,
+    )
+
+
+def named_people(content: Any) -> set[str]:
+    """The `Practitioner/<id>` and `Organization/<id>` references anywhere in a resource."""
+    if isinstance(content, list):
+        return set().union(*(named_people(item) for item in content))
+    if not isinstance(content, dict):
+        return set()
+    found = set().union(*(named_people(item) for item in content.values()))
+    target = content.get("reference")
+    if isinstance(target, str) and target.split("/")[0] in PEOPLE_TYPES:
+        found.add(target)
+    return found
 
 
 def _link_state(row: Any, prefix: str) -> LinkState | None:
@@ -262,23 +307,34 @@ async def load_jobs(
             heads.setdefault(head.id, head)
         resources: dict[str, list[LocalResource]] = {case_id: [] for case_id in case_ids}
         for row in await session.execute(_CURRENT_WITH_LINKS, params):
-            resources[row.case_id].append(
-                LocalResource(
-                    resource_type=row.resource_type,
-                    id=row.id,
-                    version_id=row.version_id,
-                    content=orjson.loads(row.content),
-                    link=_link_state(row, "link_"),
-                    content_at_push=orjson.loads(row.content_at_push)
-                    if row.content_at_push
-                    else None,
-                )
-            )
+            resources[row.case_id].append(_local_resource(row))
+        await _add_people(session, connection_id, resources)
         for case_id in case_ids:
             jobs[(case_id, connection_id)] = await _job(
                 session, connection_id, case_id, heads.get(case_id), resources[case_id]
             )
     return jobs
+
+
+async def _add_people(
+    session: Executor, connection_id: str, resources: dict[str, list[LocalResource]]
+) -> None:
+    """Add to each case's resources the Practitioners and Organization they name (one read
+    for every case of the connection; none when no case names anyone)."""
+    named = {
+        case_id: set().union(*(named_people(r.content) for r in listed))
+        for case_id, listed in resources.items()
+    }
+    wanted = set().union(*named.values())
+    if not wanted:
+        return
+    params = {"connection": connection_id, "people": sorted(t.split("/")[1] for t in wanted)}
+    rows = list(await session.execute(_PEOPLE_WITH_LINKS, params))
+    for case_id, references in named.items():
+        # Each case its own copy: a push relinks the resources it writes.
+        resources[case_id] += [
+            _local_resource(row) for row in rows if f"{row.resource_type}/{row.id}" in references
+        ]
 
 
 async def _job(

@@ -4,6 +4,10 @@
   (`ifNoneExist` on the CaseBridge identifier) with `urn:uuid` fullUrls that the other entries
   reference; known ones are updates of `Type/<remote id>` with `ifMatch`. If the EHR answers
   412/409 (some copy changed there), the push goes on in ordered mode, which finds which.
+- **Who acts** (Organization, Practitioner) goes first, created with `If-None-Exist` on the
+  NPI where known (else the CaseBridge identifier) or matched to the EHR's own record, which a
+  push never overwrites; an EHR that cannot (or will not let this client) write them gets
+  references that keep only their display.
 - **Ordered**: Condition, Goal, ServiceRequest, CareTeam, then CarePlan, one request each,
   references resolved to the remote ids as they are assigned; a resource that referenced one
   not yet created is sent again once it exists. Creates are conditional (`If-None-Exist`);
@@ -28,6 +32,7 @@ import orjson
 from sqlalchemy import delete
 
 from mappings.bundles import full_url, identifier_query, own_identifier, with_references
+from mappings.to_fhir.people import PEOPLE_TYPES, match_identifier
 from mappings.to_fhir.plan_document import PLAN_DOCUMENT_SYSTEM
 from service.db.session import Database
 from service.ehr.client import FhirClient, WriteResult, as_etag
@@ -173,7 +178,7 @@ def to_push(ctx: PushContext) -> list[LocalResource]:
         if reason is not None:
             ctx.report.unsupported[resource.resource_type] = reason
             continue
-        if resource.up_to_date:
+        if resource.up_to_date or _matched_person(resource):
             continue
         conflict = None if resource.id in ctx.parked else rebase_conflict(resource, targets)
         if conflict is not None:
@@ -198,6 +203,16 @@ def to_push(ctx: PushContext) -> list[LocalResource]:
     return wanted
 
 
+def _matched_person(resource: LocalResource) -> bool:
+    """A Practitioner or Organization the EHR has (created or matched by identifier): it is
+    the EHR's record of that person now, never overwritten by a push."""
+    return (
+        resource.resource_type in PEOPLE_TYPES
+        and resource.link is not None
+        and resource.link.remote_id is not None
+    )
+
+
 def _already_there(ctx: PushContext, resource: LocalResource) -> bool:
     """A new local version whose outgoing form is what the EHR already has (the EHR's own
     edits, applied to the case after a merge) is recorded as pushed, and not written again."""
@@ -214,6 +229,8 @@ def _already_there(ctx: PushContext, resource: LocalResource) -> bool:
 
 def identifier_of(resource: LocalResource) -> tuple[str, str]:
     """The (system, value) a conditional create or a search by identifier uses."""
+    if resource.resource_type in PEOPLE_TYPES:
+        return match_identifier(resource.content)
     if resource.resource_type == "DocumentReference":
         return PLAN_DOCUMENT_SYSTEM, str(resource.content["identifier"][0]["value"])
     return own_identifier(resource.content)
@@ -252,9 +269,12 @@ async def _write_one(ctx: PushContext, resource: LocalResource, body: JsonDict) 
             link = existing
         await _update(ctx, resource, body, link)
     except EhrRejected as exc:
-        if exc.remote_status not in NOT_ALLOWED:
+        person = resource.resource_type in PEOPLE_TYPES
+        if exc.remote_status not in NOT_ALLOWED and not (person and exc.remote_status == 403):
             raise
-        # The CapabilityStatement promised more than the EHR does: report, never retry.
+        # The CapabilityStatement promised more than the EHR does, or the client may not write
+        # who acts (no Practitioner/Organization scope): report; references to it keep only
+        # their display.
         ctx.report.unsupported[resource.resource_type] = f"not supported by this EHR: {exc}"
 
 
@@ -274,13 +294,23 @@ async def _find_existing(
             await _record(ctx, resource, result, body)
             return None
         remote_id, version = _identity(resource.resource_type, result)
+        if resource.resource_type in PEOPLE_TYPES:  # the EHR's own record of the person
+            await _record_state(
+                ctx, resource, LinkState(remote_id, version, resource.version_id, existing)
+            )
+            return None
         return LinkState(remote_id, version, None, existing)
     if caps.supports_search_param(resource.resource_type, "identifier"):
         async for found in client.search(
             resource.resource_type, [("identifier", f"{system}|{value}")]
         ):
             version = (found.get("meta") or {}).get("versionId")
-            return LinkState(str(found["id"]), version, None, without_server_owned(found))
+            state = LinkState(str(found["id"]), version, None, without_server_owned(found))
+            if resource.resource_type in PEOPLE_TYPES:
+                state.pushed_version_id = resource.version_id
+                await _record_state(ctx, resource, state)
+                return None
+            return state
     result = await client.create(body)
     await _record(ctx, resource, result, body)
     return None
@@ -475,7 +505,12 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
         version = version or _etag_version(outcome.get("etag"))
         created_before = resource.link is None or resource.link.remote_id is None
         server_copy = without_server_owned(result.resource or {})
-        if created_before and result.status == 200 and server_copy != without_server_owned(body):
+        if resource.resource_type in PEOPLE_TYPES and result.status == 200:
+            # Matched: the EHR's record of the person, as it has it.
+            confirmed.append(
+                (resource, LinkState(remote_id, version, resource.version_id, server_copy))
+            )
+        elif created_before and result.status == 200 and server_copy != without_server_owned(body):
             # The EHR had it, differently (a push that was not recorded): update it next.
             confirmed.append((resource, LinkState(remote_id, version, None, server_copy)))
             stale.append(resource)

@@ -37,7 +37,8 @@ def settings(database_url: str) -> Settings:
 
 WRITE_SCOPES = (
     "system/CarePlan.cruds system/Goal.cruds system/ServiceRequest.cruds system/Condition.cruds "
-    "system/CareTeam.cruds system/Provenance.cruds system/Patient.cruds"
+    "system/CareTeam.cruds system/Provenance.cruds system/Patient.cruds "
+    "system/Practitioner.cruds system/Organization.cruds"
 )
 
 

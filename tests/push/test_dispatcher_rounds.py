@@ -81,7 +81,7 @@ async def test_a_round_reads_and_records_its_pushes_in_one_statement_each_step(
     assert run("SELECT cases.id") - run(audit_read) == 1
     assert run("INSERT INTO audit_events") == 1
     assert run("INSERT INTO audit_event_patients") == 1
-    assert run("SELECT fhir_resources.case_id") == 1
+    assert run("SELECT fhir_resources.case_id") == 2  # the cases' resources; who they name
     assert run("SELECT push_syncs.case_id, push_syncs.connection_id, push_syncs.lease_") == 1
     assert run("INSERT INTO ehr_resource_links") == 1
     assert run("UPDATE push_outbox SET delivered_at") == 1

@@ -143,7 +143,8 @@ async def test_a_read_only_type_is_reported_not_retried(
     status = await status_of(client, case["id"])
     assert status["status"] == "unsupported"
     assert status["attempts"] == 0
-    assert set(status["unsupported"]) == {"CarePlan", "Goal", "ServiceRequest"}
+    # The fake lists no Organization either: who acts (an API key) keeps its display only.
+    assert set(status["unsupported"]) == {"CarePlan", "Goal", "ServiceRequest", "Organization"}
     assert "not supported by this EHR" in status["unsupported"]["CarePlan"]
     assert "'create' interaction for CarePlan" in status["unsupported"]["CarePlan"]
     [provenance] = fake.of_type("Provenance")
