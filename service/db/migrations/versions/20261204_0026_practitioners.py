@@ -1,7 +1,7 @@
 """practitioners: the professional identity (name, NPI) of a user or API key
 
 Revision ID: 0026_practitioners
-Revises: 0019_replicas
+Revises: 0024_pull_scope
 Create Date: 2026-12-04 19:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import service.db.base
 
 revision: str = "0026_practitioners"
-down_revision: str | None = "0019_replicas"
+down_revision: str | None = "0024_pull_scope"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
