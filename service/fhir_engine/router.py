@@ -48,7 +48,7 @@ from service.fhir_engine.responses import (
     outcome_of,
     version_headers,
 )
-from service.fhir_engine.transactions import process_transaction
+from service.fhir_engine.transaction_bundles import process_transaction
 from service.fhir_store import repository
 from service.fhir_store.models import ResourceVersion, StoredResource
 from service.fhir_store.search import (
