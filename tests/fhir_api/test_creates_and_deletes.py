@@ -187,7 +187,7 @@ async def test_delete_refuses_what_the_case_record_needs(
     active_referral = outcome(await fhir.delete(f"/ServiceRequest/{plan['referral']['id']}"), 409)
     assert "revoke" in active_referral["issue"][0]["diagnostics"]
     plan_outcome = outcome(await fhir.delete(f"/CarePlan/{plan['case']['id']}"), 405)
-    assert "follows its case" in plan_outcome["issue"][0]["diagnostics"]
+    assert "ends when its case is closed" in plan_outcome["issue"][0]["diagnostics"]
     outcome(await fhir.delete("/Goal/no-such-goal"), 404)
     assert (await fhir.get(f"/Goal/{plan['goal']['id']}")).status_code == 200
 

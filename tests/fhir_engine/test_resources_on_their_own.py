@@ -297,3 +297,25 @@ async def test_a_failing_entry_rolls_back_the_whole_transaction(
     assert await open_cases(database, patient_id) == []
     async with database.transaction(write=False) as session:
         assert await session.scalar(select(func.count()).select_from(Case)) == 0
+
+
+async def test_deletes_do_what_the_case_model_can_and_say_why_not(engine: FhirEngine) -> None:
+    patient_id = await new_patient(engine)
+    loose = parsed(await call(engine, "POST", "Condition", condition(patient_id)), 201)
+    addressed = parsed(await call(engine, "POST", "Condition", condition(patient_id)), 201)
+    the_goal = goal(patient_id, addresses=[{"reference": f"Condition/{addressed['id']}"}])
+    goal_id = parsed(await call(engine, "POST", "Goal", the_goal), 201)["id"]
+    team = parsed(await call(engine, "POST", "CareTeam", care_team(patient_id)), 201)
+
+    deleted = await call(engine, "DELETE", f"Condition/{loose['id']}")
+    assert deleted.status == 204
+    refused(await call(engine, "GET", f"Condition/{loose['id']}"), 410)
+    in_use = refused(await call(engine, "DELETE", f"Condition/{addressed['id']}"), 409)
+    assert f"Goal/{goal_id}" in in_use["issue"][0]["diagnostics"]
+    for url, why in [
+        (f"CareTeam/{team['id']}", "sent inactive"),
+        (f"Patient/{patient_id}", "kept"),
+        (f"CarePlan/{team['id'].removeprefix('careteam-')}", "closed"),
+    ]:
+        body = refused(await call(engine, "DELETE", url), 405)
+        assert why in body["issue"][0]["diagnostics"]
