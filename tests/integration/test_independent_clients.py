@@ -259,7 +259,7 @@ async def test_a_generic_client_writes_each_type_singly_and_in_transactions(serv
         "urn:uuid:7d1c0d1e-9c55-4d43-9b43-2a9f4f0c7a11",
         "urn:uuid:7d1c0d1e-9c55-4d43-9b43-2a9f4f0c7a12",
     )
-    bundle = {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
@@ -269,12 +269,12 @@ async def test_a_generic_client_writes_each_type_singly_and_in_transactions(serv
                 "request": {"method": "POST", "url": "Patient"},
             },
             {
-                "resource": {**referral.serialize(), "id": None, "subject": {"reference": who}},
+                "resource": {**plain(referral), "id": None, "subject": {"reference": who}},
                 "request": {"method": "POST", "url": "ServiceRequest"},
             },
             {
                 "fullUrl": need,
-                "resource": {**concern.serialize(), "id": None, "subject": {"reference": who}},
+                "resource": {**plain(concern), "id": None, "subject": {"reference": who}},
                 "request": {"method": "POST", "url": "Condition"},
             },
             {
@@ -313,7 +313,7 @@ async def test_a_generic_client_writes_each_type_singly_and_in_transactions(serv
         "type": "transaction",
         "entry": [
             {
-                "resource": goal_read.serialize(),
+                "resource": plain(goal_read),
                 "request": {"method": "PUT", "url": f"Goal/{new_goal}"},
             },
             {"request": {"method": "DELETE", "url": f"Goal/{goal.id}"}},
@@ -324,6 +324,12 @@ async def test_a_generic_client_writes_each_type_singly_and_in_transactions(serv
     priority = (await fhirpy.reference("Goal", new_goal).to_resource())["priority"]
     assert priority["coding"][0]["code"] == "high-priority"
     assert await http_status(server, token, f"/fhir/Goal/{goal.id}") == 410
+
+
+def plain(resource: Any) -> dict[str, Any]:
+    """A fhirpy resource as plain JSON."""
+    serialized: dict[str, Any] = resource.serialize()
+    return serialized
 
 
 async def http_status(server: str, token: str, path: str) -> int:
