@@ -25,7 +25,7 @@ from service.auth.deps import Actor
 from service.auth.models import Role
 from service.db.session import Database
 from service.errors import CaseBridgeError
-from service.fhir_engine.updates import UPDATABLE, apply_update
+from service.fhir_engine.updates import apply_update
 from service.fhir_store import repository
 from service.links.models import ResourceLink
 from service.links.repository import resource_link
@@ -34,6 +34,11 @@ from service.push.writes import PushReport
 
 JsonDict = dict[str, Any]
 log = logging.getLogger(__name__)
+
+# What an EHR's edit may change through `apply_update`. `/fhir` clients may also update
+# Conditions, CareTeams and Patients; EHR edits of those stay on the EHR (kept remote) until
+# the push decides how a merged edit of a need, team or patient should reach the case.
+MERGED_FROM_EHR = frozenset({"CarePlan", "Goal", "ServiceRequest"})
 
 
 class UnmappedReference(ValueError):
@@ -92,7 +97,7 @@ async def apply_to_case(
     """Apply `elements` of `remote` (the EHR's form) to the local resource at `version_id`
     (If-Match: a newer local edit wins); why not, or None when applied."""
     resource_type, local_id = reference.split("/", 1)
-    if resource_type not in UPDATABLE:
+    if resource_type not in MERGED_FROM_EHR:
         return f"a {resource_type} changes through the case, not from the EHR"
     # The EHR acts for itself: the case history names it, and the domain rules hold for it.
     actor = Actor(f"ehr:{connection_id}", Role.case_manager)
