@@ -32,7 +32,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from mappings.case_model import CaseRecord, GoalRecord, InterventionRecord, NeedRecord
+from mappings.case_model import (
+    CaseRecord,
+    GoalRecord,
+    InterventionRecord,
+    NeedRecord,
+    PatientRecord,
+)
 from mappings.fhir_datatypes import JsonDict
 from mappings.from_fhir.care_plan import patient_stub, plan_fields
 from mappings.from_fhir.care_team import member_records
@@ -63,6 +69,7 @@ __all__ = [
     "import_case",
     "import_condition",
     "import_goal",
+    "import_patient",
     "import_service_request",
 ]
 
@@ -94,6 +101,13 @@ def import_condition(
 ) -> Imported[NeedRecord]:
     validate_incoming(resource, "Condition")
     return _imported(need_record(resource), resource, context, build_condition)
+
+
+def import_patient(resource: Mapping[str, Any]) -> PatientRecord:
+    """A Patient on its own: the demographics the case keeps, the rest in `fhir_extras`."""
+    validate_incoming(resource, "Patient")
+    record = patient_record(resource)
+    return _kept(record, resource, build_patient(record))  # type: ignore[no-any-return]
 
 
 def _imported(

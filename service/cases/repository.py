@@ -40,6 +40,16 @@ async def get_case(session: AsyncSession, case_id: str, *, for_update: bool = Fa
     return await session.scalar(statement)
 
 
+async def open_cases_of(session: AsyncSession, patient_id: str) -> Sequence[Case]:
+    """The patient's cases that are not closed, oldest first."""
+    statement = (
+        select(Case)
+        .where(Case.patient_id == patient_id, Case.status != CaseStatus.closed)
+        .order_by(Case.opened_at, Case.id)
+    )
+    return (await session.scalars(statement)).all()
+
+
 async def list_cases(
     session: AsyncSession,
     *,

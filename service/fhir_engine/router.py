@@ -31,6 +31,7 @@ from service.errors import (
     Conflict,
     NotFound,
     PreconditionFailed,
+    RuleViolation,
     UnprocessableEntity,
 )
 from service.fhir_auth.principal import FhirPrincipal, Interaction
@@ -48,7 +49,7 @@ from service.fhir_engine.responses import (
     outcome_of,
     version_headers,
 )
-from service.fhir_engine.transactions import process_transaction
+from service.fhir_engine.transaction_bundles import process_transaction
 from service.fhir_store import repository
 from service.fhir_store.models import ResourceVersion, StoredResource
 from service.fhir_store.search import (
@@ -70,6 +71,17 @@ MAX_VERSION = 2**31 - 1
 HISTORY_DEFAULT_COUNT = 50
 HISTORY_MAX_COUNT = 500
 FORM = "application/x-www-form-urlencoded"
+# A domain rule (service/*/service.py) -> the FHIR element a write sets it with, so that a
+# refusal names the element (FHIR R4 operationoutcome.html: issue.expression).
+RULE_ELEMENTS = {
+    "referral.complete.outcome": "ServiceRequest.status",
+    "intervention.schedule.order": "ServiceRequest.occurrencePeriod",
+    "goal.achieved.case-active": "Goal.achievementStatus",
+    "patient.identifier.unique": "Patient.identifier",
+    "case.status.transition": "CarePlan.status",
+    "case.close.reason": "CarePlan.status",
+    "case.closed.final": "CarePlan.status",
+}
 
 
 def interaction_of(request: FhirRequest) -> str:
@@ -129,6 +141,11 @@ class FhirEngine:
         )
         try:
             result = await self._route(request, principal, facts, keep)
+        except RuleViolation as error:
+            element = RULE_ELEMENTS.get(error.rule)
+            if element and element.split(".")[0] == request.resource_type:
+                error.extra.setdefault("expression", [element])  # name what broke the rule
+            result = error_outcome(error)
         except CaseBridgeError as error:
             result = error_outcome(error)
         except StaleDataError:

@@ -1,11 +1,12 @@
-"""`POST /fhir` with a transaction Bundle: a discharge planner's CarePlan, with its Goals,
-ServiceRequests, Conditions, CareTeam and (optionally) Patient, becomes one new case.
+"""A new case from the POST entries of a transaction Bundle that carries its CarePlan (with
+its Goals, ServiceRequests, Conditions, CareTeam and, optionally, Patient), or from a CarePlan
+POSTed alone. The Bundle itself is read, ordered and answered by `transaction_bundles`.
 
-All or nothing: every entry is checked against the caller's scopes, ids are assigned and the
-`urn:uuid` references between entries rewritten, the whole set is mapped (`import_case`)
-and stored in the request's transaction; any failure rejects the Bundle with an
-OperationOutcome naming the entry and element. A Patient entry with `ifNoneExist` on an
-identifier reuses the patient we already know (conditional create).
+Every entry is checked against the caller's scopes, ids are assigned and the `urn:uuid`
+references between entries rewritten, the whole set is mapped (`import_case`) and stored in
+the request's unit of work; any failure rejects the Bundle with an OperationOutcome naming the
+entry and element. A Patient entry with `ifNoneExist` on an identifier reuses the patient we
+already know (conditional create).
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ from service.auth.models import Role
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.db.unit_of_work import UnitOfWork
-from service.errors import BadRequest, UnprocessableEntity
+from service.errors import UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_engine.batches import bundle_entries
 from service.fhir_engine.conditionals import identifier_criterion
 from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_store.locks import lock_conditional_create
@@ -44,7 +44,7 @@ class FhirRejected(UnprocessableEntity):
 
 
 @dataclass
-class _Entry:
+class CaseEntry:
     index: int
     resource: dict[str, Any]
     full_url: str | None
@@ -53,53 +53,7 @@ class _Entry:
     received: dict[str, Any] | None = None  # with its id and references resolved
 
 
-def _entries(bundle: Any, max_entries: int) -> list[_Entry]:
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise BadRequest("the body must be a Bundle", extra={"expression": ["Bundle"]})
-    if bundle.get("type") != "transaction":
-        raise BadRequest(
-            f"Bundle.type {bundle.get('type')!r} is not supported here; send a transaction "
-            "or a batch",
-            extra={"expression": ["Bundle.type"]},
-        )
-    entries: list[_Entry] = []
-    for index, entry in enumerate(bundle_entries(bundle, "transaction", max_entries)):
-        where = f"Bundle.entry[{index}]"
-        if not isinstance(entry, dict):
-            raise BadRequest(f"{where} must be an object", extra={"expression": [where]})
-        request = entry.get("request")
-        resource = entry.get("resource")
-        if not isinstance(request, dict):
-            raise BadRequest(
-                f"{where}.request must be an object with method and url",
-                extra={"expression": [f"{where}.request"]},
-            )
-        if request.get("method") != "POST" or not isinstance(resource, dict):
-            raise BadRequest(
-                "each entry must POST a resource (a case arrives whole, as new)",
-                extra={"expression": [f"{where}.request.method"]},
-            )
-        if resource.get("resourceType") not in CASE_TYPES:
-            raise FhirRejected(
-                f"{resource.get('resourceType')} is not part of a case",
-                extra={"expression": [f"{where}.resource"]},
-            )
-        if request.get("url") != resource["resourceType"]:
-            raise BadRequest(
-                "request.url must be the resource type",
-                extra={"expression": [f"{where}.request.url"]},
-            )
-        full_url, if_none_exist = entry.get("fullUrl"), request.get("ifNoneExist")
-        if not isinstance(full_url, str | None) or not isinstance(if_none_exist, str | None):
-            raise BadRequest(
-                f"{where}.fullUrl and {where}.request.ifNoneExist must be strings",
-                extra={"expression": [where]},
-            )
-        entries.append(_Entry(index, resource, full_url, if_none_exist))
-    return entries
-
-
-async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
+async def _reuse_patient(session: AsyncSession, entry: CaseEntry) -> str | None:
     """The id of the patient an `ifNoneExist=identifier=system|value` names, if we know it."""
     if entry.if_none_exist is None:
         return None
@@ -109,17 +63,37 @@ async def _reuse_patient(session: AsyncSession, entry: _Entry) -> str | None:
     return await identifier_owner(session, system, value)
 
 
-async def process_transaction(
-    session: UnitOfWork, principal: FhirPrincipal, bundle: Any, base_url: str, max_entries: int
-) -> bytes:
-    entries = _entries(bundle, max_entries)
+async def store_case_entries(
+    session: UnitOfWork, principal: FhirPrincipal, entries: list[CaseEntry]
+) -> tuple[dict[int, dict[str, Any]], dict[str, str]]:
+    """Store the entries as one new case. Returns each entry's `response` (by index) and what
+    each entry's fullUrl now names (`Type/id`), for the Bundle's other entries."""
     case_id = await _store_case(session, principal, entries)
     await session.project()  # now, so each entry can say what was not kept as sent
-    outcomes = {e.index: await _unkept(session, e, case_id) for e in entries if e.reused is None}
-    return _response(entries, base_url, case_id, outcomes)
+    responses: dict[int, dict[str, Any]] = {}
+    references: dict[str, str] = {}
+    for entry in entries:
+        kind, resource_id = entry.resource["resourceType"], entry.resource["id"]
+        if kind == "CareTeam":  # the case's team has the case's id (see mappings.from_fhir)
+            resource_id = care_team_id(case_id)
+        if entry.full_url:
+            references[entry.full_url] = f"{kind}/{resource_id}"
+        response: dict[str, Any] = (
+            {"status": "200 OK", "location": f"{kind}/{resource_id}"}
+            if entry.reused
+            else {
+                "status": "201 Created",
+                "location": f"{kind}/{resource_id}/_history/1",
+                "etag": 'W/"1"',
+            }
+        )
+        if entry.reused is None and (issues := await _unkept(session, entry, case_id)):
+            response["outcome"] = {"resourceType": "OperationOutcome", "issue": issues}
+        responses[entry.index] = response
+    return responses, references
 
 
-async def _unkept(session: AsyncSession, entry: _Entry, case_id: str) -> list[dict[str, Any]]:
+async def _unkept(session: AsyncSession, entry: CaseEntry, case_id: str) -> list[dict[str, Any]]:
     """Warnings for the entry's elements the stored resource does not give back as sent."""
     assert entry.received is not None
     kind = entry.received["resourceType"]
@@ -134,10 +108,12 @@ async def create_case(
     session: UnitOfWork, principal: FhirPrincipal, care_plan: dict[str, Any]
 ) -> str:
     """`POST /fhir/CarePlan`: a CarePlan on its own opens a case, as a one-entry transaction."""
-    return await _store_case(session, principal, [_Entry(0, care_plan, None, None)])
+    return await _store_case(session, principal, [CaseEntry(0, care_plan, None, None)])
 
 
-async def _store_case(session: UnitOfWork, principal: FhirPrincipal, entries: list[_Entry]) -> str:
+async def _store_case(
+    session: UnitOfWork, principal: FhirPrincipal, entries: list[CaseEntry]
+) -> str:
     """Map the entries into one new case and store it; returns the case id."""
     references: dict[str, str] = {}
     for entry in entries:
@@ -184,30 +160,3 @@ def _patient_of(resources: list[dict[str, Any]]) -> str | None:
             extra={"expression": ["Bundle.entry.resource.subject"]},
         )
     return next(iter(patients), None)
-
-
-def _response(
-    entries: list[_Entry], base_url: str, case_id: str, outcomes: dict[int, list[dict[str, Any]]]
-) -> bytes:
-    response_entries = []
-    for entry in entries:
-        kind, resource_id = entry.resource["resourceType"], entry.resource["id"]
-        if kind == "CareTeam":  # the case's team has the case's id (see mappings.from_fhir)
-            resource_id = care_team_id(case_id)
-        response: dict[str, Any] = (
-            {"status": "200 OK", "location": f"{kind}/{resource_id}"}
-            if entry.reused
-            else {
-                "status": "201 Created",
-                "location": f"{kind}/{resource_id}/_history/1",
-                "etag": 'W/"1"',
-            }
-        )
-        if issues := outcomes.get(entry.index):
-            response["outcome"] = {"resourceType": "OperationOutcome", "issue": issues}
-        response_entries.append(
-            {"fullUrl": f"{base_url}/{kind}/{resource_id}", "response": response}
-        )
-    return fhir_json.dumps(
-        {"resourceType": "Bundle", "type": "transaction-response", "entry": response_entries}
-    )

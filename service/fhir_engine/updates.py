@@ -1,6 +1,7 @@
-"""`PUT /fhir/Goal/{id}` and `PUT /fhir/ServiceRequest/{id}` (and their conditional forms by
-identifier): a received version of a case's goal or referral becomes an update of that record.
-`PUT /fhir/CarePlan/{id}` updates the case itself (see `care_plan_updates`).
+"""`PUT /fhir/{type}/{id}` (and its conditional form by identifier): a received version of a
+case's Goal, ServiceRequest or Condition becomes an update of that record, of its CareTeam an
+update of the case's team (`need_and_team_writes`); `PUT /fhir/CarePlan/{id}` updates the case
+itself (`care_plan_updates`), `PUT /fhir/Patient/{id}` the patient (`patient_writes`).
 
 The received resource is mapped (`mappings.from_fhir`), then applied through the same domain
 functions as `/api` updates, so every lifecycle rule holds; content the case has no place for is
@@ -28,7 +29,9 @@ from service.errors import BadRequest, NotFound, PreconditionFailed, Unprocessab
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.care_plan_updates import update_care_plan
 from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
+from service.fhir_engine.need_and_team_writes import change_condition, set_care_team
 from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
+from service.fhir_engine.patient_writes import update_patient_resource
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
@@ -38,7 +41,7 @@ from service.plans.models import Goal, Intervention
 from service.plans.schemas import GoalTarget, GoalUpdate, InterventionUpdate, Performer
 from service.plans.service import change_goal, change_intervention
 
-UPDATABLE = frozenset({"CarePlan", "Goal", "ServiceRequest"})
+UPDATABLE = frozenset({"CarePlan", "Goal", "ServiceRequest", "Condition", "CareTeam", "Patient"})
 
 
 def _coding(value: Any) -> CodingIn | None:
@@ -154,6 +157,11 @@ async def apply_update(
             extra={"expression": [f"{resource_type}.id"]},
         )
     refuse_foreign_own_identifiers(resource, resource_id, resource_type)
+    if resource_type == "Patient":
+        await update_patient_resource(session, actor, resource_id, resource)
+        await session.project()
+        await session.refresh(stored)
+        return stored
     if stored.case_id is None:
         raise UnprocessableEntity(f"{resource_type}/{resource_id} belongs to no case")
     case = await load_open_case(session, stored.case_id)
@@ -166,6 +174,10 @@ async def apply_update(
     try:
         if resource_type == "CarePlan":
             await update_care_plan(session, actor, case, resource, stored)
+        elif resource_type == "Condition":
+            await change_condition(session, actor, case, resource_id, resource)
+        elif resource_type == "CareTeam":
+            await set_care_team(session, actor, case, resource, creating=False)
         elif resource_type == "Goal":
             goal_record = import_goal(resource, context).record
             goal = await load_child(session, Goal, case.id, resource_id, selectinload(Goal.needs))
@@ -189,7 +201,12 @@ async def apply_update(
     except ResourceRejected as exc:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
     # Kept foreign content alone may have changed: re-project in any case (no change, no version).
-    entity = {"CarePlan": "case", "Goal": "goal"}.get(resource_type, "intervention")
+    entity = {
+        "CarePlan": "case",
+        "Goal": "goal",
+        "Condition": "need",
+        "CareTeam": "case",
+    }.get(resource_type, "intervention")
     session.changes.note_case(case.id, actor.id, entity, resource_id)
     await session.project()  # now, so the response carries the new version
     await session.refresh(stored)

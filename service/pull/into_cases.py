@@ -51,11 +51,15 @@ from service.auth.models import Role
 from service.cases.models import Case
 from service.db.session import Database
 from service.errors import CaseBridgeError
-from service.fhir_engine.updates import UPDATABLE
 from service.fhir_store import repository as fhir_store
 from service.links.repository import linked_remote_ids, resource_link, resource_link_by_remote
 from service.plans.models import Intervention
-from service.push.remote_edits import UnmappedReference, apply_elements, case_references_to_local
+from service.push.remote_edits import (
+    MERGED_FROM_EHR,
+    UnmappedReference,
+    apply_elements,
+    case_references_to_local,
+)
 from service.push.remote_form import remote_form, without_server_owned
 from service.review.models import ReviewSource
 from service.review.repository import open_review_item
@@ -113,7 +117,7 @@ async def bring_pulled_changes_to_cases(
 ) -> CaseUpdates:
     """Bring the EHR's changes of `resources` (as pulled) to the open cases that hold them."""
     updates = CaseUpdates()
-    candidates = [r for r in resources if r.get("resourceType") in UPDATABLE]
+    candidates = [r for r in resources if r.get("resourceType") in MERGED_FROM_EHR]
     if not candidates:
         return updates
     # One query for which of them any case holds: most pulled resources are the EHR's own.

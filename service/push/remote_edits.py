@@ -31,7 +31,7 @@ from service.cases.models import Case
 from service.db.session import Database
 from service.db.unit_of_work import UnitOfWork
 from service.errors import CaseBridgeError
-from service.fhir_engine.updates import UPDATABLE, apply_update
+from service.fhir_engine.updates import apply_update
 from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
 from service.links.models import PatientLink, ResourceLink
@@ -43,6 +43,11 @@ from service.review.repository import open_review_item
 
 JsonDict = dict[str, Any]
 log = logging.getLogger(__name__)
+
+# What an EHR's edit may change through `apply_update`. `/fhir` clients may also update
+# Conditions, CareTeams and Patients; EHR edits of those stay on the EHR (kept remote) until
+# the push decides how a merged edit of a need, team or patient should reach the case.
+MERGED_FROM_EHR = frozenset({"CarePlan", "Goal", "ServiceRequest"})
 
 
 class UnmappedReference(ValueError):
@@ -172,7 +177,7 @@ async def _apply_at(
 ) -> tuple[str | None, int | None]:
     """`apply_to_case`, also returning the local version it made."""
     resource_type, local_id = reference.split("/", 1)
-    if resource_type not in UPDATABLE:
+    if resource_type not in MERGED_FROM_EHR:
         return f"a {resource_type} changes through the case, not from the EHR", None
     # The EHR acts for itself: the case history names it, and the domain rules hold for it.
     actor = Actor(f"ehr:{connection_id}", Role.case_manager)
@@ -208,7 +213,7 @@ async def apply_what_the_case_takes(
     resource_type = reference.split("/", 1)[0]
     if reason is None:
         return {}
-    if len(elements) == 1 or resource_type not in UPDATABLE:
+    if len(elements) == 1 or resource_type not in MERGED_FROM_EHR:
         return dict.fromkeys(elements, reason)
     refused: dict[str, str] = {}
     for element in elements:

@@ -121,20 +121,17 @@ async def test_creates_that_cannot_be_placed_are_refused(
     fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
 ) -> None:
     patient = await create_patient(client)
-    no_case = outcome(await fhir.post("/Goal", json=goal(patient["id"])), 422)
-    assert "0 open cases" in no_case["issue"][0]["diagnostics"]
     await open_case(client, patient_id=patient["id"])
     await open_case(client, patient_id=patient["id"])
     two = outcome(await fhir.post("/Goal", json=goal(patient["id"])), 422)
     assert "2 open cases" in two["issue"][0]["diagnostics"]
-
-    orphan = referral(patient["id"], "x")
-    del orphan["basedOn"]
-    assert outcome(await fhir.post("/ServiceRequest", json=orphan), 422)["issue"][0][
+    two_plans = referral(patient["id"], "x")
+    two_plans["basedOn"] = [{"reference": "CarePlan/a"}, {"reference": "CarePlan/b"}]
+    assert outcome(await fhir.post("/ServiceRequest", json=two_plans), 422)["issue"][0][
         "expression"
     ] == ["ServiceRequest.basedOn"]
-    condition = {"resourceType": "Condition", "subject": {"reference": f"Patient/{patient['id']}"}}
-    outcome(await fhir.post("/Condition", json=condition), 422)
+    provenance = {"resourceType": "Provenance"}
+    outcome(await fhir.post("/Provenance", json=provenance), 422)
     outcome(await fhir.post("/Goal", json=care_plan(patient["id"])), 400)  # wrong type
     outcome(await fhir.post("/Goal", content=b"{not json"), 400)
 
@@ -190,7 +187,7 @@ async def test_delete_refuses_what_the_case_record_needs(
     active_referral = outcome(await fhir.delete(f"/ServiceRequest/{plan['referral']['id']}"), 409)
     assert "revoke" in active_referral["issue"][0]["diagnostics"]
     plan_outcome = outcome(await fhir.delete(f"/CarePlan/{plan['case']['id']}"), 405)
-    assert "follows its case" in plan_outcome["issue"][0]["diagnostics"]
+    assert "ends when its case is closed" in plan_outcome["issue"][0]["diagnostics"]
     outcome(await fhir.delete("/Goal/no-such-goal"), 404)
     assert (await fhir.get(f"/Goal/{plan['goal']['id']}")).status_code == 200
 

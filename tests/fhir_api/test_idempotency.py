@@ -20,7 +20,7 @@ from service.idempotency import repository
 from service.idempotency.models import IdempotencyKey
 from service.idempotency.repository import Reservation
 from service.settings import Settings
-from tests.api.case_factory import create_patient, ok, open_case
+from tests.api.case_factory import create_patient, ok, open_case, patch_case
 from tests.conftest import settings_for
 from tests.fhir_api.conftest import SetScopes
 from tests.fhir_api.test_creates_and_deletes import goal
@@ -97,10 +97,12 @@ async def test_failed_work_leaves_the_key_free(
     patient = await create_patient(client)
     body = goal(patient["id"])
     headers = {"Idempotency-Key": "retry-me"}
-    outcome(await fhir.post("/Goal", json=body, headers=headers), 422)  # no open case yet
+    case = await open_case(client, patient_id=patient["id"])
+    other = await open_case(client, patient_id=patient["id"])
+    outcome(await fhir.post("/Goal", json=body, headers=headers), 422)  # which case?
     async with database.transaction(write=False) as session:
         assert (await session.scalars(select(IdempotencyKey))).all() == []
-    case = await open_case(client, patient_id=patient["id"])
+    ok(await patch_case(client, other, status="closed", closure_reason="patient_declined"))
     created = await fhir.post("/Goal", json=body, headers=headers)
     assert created.status_code == 201, created.text
     assert await goal_ids(client, case["id"]) == [created.json()["id"]]

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from mappings.canonical import EXT_CLOSURE_REASON
+from mappings.canonical import EXT_CLOSURE_REASON, NEED_DOMAIN_SYSTEM
 from tests.api.case_factory import ok, open_case
 from tests.fhir_api.conftest import SetScopes, planned_case
 from tests.fhir_api.test_reads import outcome
@@ -107,8 +107,10 @@ async def test_bad_updates(
     assert any("Goal.lifecycleStatus" in e for i in body["issue"] for e in i["expression"])
     outcome(await fhir.put(f"/Goal/{goal['id']}", json=goal, headers={"If-Match": "3"}), 400)
     condition = await read(fhir, f"/Condition/{plan['need']['id']}")
-    body = outcome(await fhir.put(f"/Condition/{condition['id']}", json=condition), 422)
-    assert body["issue"][0]["expression"] == ["Condition"]
+    other_domain = [{"coding": [{"system": NEED_DOMAIN_SYSTEM, "code": "food"}]}]
+    moved = condition | {"category": other_domain}
+    body = outcome(await fhir.put(f"/Condition/{condition['id']}", json=moved), 422)
+    assert body["issue"][0]["expression"] == ["Condition.category"]
     outcome(await fhir.put("/Goal/unknown", json=goal | {"id": "unknown"}), 404)
     scopes("system/Goal.rs")
     outcome(await fhir.put(f"/Goal/{goal['id']}", json=goal), 403)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fhirclient.models.careplan import CarePlan as FhirclientCarePlan
+from fhirclient.models.goal import Goal as FhirclientGoal
 from fhirclient.server import FHIRServer
 from fhirpy import AsyncFHIRClient
 from joserfc import jwt
@@ -148,3 +149,190 @@ async def test_fhirpy_and_fhirclient_search_read_and_transact(server: str) -> No
     assert created["title"] == "Discharge to home after hip replacement"
     goals = await fhirpy.resources("Goal").search(patient=created["subject"]["reference"]).fetch()
     assert len(goals) == 1
+
+
+MRN = "http://hospital.example.org/mrn"
+
+
+def _subject(patient_id: str) -> dict[str, str]:
+    return {"reference": f"Patient/{patient_id}"}
+
+
+async def test_a_generic_client_writes_each_type_singly_and_in_transactions(server: str) -> None:
+    """fhirpy and fhirclient know nothing about cases: create, read, update, search and delete
+    the six types, one at a time and in transactions, and get back what they sent."""
+    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+        token = await access_token(http, server)
+    fhirpy = AsyncFHIRClient(f"{server}/fhir", authorization=f"Bearer {token}")
+
+    patient = fhirpy.resource(
+        "Patient",
+        identifier=[{"system": MRN, "value": "GC-1"}],
+        name=[{"family": "Nakamura", "given": ["Aiko"]}],
+        birthDate="1941-07-30",
+        gender="female",
+    )
+    await patient.save()
+    patient["name"] = [{"family": "Nakamura-Ito", "given": ["Aiko"]}]
+    await patient.save()
+    assert (await fhirpy.reference("Patient", patient.id).to_resource())["name"][0][
+        "family"
+    ] == "Nakamura-Ito"
+    found = await fhirpy.resources("Patient").search(identifier=f"{MRN}|GC-1").fetch()
+    assert [p.id for p in found] == [patient.id]
+
+    referral = fhirpy.resource(
+        "ServiceRequest",
+        status="active",
+        intent="order",
+        code={"text": "Home care assessment"},
+        subject=_subject(patient.id),
+        authoredOn="2017-03-05",
+    )
+    await referral.save()
+    assert referral["authoredOn"] == "2017-03-05"
+    [plan] = await fhirpy.resources("CarePlan").search(patient=patient.id).fetch()
+    plan["title"] = "Home care after the fall"
+    await plan.save()
+    assert (await fhirpy.reference("CarePlan", plan.id).to_resource())["title"] == (
+        "Home care after the fall"
+    )
+    concern = fhirpy.resource(
+        "Condition",
+        category=[
+            {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/core/CodeSystem/condition-category",
+                        "code": "health-concern",
+                    }
+                ]
+            }
+        ],
+        code={"text": "Unsafe stairs at home"},
+        subject=_subject(patient.id),
+    )
+    await concern.save()
+    goal = fhirpy.resource(
+        "Goal",
+        lifecycleStatus="proposed",
+        description={"text": "Climb the stairs safely"},
+        subject=_subject(patient.id),
+        addresses=[{"reference": f"Condition/{concern.id}"}],
+    )
+    await goal.save()
+    goal["description"] = {"text": "Climb the stairs with a rail"}
+    await goal.save()
+    team = fhirpy.resource(
+        "CareTeam",
+        subject=_subject(patient.id),
+        participant=[{"member": {"display": "R. Osei"}, "role": [{"text": "Case manager"}]}],
+    )
+    await team.save()
+    assert team.id == f"careteam-{plan.id}"
+    for kind, count in [("Goal", 1), ("Condition", 1), ("ServiceRequest", 1), ("CareTeam", 1)]:
+        matches = await fhirpy.resources(kind).search(patient=patient.id).fetch()
+        assert len(matches) == count, kind
+    assert (await fhirpy.reference("Goal", goal.id).to_resource())["description"] == {
+        "text": "Climb the stairs with a rail"
+    }
+
+    fhir_server = FHIRServer(None, base_uri=f"{server}/fhir/")
+    fhir_server.auth = BearerAuth(token)
+    sent_goal = {
+        "resourceType": "Goal",
+        "lifecycleStatus": "proposed",
+        "description": {"text": "Walk to the post office"},
+        "subject": _subject(patient.id),
+    }
+    made = await asyncio.to_thread(FhirclientGoal(sent_goal).create, fhir_server)
+    assert made is not None
+    assert made["description"] == sent_goal["description"]
+    read = await asyncio.to_thread(FhirclientGoal.read, made["id"], fhir_server)
+    assert read.description.text == "Walk to the post office"
+    await asyncio.to_thread(read.delete, fhir_server)  # proposed: it may be withdrawn
+    gone = await http_status(server, token, f"/fhir/Goal/{made['id']}")
+    assert gone == 410
+
+    # A transaction: a new patient with a referral, a concern and a goal, by urn:uuid.
+    who, need = (
+        "urn:uuid:7d1c0d1e-9c55-4d43-9b43-2a9f4f0c7a11",
+        "urn:uuid:7d1c0d1e-9c55-4d43-9b43-2a9f4f0c7a12",
+    )
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": who,
+                "resource": {"resourceType": "Patient", "name": [{"family": "Silva"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {**plain(referral), "id": None, "subject": {"reference": who}},
+                "request": {"method": "POST", "url": "ServiceRequest"},
+            },
+            {
+                "fullUrl": need,
+                "resource": {**plain(concern), "id": None, "subject": {"reference": who}},
+                "request": {"method": "POST", "url": "Condition"},
+            },
+            {
+                "resource": {
+                    **sent_goal,
+                    "subject": {"reference": who},
+                    "addresses": [{"reference": need}],
+                },
+                "request": {"method": "POST", "url": "Goal"},
+            },
+        ],
+    }
+    for entry in bundle["entry"]:
+        entry["resource"] = {k: v for k, v in entry["resource"].items() if v is not None}
+        entry["resource"].pop("meta", None)
+        entry["resource"].pop("identifier", None)
+        entry["resource"].pop("basedOn", None)
+    response = await fhirpy.execute("", method="post", data=bundle)
+    statuses = [e["response"]["status"] for e in response["entry"]]
+    assert statuses == ["201 Created"] * 4
+    new_goal = response["entry"][3]["response"]["location"].split("/")[1]
+    goal_read = await fhirpy.reference("Goal", new_goal).to_resource()
+    new_patient = goal_read["subject"]["reference"]
+    assert new_patient == response["entry"][0]["response"]["location"].rsplit("/", 2)[0]
+    # ...then PUT and DELETE entries in one transaction.
+    goal_read["priority"] = {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/goal-priority",
+                "code": "high-priority",
+            }
+        ]
+    }
+    second = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": plain(goal_read),
+                "request": {"method": "PUT", "url": f"Goal/{new_goal}"},
+            },
+            {"request": {"method": "DELETE", "url": f"Goal/{goal.id}"}},
+        ],
+    }
+    done = await fhirpy.execute("", method="post", data=second)
+    assert [e["response"]["status"] for e in done["entry"]] == ["200 OK", "204 No Content"]
+    priority = (await fhirpy.reference("Goal", new_goal).to_resource())["priority"]
+    assert priority["coding"][0]["code"] == "high-priority"
+    assert await http_status(server, token, f"/fhir/Goal/{goal.id}") == 410
+
+
+def plain(resource: Any) -> dict[str, Any]:
+    """A fhirpy resource as plain JSON."""
+    serialized: dict[str, Any] = resource.serialize()
+    return serialized
+
+
+async def http_status(server: str, token: str, path: str) -> int:
+    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+        response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+    return response.status_code
