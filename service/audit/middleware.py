@@ -1,8 +1,14 @@
 """Records an AuditEvent for every `/fhir` request and every `/api` read of patient data, and
-commits it before the response goes out: the response's start is held until the record is
-written. If it cannot be written, the caller gets an error instead of the result (503 for a
-read, which changed nothing and may be retried; 500 for a write, whose change may already be
-committed), as problem+json on `/api` and an OperationOutcome on `/fhir`.
+commits it before the response goes out.
+
+A `/fhir` change (create, update, delete, transaction) writes its record in the change's own
+transaction (`record_with_change`, called through the engine's `keep`): one commit holds
+both, and if the record cannot be written the change is rolled back and the caller gets 503.
+Every other request (reads, searches, refused writes, a batch's entries) hands its record to
+the group-commit writer (`AuditRecorder`) while its response's start is held; if the record
+cannot be written, the caller gets an error instead of the result (503 for a read, which
+changed nothing and may be retried; 500 for a write), as problem+json on `/api` and an
+OperationOutcome on `/fhir`.
 
 What was touched comes from the route (`note_access`, `note_patients`) or, on `/api`, from the
 route template and its path parameters; who asked comes from the authentication dependency
@@ -15,12 +21,19 @@ import logging
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.problems import problem_response
 from service.audit.events import AccessFacts, audit_event, event_bytes
-from service.audit.recorder import AuditEntry, AuditRecorder, AuditUnavailable
+from service.audit.recorder import (
+    AuditEntry,
+    AuditRecorder,
+    AuditUnavailable,
+    insert_audit_entries,
+)
+from service.errors import ServiceUnavailable
 from service.fhir_api.outcomes import is_fhir_path
 from service.observability.request_ids import current_request_id
 
@@ -123,6 +136,53 @@ async def _case_patient(scope: Scope, case_id: str) -> str | None:
     return patient_id
 
 
+def _audit_entry(scope: Scope, status: int, facts: AccessFacts) -> AuditEntry:
+    """The audit row of one interaction of the request in `scope`."""
+    client = scope.get("client")
+    event_id, recorded, event = audit_event(
+        facts,
+        status,
+        client_address=client[0] if client else None,
+        observer=scope["app"].state.settings.public_base_url,
+        request_id=current_request_id(),
+    )
+    return AuditEntry(
+        row={
+            "id": event_id,
+            "recorded_at": recorded,
+            "agent": facts.agent or "unauthenticated",
+            "action": event["action"],
+            "interaction": facts.interaction,
+            "resource_type": facts.resource_type,
+            "resource_id": facts.resource_id,
+            "status": status,
+            "content": event_bytes(event),
+        },
+        patient_ids=tuple(sorted(facts.patient_ids)),
+    )
+
+
+async def record_with_change(
+    request: Request, session: AsyncSession, facts: AccessFacts, status: int
+) -> None:
+    """Write the audit record of a change in the change's own transaction: they commit
+    together or not at all (fail closed with no change left behind). Call `change_audited`
+    once that transaction has committed, so the middleware does not record it again."""
+    try:
+        await insert_audit_entries(session, [_audit_entry(request.scope, status, facts)])
+    except Exception as exc:
+        # The type only: a database error's text carries the rows' parameters.
+        log.error("refused a change whose audit failed: %s", type(exc).__name__)
+        raise ServiceUnavailable(
+            "the audit trail could not be written, so the change was not made; retry later"
+        ) from exc
+
+
+def change_audited(request: Request, status: int) -> None:
+    """The request's own record, for an answer of `status`, committed with its change."""
+    request.state.audit_committed = status
+
+
 class AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -172,7 +232,8 @@ class AuditMiddleware:
                 await self._entry(scope, entry_status, None, entry_facts)
                 for entry_facts, entry_status in state.get("audit_entries", ())
             ]
-            entries.append(await self._entry(scope, status, template))
+            if state.get("audit_committed") != status:
+                entries.append(await self._entry(scope, status, template))
             await asyncio.gather(*(recorder.write(entry) for entry in entries))
         except AuditUnavailable as exc:
             log.error("refused %s %s: %s", scope["method"], template or "/fhir", exc)
@@ -186,7 +247,6 @@ class AuditMiddleware:
     async def _entry(
         scope: Scope, status: int, template: str | None, facts: AccessFacts | None = None
     ) -> AuditEntry:
-        app = scope["app"]
         state: dict[str, Any] = scope.get("state", {})
         if facts is None and template is None:
             facts = state.get("audit") or _default_facts(scope["method"], scope["path"])
@@ -198,28 +258,7 @@ class AuditMiddleware:
                 patient = await _case_patient(scope, str(case_id))
                 if patient is not None:
                     facts.patient_ids.add(patient)
-        client = scope.get("client")
-        event_id, recorded, event = audit_event(
-            facts,
-            status,
-            client_address=client[0] if client else None,
-            observer=app.state.settings.public_base_url,
-            request_id=current_request_id(),
-        )
-        return AuditEntry(
-            row={
-                "id": event_id,
-                "recorded_at": recorded,
-                "agent": facts.agent or "unauthenticated",
-                "action": event["action"],
-                "interaction": facts.interaction,
-                "resource_type": facts.resource_type,
-                "resource_id": facts.resource_id,
-                "status": status,
-                "content": event_bytes(event),
-            },
-            patient_ids=tuple(sorted(facts.patient_ids)),
-        )
+        return _audit_entry(scope, status, facts)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
@@ -228,7 +267,7 @@ class AuditMiddleware:
         detail = (
             "the audit trail could not be written, so the result is withheld; retry later"
             if read
-            else "the audit trail could not be written; the change may have been made"
+            else "the audit trail could not be written (a batch's entries may have been applied)"
         )
         response = problem_response(
             status, "audit-unavailable", "Audit unavailable", detail, scope["path"]

@@ -16,7 +16,12 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.audit.events import AccessFacts
-from service.audit.middleware import note_access, note_entry_access
+from service.audit.middleware import (
+    change_audited,
+    note_access,
+    note_entry_access,
+    record_with_change,
+)
 from service.db.session import DatabaseDep
 from service.fhir_api.http import check_format, fhir_request, response_of
 from service.fhir_api.idempotency import Idempotency, IdempotencyDep
@@ -53,7 +58,13 @@ async def _served(
             AccessFacts(interaction_of(fhir), fhir.resource_type, agent=principal.subject),
         )
         return idempotency.replay
-    result = await engine.handle(fhir, principal, keep=_kept_answer(idempotency))
+    kept: list[FhirOutcome] = []
+    result = await engine.handle(
+        fhir, principal, keep=_kept_with_change(request, idempotency, kept)
+    )
+    if kept and result is kept[-1]:
+        # The change committed, and its audit record (and stored answer) with it.
+        change_audited(request, result.status)
     for facts, status in result.entry_facts:
         note_entry_access(request, facts, status)
     if result.facts is not None:
@@ -65,14 +76,19 @@ async def _served(
     return response
 
 
-def _kept_answer(idempotency: Idempotency | None) -> OutcomeKeeper | None:
-    """Stores the answer of an `Idempotency-Key` request in the transaction of its change."""
-    if idempotency is None or idempotency.token is None:
-        return None
-    held = idempotency
+def _kept_with_change(
+    request: Request, idempotency: Idempotency | None, kept: list[FhirOutcome]
+) -> OutcomeKeeper:
+    """What a write adds to its own transaction: its audit record, and the answer of an
+    `Idempotency-Key` request; `kept` collects the outcome that they were written for."""
+    held = idempotency if idempotency is not None and idempotency.token is not None else None
 
     async def keep(session: AsyncSession, outcome: FhirOutcome) -> None:
-        await held.remember(response_of(outcome), session)
+        if held is not None:
+            await held.remember(response_of(outcome), session)
+        assert outcome.facts is not None  # the engine hands them with the outcome
+        await record_with_change(request, session, outcome.facts, outcome.status)
+        kept.append(outcome)
 
     return keep
 

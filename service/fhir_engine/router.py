@@ -115,9 +115,18 @@ def error_outcome(error: CaseBridgeError) -> FhirOutcome:
     return json_outcome(error.status, outcome_of(error))
 
 
-# Work a caller adds to a write's own transaction once its outcome is known: the HTTP edge
-# stores an Idempotency-Key's answer there, so the answer and the change commit together.
+# Work a caller adds to a write's own transaction once its outcome is known (with its audit
+# facts on `outcome.facts`): the HTTP edge stores an Idempotency-Key's answer and the change's
+# audit record there, so they and the change commit together, or none of them does.
 OutcomeKeeper = Callable[[AsyncSession, FhirOutcome], Awaitable[None]]
+
+
+async def _kept(
+    keep: OutcomeKeeper | None, session: AsyncSession, result: FhirOutcome, facts: AccessFacts
+) -> None:
+    if keep is not None:
+        result.facts = facts
+        await keep(session, result)
 
 
 class FhirEngine:
@@ -135,7 +144,8 @@ class FhirEngine:
         self, request: FhirRequest, principal: FhirPrincipal, *, keep: OutcomeKeeper | None = None
     ) -> FhirOutcome:
         """The outcome of one interaction; never raises a `CaseBridgeError`. `keep` runs in the
-        transaction of a create, an update or a transaction Bundle, with its outcome."""
+        transaction of a create, an update, a delete or a transaction Bundle, with its
+        outcome, just before that transaction commits."""
         facts = AccessFacts(
             interaction_of(request), request.resource_type, request.id, agent=principal.subject
         )
@@ -201,7 +211,7 @@ class FhirEngine:
         if method == "PUT" and operation is None:
             return await self._update(request, principal, facts, keep)
         if method == "DELETE" and request.id is not None and operation is None:
-            return await self._delete(request, principal, facts)
+            return await self._delete(request, principal, facts, keep)
         raise MethodNotAllowed(f"{method} is not allowed on this {resource_type} URL")
 
     # --- reads -------------------------------------------------------------------------
@@ -379,8 +389,7 @@ class FhirEngine:
                 written = _written(
                     request, facts, result.row, 200, "an existing resource matches If-None-Exist"
                 )
-            if keep is not None:
-                await keep(session, written)
+            await _kept(keep, session, written, facts)
         return written
 
     async def _update(
@@ -406,21 +415,29 @@ class FhirEngine:
                 request.header("if-match"),
             )
             written = _written(request, facts, row, 200, "updated", received=request.body)
-            if keep is not None:
-                await keep(session, written)
+            await _kept(keep, session, written, facts)
         return written
 
     async def _delete(
-        self, request: FhirRequest, principal: FhirPrincipal, facts: AccessFacts
+        self,
+        request: FhirRequest,
+        principal: FhirPrincipal,
+        facts: AccessFacts,
+        keep: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         resource_type, resource_id = str(request.resource_type), str(request.id)
         async with self.database.unit_of_work() as session:
             row = await deletes.delete_resource(session, principal, resource_type, resource_id)
             facts.patient_ids.update(filter(None, [row.patient_id]))
             headers = {"ETag": version_headers(row.version_id, row.last_updated)["ETag"]}
-        if "return=OperationOutcome" in request.prefers:
-            return json_outcome(200, information(f"{resource_type}/{resource_id} deleted"), headers)
-        return FhirOutcome(204, b"", headers)
+            if "return=OperationOutcome" in request.prefers:
+                result = json_outcome(
+                    200, information(f"{resource_type}/{resource_id} deleted"), headers
+                )
+            else:
+                result = FhirOutcome(204, b"", headers)
+            await _kept(keep, session, result, facts)
+        return result
 
     async def _transaction_or_batch(
         self,
@@ -447,8 +464,7 @@ class FhirEngine:
                 session, principal, bundle, request.base_url, self.settings.fhir_bundle_max_entries
             )
             result = _bundle(content)
-            if keep is not None:
-                await keep(session, result)
+            await _kept(keep, session, result, facts)
         return result
 
 
