@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings.vocabulary import CaseStatus
 from service.cases.models import Case
 from service.connections.fhir_clients import fhir_client_for
 from service.connections.service import load_connection
@@ -202,10 +203,15 @@ async def _apply_resolution(
     if case is None:
         return []  # the case is gone, and its conflicts with it
     reference = f"{conflict.resource_type}/{conflict.local_id}"
-    refused = (
-        dict.fromkeys(elements, "the case's patient is no longer linked to this connection")
-        if to_local is None
-        else await apply_what_the_case_takes(
+    # A closed case takes no change: said first, rather than a version mismatch (its closure
+    # settled its goals and referrals, so their versions moved on since the conflict).
+    refused: dict[str, str]
+    if case.status is CaseStatus.closed:
+        refused = dict.fromkeys(elements, "the case is closed")
+    elif to_local is None:
+        refused = dict.fromkeys(elements, "the case's patient is no longer linked here")
+    else:
+        refused = await apply_what_the_case_takes(
             database,
             conflict.connection_id,
             reference,
@@ -214,7 +220,6 @@ async def _apply_resolution(
             content,
             to_local,
         )
-    )
     if refused:
         await open_refused_edit_items(
             database,

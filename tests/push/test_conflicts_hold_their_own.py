@@ -41,7 +41,11 @@ async def sync_status(client: httpx.AsyncClient, case_id: str) -> dict[str, Any]
 
 async def close(client: httpx.AsyncClient, case_id: str) -> None:
     case = ok(await client.get(f"/api/cases/{case_id}"))
-    ok(await patch_case(client, case, status="closed", closure_reason="goals_met"))
+    ok(
+        await patch_case(
+            client, case, status="closed", closure_reason="goals_met", open_items="cancel"
+        )
+    )
 
 
 async def test_a_goal_in_conflict_holds_back_only_the_goal(

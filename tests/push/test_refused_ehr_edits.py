@@ -97,7 +97,11 @@ async def test_a_resolution_after_the_case_closed_is_a_review_item(
     [conflict] = ok(await client.get("/api/push/conflicts"))
     assert conflict["elements"] == ["priority"]
     case = ok(await client.get(f"/api/cases/{case['id']}"))
-    ok(await patch_case(client, case, status="closed", closure_reason="transferred"))
+    ok(
+        await patch_case(
+            client, case, status="closed", closure_reason="transferred", open_items="cancel"
+        )
+    )
 
     ok(
         await client.post(
