@@ -12,21 +12,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.pull.reader import RECORD_TYPES
 from tests.pull.fault_proxy import FaultPlan, FaultProxy
 
-DECLARED_TYPES = (
-    "Patient",
-    "Condition",
-    "Encounter",
-    "Observation",
-    "AllergyIntolerance",
-    "MedicationRequest",
-    "CarePlan",
-    "Goal",
-    "ServiceRequest",
-    "CareTeam",
-    "Procedure",
-)
+DECLARED_TYPES = ("Patient", *RECORD_TYPES)
 
 
 def minimal_capability_statement() -> dict[str, Any]:
