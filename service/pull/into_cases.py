@@ -18,12 +18,9 @@ Then the link's merge base is the EHR's version just read (`pushed_content`,
 (`remote_edits`): the next push neither re-sends what came from the EHR nor overwrites what it
 kept there (a local change over a kept EHR edit is a push conflict).
 
-A referral the receiver has finished with (`REFERRAL_CLOSED_BY_RECEIVER`; FHIR R4 request-status
-`completed`, `revoked`, `entered-in-error`, https://hl7.org/fhir/R4/valueset-request-status.html)
-closes the case's referral. `completed` carries an outcome: the EHR's referral-outcome extension
-when it sent one, else the outcome the case holds (and sent), else `not_reported`, with a review
-item asking a planner for the outcome. A planner still cannot complete a referral without one;
-the EHR's fact is recorded, not dropped.
+A referral the receiver has finished with closes the case's referral; a completion without an
+outcome is taken with outcome `not_reported` and a review item asking a planner for it (the rule
+both inbound paths share: `plans.receiver_status`).
 """
 
 from __future__ import annotations
@@ -36,16 +33,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mappings.canonical import EXT_REFERRAL_OUTCOME
-from mappings.concept_maps import REFERRAL_CLOSED_BY_RECEIVER
-from mappings.from_fhir.service_request import referral_outcome
-from mappings.to_fhir.service_request import outcome_extension
-from mappings.vocabulary import (
-    CaseStatus,
-    InterventionKind,
-    InterventionStatus,
-    ReferralOutcome,
-)
+from mappings.vocabulary import CaseStatus
 from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.models import Case
@@ -53,7 +41,7 @@ from service.db.session import Database
 from service.errors import CaseBridgeError
 from service.fhir_store import repository as fhir_store
 from service.links.repository import linked_remote_ids, resource_link, resource_link_by_remote
-from service.plans.models import Intervention
+from service.plans.receiver_status import OUTCOME_NOT_REPORTED, with_outcome_not_reported
 from service.push.remote_edits import (
     MERGED_FROM_EHR,
     UnmappedReference,
@@ -70,10 +58,6 @@ log = logging.getLogger(__name__)
 # Server-owned, or generated from the case's own content (the narrative): never taken.
 NOT_COMPARED = frozenset({"resourceType", "id", "meta", "text"})
 DISAGREES = "the case changed it too since its last push; the case keeps its value"
-OUTCOME_NOT_REPORTED = (
-    "the receiver completed the referral without reporting its outcome; the case records "
-    "'outcome not reported': record the outcome"
-)
 
 
 @dataclass
@@ -229,18 +213,13 @@ async def _closed_by_receiver(session: AsyncSession, plan: _Plan) -> None:
     case's own, else `not_reported` (`plan.outcome_missing`: a planner is asked for it)."""
     if "status" not in plan.take:
         return
-    closed = REFERRAL_CLOSED_BY_RECEIVER.get((plan.resource_type, plan.theirs.get("status", "")))
-    if closed is not InterventionStatus.completed or referral_outcome(plan.theirs) is not None:
-        return
-    row = await session.get(Intervention, plan.local_id)
-    if row is None or row.kind is not InterventionKind.referral or row.referral_outcome:
-        return
     source = plan.theirs if "extension" in plan.take else plan.local
-    kept = [x for x in source.get("extension") or () if x.get("url") != EXT_REFERRAL_OUTCOME]
-    plan.for_case = {
-        **plan.theirs,
-        "extension": [*kept, outcome_extension(ReferralOutcome.not_reported)],
-    }
+    for_case = await with_outcome_not_reported(
+        session, plan.resource_type, plan.local_id, plan.theirs, source
+    )
+    if for_case is None:
+        return
+    plan.for_case = for_case
     if "extension" in plan.disagree:
         plan.disagree.remove("extension")
     if "extension" not in plan.take:

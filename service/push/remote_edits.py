@@ -12,13 +12,15 @@ edit of a Condition or CareTeam, a reference to an EHR resource the case does no
 element the case rules refuse, a local edit made meanwhile) stays on the EHR and in the merge
 base, the push reports it, and it becomes a review item (service/review) with the EHR's value,
 the case's value and the reason, for a person to decide. A person's resolution of a conflict
-(take-remote, or an edit) reaches the case the same way.
+(take-remote, or an edit) reaches the case the same way. A referral the receiver closed is taken
+as a pull takes it (`plans.receiver_status`): a completion without an outcome completes the
+case's referral as `not_reported`, and a review item asks a planner for the outcome.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -36,6 +38,7 @@ from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
 from service.links.models import PatientLink, ResourceLink
 from service.links.repository import resource_link
+from service.plans.receiver_status import OUTCOME_NOT_REPORTED, with_outcome_not_reported
 from service.push.job import PushJob
 from service.push.writes import PushReport
 from service.review.models import ReviewSource
@@ -203,10 +206,12 @@ async def apply_what_the_case_takes(
     elements: list[str],
     remote: JsonDict,
     to_local: dict[str, str],
+    together: Collection[str] = (),
 ) -> dict[str, str]:
     """Apply `elements` of `remote` to the case, each one the rules refuse left out: the edit
     as a whole first, and if the rules refuse it, element by element (one refused element, such
-    as a CarePlan `note`, must not hold back the others). Returns element -> why refused."""
+    as a CarePlan `note`, must not hold back the others), those in `together` as one (a
+    referral's completion and the outcome it carries). Returns element -> why refused."""
     reason, version = await _apply_at(
         database, connection_id, reference, version_id, elements, remote, to_local
     )
@@ -216,16 +221,17 @@ async def apply_what_the_case_takes(
     if len(elements) == 1 or resource_type not in MERGED_FROM_EHR:
         return dict.fromkeys(elements, reason)
     refused: dict[str, str] = {}
-    for element in elements:
-        if element in ("resourceType", "id", "meta"):
-            continue
+    tried = [e for e in elements if e not in ("resourceType", "id", "meta")]
+    group = [e for e in tried if e in together]
+    groups = ([group] if group else []) + [[e] for e in tried if e not in together]
+    for elements_of_group in groups:
         reason, version = await _apply_at(
-            database, connection_id, reference, version_id, [element], remote, to_local
+            database, connection_id, reference, version_id, elements_of_group, remote, to_local
         )
         if reason is None and version is not None:
-            version_id = version  # the next element applies on top of this one
+            version_id = version  # the next group applies on top of this one
         elif reason is not None:
-            refused[element] = reason
+            refused.update(dict.fromkeys(elements_of_group, reason))
     return refused
 
 
@@ -242,22 +248,43 @@ async def apply_remote_edits(database: Database, job: PushJob, report: PushRepor
         [r.id for r in job.resources],
     )
     versions = {r.reference: r.version_id for r in job.resources}
-    for reference, elements in report.merged_from_remote.items():
+    for reference, merged_elements in report.merged_from_remote.items():
+        elements = list(merged_elements)
         merged = await _merged_base(database, job.connection_id, reference)
         base, remote_id = merged if merged is not None else (None, None)
+        for_case = base
+        if base is not None and "status" in elements:
+            for_case = await _closed_by_receiver(database, reference, base)
+        outcome_missing = for_case is not base
+        if outcome_missing and "extension" not in elements:
+            elements.append("extension")
         refused = (
             dict.fromkeys(elements, "the push left no merged copy")
-            if base is None or reference not in versions
+            if base is None or for_case is None or reference not in versions
             else await apply_what_the_case_takes(
                 database,
                 job.connection_id,
                 reference,
                 versions[reference],
                 elements,
-                base,
+                for_case,
                 to_local,
+                together=("status", "extension") if outcome_missing else (),
             )
         )
+        if outcome_missing and "status" not in refused:
+            # The case completed the referral as `not_reported`: a planner records the outcome.
+            await open_refused_edit_items(
+                database,
+                ReviewSource.merge,
+                {"extension": OUTCOME_NOT_REPORTED},
+                base or {},
+                case_id=job.case_id,
+                patient_id=job.local_patient_id,
+                connection_id=job.connection_id,
+                reference=reference,
+                remote_id=remote_id,
+            )
         if refused:
             report.remote_edits_kept_remote[reference] = "; ".join(
                 f"{element}: {reason}" for element, reason in sorted(refused.items())
@@ -278,6 +305,15 @@ async def apply_remote_edits(database: Database, job: PushJob, report: PushRepor
         await note_remote_edits(
             database, job.connection_id, reference, kept=sorted(refused), taken=taken
         )
+
+
+async def _closed_by_receiver(database: Database, reference: str, merged: JsonDict) -> JsonDict:
+    """`merged` as the case takes it: with outcome `not_reported` when the receiver completed a
+    referral without one (`plans.receiver_status`), else `merged` itself."""
+    resource_type, local_id = reference.split("/", 1)
+    async with database.transaction(write=False) as session:
+        for_case = await with_outcome_not_reported(session, resource_type, local_id, merged, merged)
+    return merged if for_case is None else for_case
 
 
 async def open_refused_edit_items(
