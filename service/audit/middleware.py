@@ -1,10 +1,11 @@
 """Records an AuditEvent for every `/fhir` request and every `/api` read of patient data, and
 commits it before the response goes out.
 
-A `/fhir` change (create, update, delete, transaction) writes its record in the change's own
-transaction (`record_with_change`, called through the engine's `keep`): one commit holds
-both, and if the record cannot be written the change is rolled back and the caller gets 503.
-Every other request (reads, searches, refused writes, a batch's entries) hands its record to
+A `/fhir` change (create, update, delete, transaction, and each change of a batch's entries)
+writes its record in the change's own transaction (`record_with_change`, called through the
+engine's `keep` or `keep_entry`): one commit holds both, and if the record cannot be written
+the change is rolled back and the caller (or the batch entry) gets 503. Every other request
+(reads, searches, refused writes, a batch and its other entries) hands its record to
 the group-commit writer (`AuditRecorder`) while its response's start is held; if the record
 cannot be written, the caller gets an error instead of the result (503 for a read, which
 changed nothing and may be retried; 500 for a write), as problem+json on `/api` and an
@@ -267,7 +268,8 @@ class AuditMiddleware:
         detail = (
             "the audit trail could not be written, so the result is withheld; retry later"
             if read
-            else "the audit trail could not be written (a batch's entries may have been applied)"
+            else "the audit trail could not be written (a batch's entries that changed something"
+            " were applied, each with its own audit record)"
         )
         response = problem_response(
             status, "audit-unavailable", "Audit unavailable", detail, scope["path"]

@@ -60,7 +60,11 @@ async def _served(
         return idempotency.replay
     kept: list[FhirOutcome] = []
     result = await engine.handle(
-        fhir, principal, keep=_kept_with_change(request, idempotency, kept)
+        fhir,
+        principal,
+        keep=_kept_with_change(request, idempotency, kept),
+        # A batch entry's change and its record commit together; its answer is the batch's.
+        keep_entry=_kept_with_change(request, None, []),
     )
     if kept and result is kept[-1]:
         # The change committed, and its audit record (and stored answer) with it.

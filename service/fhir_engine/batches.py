@@ -2,9 +2,10 @@
 
 Every entry is handed, in order, to the engine itself (`FhirEngine.handle`) as its own
 `FhirRequest`: the same scope checks, transactions and audit facts as if the client had sent it
-alone. One entry's failure is that entry's `response.outcome`; the others stand (FHIR R4
-http.html#3.1.0.11.1). There is no reference resolution between entries: that is what a
-transaction is for.
+alone. An entry that changes something writes its audit record in its own transaction (the
+engine's `keep_entry`); the others' facts are handed back, for the batch's audit. One entry's
+failure is that entry's `response.outcome`; the others stand (FHIR R4 http.html#3.1.0.11.1).
+There is no reference resolution between entries: that is what a transaction is for.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ async def process_batch(
     bundle: dict[str, Any],
     max_entries: int,
 ) -> tuple[bytes, list[tuple[AccessFacts, int]]]:
-    """The batch-response Bundle, and each entry's audit facts with its status."""
+    """The batch-response Bundle, and the audit facts (with status) of each entry whose record
+    was not written with its change."""
     entries = bundle_entries(bundle, "batch", max_entries)
     forwarded = {
         name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers
@@ -82,7 +84,7 @@ async def process_batch(
             failure = outcome(f"{_entry_path(index)} failed on the server", code="exception")
             responses.append({"response": _status(500) | {"outcome": failure}})
             continue
-        if result.facts is not None:
+        if result.facts is not None and not result.kept:
             audited.append((result.facts, result.status))
         responses.append(_entry(result, request.base_url))
     body = fhir_json.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": responses})

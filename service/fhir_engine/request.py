@@ -48,13 +48,16 @@ class FhirRequest:
 @dataclass
 class FhirOutcome:
     """The engine's answer. `facts` is what the interaction touched, for its AuditEvent;
-    `entry_facts` are those of a batch's entries, each audited as its own interaction."""
+    `entry_facts` are those of a batch's entries, each audited as its own interaction, but for
+    the entries whose record was written with their change. `kept`: the caller's keep ran in this
+    outcome's transaction (it committed, if this outcome is the one handed back)."""
 
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     facts: AccessFacts | None = None
     entry_facts: list[tuple[AccessFacts, int]] = field(default_factory=list)
+    kept: bool = False
 
 
 def request_from_url(

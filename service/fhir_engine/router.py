@@ -127,6 +127,7 @@ async def _kept(
     if keep is not None:
         result.facts = facts
         await keep(session, result)
+        result.kept = True
 
 
 class FhirEngine:
@@ -141,16 +142,22 @@ class FhirEngine:
         self.capability_statement = capability_statement
 
     async def handle(
-        self, request: FhirRequest, principal: FhirPrincipal, *, keep: OutcomeKeeper | None = None
+        self,
+        request: FhirRequest,
+        principal: FhirPrincipal,
+        *,
+        keep: OutcomeKeeper | None = None,
+        keep_entry: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         """The outcome of one interaction; never raises a `CaseBridgeError`. `keep` runs in the
         transaction of a create, an update, a delete or a transaction Bundle, with its
-        outcome, just before that transaction commits."""
+        outcome, just before that transaction commits; `keep_entry` does the same in each
+        change of a batch's entries (each its own transaction)."""
         facts = AccessFacts(
             interaction_of(request), request.resource_type, request.id, agent=principal.subject
         )
         try:
-            result = await self._route(request, principal, facts, keep)
+            result = await self._route(request, principal, facts, keep, keep_entry)
         except RuleViolation as error:
             element = RULE_ELEMENTS.get(error.rule)
             if element and element.split(".")[0] == request.resource_type:
@@ -176,6 +183,7 @@ class FhirEngine:
         principal: FhirPrincipal,
         facts: AccessFacts,
         keep: OutcomeKeeper | None = None,
+        keep_entry: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         method, operation = request.method.upper(), request.operation
         if operation == "metadata":
@@ -185,7 +193,7 @@ class FhirEngine:
         if request.resource_type is None:
             if method != "POST":
                 raise MethodNotAllowed(f"{method} [base] is not an interaction of this server")
-            return await self._transaction_or_batch(request, principal, facts, keep)
+            return await self._transaction_or_batch(request, principal, facts, keep, keep_entry)
         resource_type = supported(request.resource_type)
         if request.id is not None and not FHIR_ID.match(request.id):
             raise BadRequest(f"{request.id!r} is not a FHIR id", extra={"expression": ["id"]})
@@ -445,16 +453,22 @@ class FhirEngine:
         principal: FhirPrincipal,
         facts: AccessFacts,
         keep: OutcomeKeeper | None = None,
+        keep_entry: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
         """A transaction Bundle that carries one case (see `transactions`), or a batch of
-        independent interactions (see `batches`)."""
+        independent interactions (see `batches`), each entry's change kept with `keep_entry`
+        (the batch's own `keep` is not called: its entries commit one by one)."""
         bundle = json_body(request.body)
         if isinstance(bundle, dict) and bundle.get("type") == "batch":
             facts.interaction = "batch"
             # No session is held here: each entry opens its own (on SQLite, a held write
             # transaction would make the entries wait for it forever).
+
+            async def handle_entry(entry: FhirRequest, who: FhirPrincipal) -> FhirOutcome:
+                return await self.handle(entry, who, keep=keep_entry)
+
             content, entry_facts = await process_batch(
-                self.handle, principal, request, bundle, self.settings.fhir_bundle_max_entries
+                handle_entry, principal, request, bundle, self.settings.fhir_bundle_max_entries
             )
             result = _bundle(content)
             result.entry_facts = entry_facts

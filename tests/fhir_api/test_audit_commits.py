@@ -25,6 +25,7 @@ from service.db.session import Database
 from service.fhir_store.models import StoredResource
 from tests.api.case_factory import create_patient, open_case
 from tests.fhir_api.conftest import SetScopes
+from tests.fhir_api.test_creates_and_deletes import goal
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -191,6 +192,86 @@ async def test_a_change_whose_audit_cannot_be_written_is_not_committed(
     stored = (await fhir.get(f"/CarePlan/{case['id']}")).json()
     assert stored.get("description") != "Changed without a trail"
     assert stored["meta"]["versionId"] == plan["meta"]["versionId"]
+
+
+def two_goals_and_a_read(case: dict[str, Any]) -> dict[str, Any]:
+    patient_id = case["patient_id"]
+    return {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "POST", "url": "Goal"}, "resource": goal(patient_id)},
+            {"request": {"method": "GET", "url": f"CarePlan/{case['id']}"}},
+            {"request": {"method": "POST", "url": "Goal"}, "resource": goal(patient_id)},
+        ],
+    }
+
+
+async def test_each_change_of_a_batch_commits_with_its_audit_record(
+    app: FastAPI, fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    database: Database = app.state.database
+    case = await open_case(client)
+    with committed_writes(database) as commits:
+        response = await fhir.post(
+            "http://testserver/fhir", json=two_goals_and_a_read(case), headers=FHIR_JSON
+        )
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["201 Created", "200 OK", "201 Created"]
+    # Each entry's change is one commit that holds its audit record too (before: the entries'
+    # records were written after every change had committed).
+    changes = writing(commits, "fhir_resources")
+    assert len(changes) == 2
+    assert all("audit_events" in change for change in changes)
+    async with database.transaction(write=False) as session:
+        rows = list(await session.scalars(select(AuditRecord)))
+    # The read and the batch itself are audited as before: one record each, none twice.
+    assert sorted((row.interaction, row.status) for row in rows) == [
+        ("batch", 200),
+        ("create", 201),
+        ("create", 201),
+        ("read", 200),
+    ]
+
+
+async def test_a_batch_change_whose_audit_cannot_be_written_is_not_committed(
+    app: FastAPI, fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    database: Database = app.state.database
+    case = await open_case(client)
+    resources_before = await count_of(database, StoredResource)
+
+    async def fail(*_args: Any, **_kwargs: Any) -> None:
+        raise OperationalError("INSERT INTO audit_events", {}, Exception("disk I/O error"))
+
+    # Only the change's own audit insert fails; the group-commit writer still works.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audit_middleware, "insert_audit_entries", fail, raising=False)
+        response = await fhir.post(
+            "http://testserver/fhir", json=two_goals_and_a_read(case), headers=FHIR_JSON
+        )
+    assert response.status_code == 200, response.text
+    created, read, created_too = response.json()["entry"]
+    for entry in (created, created_too):
+        assert entry["response"]["status"] == "503 Service Unavailable"
+        assert entry["response"]["outcome"]["resourceType"] == "OperationOutcome"
+        assert "resource" not in entry
+    assert read["response"]["status"] == "200 OK"
+    # No Goal was stored, and the refused entries are audited as refused.
+    assert await count_of(database, StoredResource) == resources_before
+    goals = (await fhir.get(f"/Goal?patient={case['patient_id']}")).json()
+    assert goals["total"] == 0
+    async with database.transaction(write=False) as session:
+        rows = list(await session.scalars(select(AuditRecord)))
+    assert sorted(
+        (row.interaction, row.status) for row in rows if row.interaction != "search-type"
+    ) == [
+        ("batch", 200),
+        ("create", 503),
+        ("create", 503),
+        ("read", 200),
+    ]
 
 
 async def _until(condition: Any) -> None:
