@@ -152,23 +152,6 @@ async def apply_elements(
     return await apply_update(session, actor, stored, local, version_id)
 
 
-async def apply_to_case(
-    database: Database,
-    connection_id: str,
-    reference: str,
-    version_id: int,
-    elements: list[str],
-    remote: JsonDict,
-    to_local: dict[str, str],
-) -> str | None:
-    """Apply `elements` of `remote` (the EHR's form) to the local resource at `version_id`
-    (If-Match: a newer local edit wins); why not, or None when applied."""
-    reason, _ = await _apply_at(
-        database, connection_id, reference, version_id, elements, remote, to_local
-    )
-    return reason
-
-
 async def _apply_at(
     database: Database,
     connection_id: str,
@@ -178,7 +161,8 @@ async def _apply_at(
     remote: JsonDict,
     to_local: dict[str, str],
 ) -> tuple[str | None, int | None]:
-    """`apply_to_case`, also returning the local version it made."""
+    """Apply `elements` of `remote` (the EHR's form) to the local resource at `version_id`
+    (If-Match: a newer local edit wins): why not (None when applied), and the version made."""
     resource_type, local_id = reference.split("/", 1)
     if resource_type not in MERGED_FROM_EHR:
         return f"a {resource_type} changes through the case, not from the EHR", None
