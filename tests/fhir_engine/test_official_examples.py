@@ -1,4 +1,5 @@
-"""The official FHIR R4 examples (../shared/fhir/r4-examples), each POSTed on its own about a
+"""The official FHIR R4 examples (copies of ../shared/fhir/r4-examples kept in
+tests/mappings/data/r4, so a clone alone runs them), each POSTed on its own about a
 patient of ours, as a generic client would: every element either comes back as sent or is
 named, in the create's OperationOutcome (a warning) or in its refusal (an error). What is
 created reads back as stored and survives a read-modify-write (PUT of what was read)."""
@@ -18,9 +19,7 @@ from service.fhir_engine.router import FhirEngine
 from tests.fhir_engine.conftest import call, parsed
 from tests.fhir_engine.test_resources_on_their_own import new_patient
 
-EXAMPLES = Path(__file__).parents[3] / "shared" / "fhir" / "r4-examples"
-if not EXAMPLES.is_dir():  # the worktree layout: /work/wt/<name>/tests -> /work/shared
-    EXAMPLES = Path(__file__).parents[4] / "shared" / "fhir" / "r4-examples"
+EXAMPLES = Path(__file__).parents[1] / "mappings" / "data" / "r4"
 NAMES = sorted(p.name for p in EXAMPLES.glob("*.json"))
 
 
