@@ -3,7 +3,10 @@
 One `FhirClient` per connection: it owns a pooled `httpx.AsyncClient`, a semaphore that bounds
 the requests in flight to that EHR, the retry policy and the (optional) token provider.
 
-Speed: responses are parsed with orjson into dicts. fhir.resources validation (about 300 µs per
+Decimals: bodies are read and written with `mappings.fhir_json`, so an EHR's `1.50` stays
+`1.50` (FHIR R4 §2.24.0.1) and compares equal wherever pulled and pushed content meet; the
+standard library's parser this takes costs more than orjson, but a number is never rewritten.
+fhir.resources validation (about 300 µs per
 resource, see PERFORMANCE-NOTES) only runs when the caller asks for a typed resource by passing
 a model class, as in `read(Goal, "123") -> Goal`.
 
@@ -33,9 +36,9 @@ from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, overload
 
 import httpx
-import orjson
 from pydantic import ValidationError
 
+from mappings import fhir_json
 from mappings.fhir import FHIRResourceModel
 from service.ehr.circuit import CircuitBreaker
 from service.ehr.errors import (
@@ -504,8 +507,8 @@ def _served_at(response: httpx.Response) -> dt.datetime | None:
 def json_object(response: httpx.Response) -> JsonObject:
     """The response body as a JSON object; EhrProtocolError when it is anything else."""
     try:
-        data = orjson.loads(response.content)
-    except orjson.JSONDecodeError as exc:
+        data = fhir_json.loads(response.content)
+    except ValueError as exc:
         raise EhrProtocolError(f"the response is not JSON: {exc}", url=str(response.url)) from exc
     if not isinstance(data, dict):
         raise EhrProtocolError("the response is not a JSON object", url=str(response.url))
@@ -537,7 +540,7 @@ def _serialise(resource: FHIRResourceModel | JsonObject) -> tuple[bytes, str, st
             raise ValueError("the resource has no valid resourceType")
         resource_id = resource.get("id")
         return (
-            orjson.dumps(resource),
+            fhir_json.dumps(resource),
             type_name,
             resource_id if isinstance(resource_id, str) else None,
         )
@@ -547,8 +550,8 @@ def _serialise(resource: FHIRResourceModel | JsonObject) -> tuple[bytes, str, st
 
 def _outcome(response: httpx.Response) -> JsonObject | None:
     try:
-        data = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+        data = fhir_json.loads(response.content)
+    except ValueError:
         return None
     if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
         return data

@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
-import orjson
 
+from mappings import fhir_json
 from service.ehr.client import FhirClient, JsonObject, TokenProvider, json_object, parse_retry_after
 from service.ehr.errors import EhrProtocolError, EhrTimeout
 from service.ehr.pinned_transport import vetted_transport
@@ -160,8 +160,8 @@ class BulkExport:
                 if not line.strip():
                     continue
                 try:
-                    resource = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
+                    resource = fhir_json.loads(line)
+                except ValueError as exc:
                     bad_lines.append(BadLine(number, f"not JSON: {exc}"))
                     continue
                 if not isinstance(resource, dict) or not isinstance(resource.get("id"), str):

@@ -13,8 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from mappings import fhir_json
 from mappings.bundles import with_references
 from mappings.from_fhir import (
     ResourceRejected,
@@ -162,7 +161,7 @@ async def open_case_from_ehr(
                 # JSON. A push then sends only what changes locally after the import, rebased
                 # onto the EHR's own JSON, instead of overwriting the EHR's resource with ours.
                 pushed_version_id=1,
-                pushed_content=orjson.dumps(
+                pushed_content=fhir_json.dumps(
                     {k: v for k, v in chosen[(kind, remote)].items() if k not in ("id", "meta")}
                 ),
             )
@@ -182,7 +181,7 @@ def _case_resources(
     plans: list[tuple[dt.datetime | None, dict[str, Any]]] = []
     teams: list[dict[str, Any]] = []
     for record in records:
-        resource: dict[str, Any] = orjson.loads(record.content)
+        resource: dict[str, Any] = fhir_json.loads(record.content)
         key = (record.resource_type, record.remote_id)
         if record.resource_type == "Condition":
             if _categories(resource) & INTAKE_CATEGORIES and not _closed_condition(resource):

@@ -30,9 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings import fhir_json
 from mappings.vocabulary import CaseStatus
 from service.auth.deps import Actor
 from service.auth.models import Role
@@ -157,9 +157,9 @@ async def _plan(
     if to_local is None:
         return None
     targets = {local: remote for remote, local in to_local.items()}
-    base: JsonDict = orjson.loads(link.pushed_content)
+    base: JsonDict = fhir_json.loads(link.pushed_content)
     theirs = without_server_owned(pulled)
-    local: JsonDict = orjson.loads(stored.content)
+    local: JsonDict = fhir_json.loads(stored.content)
     now = remote_form(local, targets).body
     then = await _content_at_push(session, resource_type, link.local_id, link.pushed_version_id)
     then_form = None if then is None else remote_form(then, targets).body
@@ -204,7 +204,7 @@ async def _content_at_push(
         row = await fhir_store.version(session, resource_type, local_id, version_id)
     except CaseBridgeError:
         return None
-    content: JsonDict = orjson.loads(row.content)
+    content: JsonDict = fhir_json.loads(row.content)
     return content
 
 
@@ -317,7 +317,7 @@ async def _note(
             return  # a push wrote the resource meanwhile: its state is newer
         kept = {e for elements, _ in refused for e in elements} | set(plan.disagree)
         edits = (set(link.remote_edits or ()) - set(applied)) | kept
-        link.pushed_content = orjson.dumps(plan.theirs)
+        link.pushed_content = fhir_json.dumps(plan.theirs)
         link.remote_version_id = plan.remote_version_id
         link.remote_edits = sorted(edits) or None
     if refused or plan.disagree:

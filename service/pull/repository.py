@@ -7,11 +7,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings import fhir_json
 from mappings.vocabulary import CaseStatus
 from service.cases.models import Case
 from service.connections.models import Connection
@@ -73,7 +73,7 @@ async def upsert_record_rows(
             "remote_last_updated": parse_instant(_meta(resource, "lastUpdated")),
             "patient_id": patient_id,
             "remote_patient_id": remote_patient_id,
-            "content": orjson.dumps(resource),
+            "content": fhir_json.dumps(resource),
             "pulled_at": now,
         }
         for patient_id, remote_patient_id, resource in rows
@@ -257,7 +257,7 @@ async def stored_resources(
             PulledRecord.resource_type == resource_type,
         )
     )
-    return [orjson.loads(content) for content in rows]
+    return [fhir_json.loads(content) for content in rows]
 
 
 async def add_conflict(

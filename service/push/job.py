@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import Table, and_, bindparam, exists, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from mappings import fhir_json
 from mappings.to_fhir.people import PEOPLE_TYPES
 from mappings.to_fhir.plan_document import plan_document, plan_document_id
 from service.cases.models import Case
@@ -247,9 +247,9 @@ def _local_resource(row: Any) -> LocalResource:
         resource_type=row.resource_type,
         id=row.id,
         version_id=row.version_id,
-        content=orjson.loads(row.content),
+        content=fhir_json.loads(row.content),
         link=_link_state(row, "link_"),
-        content_at_push=orjson.loads(row.content_at_push) if row.content_at_push else None,
+        content_at_push=fhir_json.loads(row.content_at_push) if row.content_at_push else None,
     )
 
 
@@ -275,7 +275,7 @@ def _link_state(row: Any, prefix: str) -> LinkState | None:
         remote_id=link["remote_id"],
         remote_version_id=link["remote_version_id"],
         pushed_version_id=link["pushed_version_id"],
-        pushed_content=orjson.loads(link["pushed_content"]) if link["pushed_content"] else None,
+        pushed_content=fhir_json.loads(link["pushed_content"]) if link["pushed_content"] else None,
         remote_edits=frozenset(link["remote_edits"] or ()),
     )
 
@@ -439,7 +439,7 @@ async def record_links_of(
                     "v_remote_id": state.remote_id,
                     "v_remote_version_id": state.remote_version_id,
                     "v_pushed_version_id": state.pushed_version_id,
-                    "v_pushed_content": orjson.dumps(state.pushed_content)
+                    "v_pushed_content": fhir_json.dumps(state.pushed_content)
                     if state.pushed_content is not None
                     else None,
                     "v_updated_at": now,

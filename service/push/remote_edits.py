@@ -23,10 +23,10 @@ import logging
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings import fhir_json
 from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.models import Case
@@ -140,7 +140,7 @@ async def apply_elements(
     an element absent there is removed), with references mapped by `to_local` (None: they are
     local already), and apply it through the domain rules (`apply_update`) as `actor`.
     Raises what the rules raise, or UnmappedReference."""
-    local = orjson.loads(stored.content)
+    local = fhir_json.loads(stored.content)
     for element in elements:
         if element in ("resourceType", "id", "meta"):
             continue  # the local resource's own, whatever the sender's form holds
@@ -321,7 +321,7 @@ async def open_refused_edit_items(
     async with database.transaction() as session:
         stored = await repository.latest(session, resource_type, local_id)
         case_form: JsonDict = (
-            orjson.loads(stored.content) if stored is not None and not stored.deleted else {}
+            fhir_json.loads(stored.content) if stored is not None and not stored.deleted else {}
         )
         for reason, elements in by_reason.items():
             item = await open_review_item(
@@ -378,5 +378,5 @@ async def _merged_base(
         link = await resource_link(session, connection_id, resource_type, local_id)
     if link is None or not link.pushed_content:
         return None
-    content: JsonDict = orjson.loads(link.pushed_content)
+    content: JsonDict = fhir_json.loads(link.pushed_content)
     return content, link.remote_id

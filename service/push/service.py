@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings import fhir_json
 from mappings.vocabulary import CaseStatus
 from service.cases.models import Case
 from service.connections.fhir_clients import fhir_client_for
@@ -162,7 +162,7 @@ async def resolve(
         # The resolved content is the new merge base; the local version the conflict was about
         # counts as pushed, so later local changes are rebased onto it.
         link.remote_version_id = remote_version
-        link.pushed_content = orjson.dumps(content)
+        link.pushed_content = fhir_json.dumps(content)
         link.pushed_version_id = conflict.local_version_id
         # The conflicting elements are settled: ours written (keep-local, edit), or the
         # EHR's taken by the case (take-remote, edit; noted again below if that fails).

@@ -28,9 +28,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from sqlalchemy import delete
 
+from mappings import fhir_json
 from mappings.bundles import full_url, identifier_query, own_identifier, with_references
 from mappings.to_fhir.people import PEOPLE_TYPES, match_identifier
 from mappings.to_fhir.plan_document import PLAN_DOCUMENT_SYSTEM
@@ -468,7 +468,7 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
         response = await ctx.client.send(
             "POST",
             ctx.client.base_url,
-            content=orjson.dumps(bundle),
+            content=fhir_json.dumps(bundle),
             headers={"Content-Type": "application/fhir+json"},
         )
     except EhrRejected as exc:
@@ -479,7 +479,7 @@ async def push_transaction(ctx: PushContext, resources: list[LocalResource]) -> 
         ):
             raise TransactionConflict(str(exc)) from exc
         raise
-    answer = orjson.loads(response.content)
+    answer = fhir_json.loads(response.content)
     answered = answer.get("entry") or []
     if answer.get("type") != "transaction-response" or len(answered) != len(entries):
         raise EhrProtocolError("the transaction response does not answer every entry")

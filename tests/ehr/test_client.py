@@ -291,6 +291,19 @@ async def test_a_conditional_create_is_safe_to_resend(client: FhirClient) -> Non
     assert route.call_count == 2
 
 
+async def test_decimals_come_and_go_with_their_digits(client: FhirClient) -> None:
+    """FHIR R4 §2.24.0.1: a decimal's precision is significant. `1.50` read from the EHR stays
+    `1.50` (a float would make it `1.5`), and writing it back sends the same text."""
+    sent = b'{"resourceType":"Observation","id":"o1","valueQuantity":{"value":1.50,"unit":"mg"}}'
+    with respx.mock(base_url=BASE, assert_all_called=True) as ehr:
+        ehr.get("/Observation/o1").respond(200, content=sent)
+        put = ehr.put("/Observation/o1").respond(200, content=sent)
+        observation = await client.read("Observation", "o1")
+        await client.update(observation)
+    assert str(observation["valueQuantity"]["value"]) == "1.50"
+    assert b'"value":1.50' in put.calls.last.request.content
+
+
 # ---- auth hook -------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import respx
 
+from mappings import fhir_json
 from service.ehr.client import FhirClient
 from service.ehr.errors import EhrProtocolError, EhrTimeout
 from service.pull.bulk import BadLine, BulkExport, OutputFile
@@ -124,6 +125,15 @@ async def test_ndjson_is_read_line_by_line_and_bad_lines_are_reported(
     assert bad[1].reason == "a 'Condition' in a Patient file"
     sent = route.calls.last.request.headers
     assert (sent.get("Authorization") == "Bearer tok") is requires_token
+
+
+async def test_ndjson_decimals_keep_their_digits(ehr: respx.MockRouter, export: BulkExport) -> None:
+    """FHIR R4 §2.24.0.1: `1.50` in an export line is `1.50` when stored, not `1.5`."""
+    line = b'{"resourceType":"Observation","id":"o1","valueQuantity":{"value":1.50}}\n'
+    ehr.get(f"{FILES}/Observation.ndjson").respond(200, content=line)
+    file = OutputFile("Observation", f"{FILES}/Observation.ndjson", None)
+    [resource] = [r async for r in export.resources(file, False, [])]
+    assert fhir_json.dumps(resource) == line.strip()
 
 
 async def test_the_access_token_never_leaves_the_fhir_servers_origin(
