@@ -2,7 +2,9 @@
 kept, invalid input is rejected with an OperationOutcome pointing at the element.
 
 The examples in `data/` are copies of the official FHIR R4 (`data/r4`) and US Core 7.0.0
-(`data/us-core`) examples; the tests never read outside the repository.
+(`data/us-core`) examples, and of US Core 9.0.0's further ones (`data/us-core-9`, round trips
+only: some, a Patient without a gender, do not conform to the 6.1/7.0 profiles checked here);
+the tests never read outside the repository.
 
 Documented normalisations of a re-export (see `mappings.from_fhir`): `meta.versionId` and
 `meta.lastUpdated` are the store's and CaseBridge's profiles are added (the sender's narrative
