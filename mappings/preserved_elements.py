@@ -157,7 +157,7 @@ def _merge_items(
         return received + [item for item in now if not _covered(item, received)]
     # The case changed the element: keep only the foreign items, then what the case says now.
     foreign = [item for item in received if item not in then]
-    return foreign + [item for item in now if item not in foreign]
+    return foreign + [item for item in now if not any(_within(item, f) for f in foreign)]
 
 
 def _merge_annotations(
@@ -188,12 +188,27 @@ def _codings(item: Any) -> set[tuple[Any, Any]]:
 
 
 def _covered(item: Any, received: list[Any]) -> bool:
-    """`item` is in `received`, or (a CodeableConcept) all its codings are already there: a
-    received `sdoh` category with its own text needs no second `sdoh` category."""
-    if item in received:
+    """`item` is in `received` or within one of its items, or (a CodeableConcept) all its
+    codings are already there: a received `sdoh` category with its own text needs no second
+    `sdoh` category."""
+    if any(_within(item, r) for r in received):
         return True
     codings = _codings(item)
     return bool(codings) and codings <= set().union(*(_codings(r) for r in received))
+
+
+def _within(item: Any, received: Any) -> bool:
+    """`item` says nothing `received` does not: equal, or each of its elements is there with
+    the same value. The case's plain `{system, value}` identifier is within the received one
+    that also has a `use`, `type` and `period` (official example Patient-example), so the
+    identifier is not given twice."""
+    if item == received:
+        return True
+    return (
+        isinstance(item, dict)
+        and isinstance(received, dict)
+        and all(received.get(key) == value for key, value in item.items())
+    )
 
 
 def _in_element_order(resource: JsonDict, element_order: Sequence[str]) -> JsonDict:

@@ -25,6 +25,14 @@ def subject_context(resource: Mapping[str, Any], case_id: str | None) -> CaseCon
     if target is None:
         return CaseContext(case_id, None, subject.get("display"))
     if not isinstance(target, str) or not target.startswith("Patient/") or "/" in target[8:]:
+        if isinstance(target, str) and "://" in target:
+            # An absolute reference names another server's Patient (R4 references.html#literal):
+            # the case needs one of its own patients.
+            raise reject(
+                f"{kind}.subject",
+                f"{target} is a patient on another server; reference a Patient here "
+                "(Patient/[id]), created first or in the same transaction",
+            )
         raise reject(f"{kind}.subject", "CaseBridge keeps only resources about a Patient")
     return CaseContext(case_id, target[8:], subject.get("display"))
 

@@ -62,6 +62,15 @@ async def case_for(
                 extra={"expression": ["ServiceRequest.basedOn"]},
             )
         if plans:
+            if await session.get(Case, plans[0]) is None:
+                # Referential integrity is the server's to keep (R4 references.html#integrity):
+                # a referral cannot join a plan that is not here.
+                raise FhirRejected(
+                    f"ServiceRequest.basedOn names CarePlan/{plans[0]}, which is not known "
+                    "here; send the CarePlan first (or in the same transaction), or leave "
+                    "basedOn out to open a new case",
+                    extra={"expression": ["ServiceRequest.basedOn"]},
+                )
             return await _own(session, await load_open_case(session, plans[0]), patient_id, where)
         return await _open_referral(session, actor, resource_type, patient_id, priority)
     if resource_type == "Goal" and (concerns := _referenced(resource, "addresses", "Condition")):

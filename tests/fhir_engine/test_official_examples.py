@@ -1,5 +1,8 @@
-"""The official FHIR R4 examples (copies of ../shared/fhir/r4-examples kept in
-tests/mappings/data/r4, so a clone alone runs them), each POSTed on its own about a
+"""The official examples of the six types: every one of FHIR R4's (the hl7.fhir.r4.examples
+4.0.1 package, in tests/mappings/data/r4) and US Core's (7.0.0 in tests/mappings/data/us-core;
+the other ones of the 9.0.0 sources, which US Core 6.1/7.0 profiles need not accept, in
+us-core-9), kept
+in the repository so a clone alone runs them, each POSTed on its own about a
 patient of ours, as a generic client would: every element either comes back as sent or is
 named, in the create's OperationOutcome (a warning) or in its refusal (an error). What is
 created reads back as stored and survives a read-modify-write (PUT of what was read)."""
@@ -16,11 +19,17 @@ from mappings import fhir_json
 from mappings.bundles import with_references
 from mappings.unkept_elements import unkept_elements
 from service.fhir_engine.router import FhirEngine
-from tests.fhir_engine.conftest import call, parsed
+from tests.fhir_engine.conftest import call
 from tests.fhir_engine.test_resources_on_their_own import new_patient
 
-EXAMPLES = Path(__file__).parents[1] / "mappings" / "data" / "r4"
-NAMES = sorted(p.name for p in EXAMPLES.glob("*.json"))
+EXAMPLES = Path(__file__).parents[1] / "mappings" / "data"
+SIX_TYPES = ("Patient", "CarePlan", "Goal", "ServiceRequest", "Condition", "CareTeam")
+NAMES = sorted(
+    f"{p.parent.name}/{p.name}"
+    for folder in ("r4", "us-core", "us-core-9")
+    for p in (EXAMPLES / folder).glob("*.json")
+    if p.name.startswith(tuple(f"{kind}-" for kind in SIX_TYPES))
+)
 
 
 def _patients(value: Any, found: set[str]) -> set[str]:
@@ -37,7 +46,9 @@ def _patients(value: Any, found: set[str]) -> set[str]:
 
 
 def test_the_examples_are_there() -> None:
-    assert len(NAMES) >= 9, EXAMPLES
+    # Every R4 example of the six types, and US Core's (7.0.0, and 9.0.0's other ones).
+    assert sum(name.startswith("r4/") for name in NAMES) >= 68, EXAMPLES
+    assert sum(name.startswith("us-core") for name in NAMES) >= 22, EXAMPLES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -61,7 +72,9 @@ async def test_an_official_example_comes_back_or_is_named(engine: FhirEngine, na
     assert result.status == 201, result.body
     location = result.headers["Location"].split("/fhir/")[1]
     resource_id = location.split("/")[1]
-    stored = parsed(await call(engine, "GET", f"{kind}/{resource_id}"), 200)
+    read = await call(engine, "GET", f"{kind}/{resource_id}")
+    assert read.status == 200, read.body
+    stored = fhir_json.loads(read.body)  # decimals as Decimal, like `sent`
     warned = {e for issue in answer["issue"] for e in issue.get("expression") or []}
     for issue in unkept_elements(sent, stored):
         assert issue["expression"][0] in warned, issue  # every difference was named
