@@ -33,6 +33,19 @@ async def _count_initial(session: AsyncSession, case_id: str) -> int:
     return count or 0
 
 
+def check_assessment_kind(kind: AssessmentKind, initial_count: int) -> None:
+    """A case has one initial assessment, and reassessments after it; `initial_count`: the
+    initial assessments the case has before this one."""
+    if kind is AssessmentKind.initial and initial_count:
+        raise RuleViolation(
+            "assessment.initial.once", "the case has its initial assessment; add a reassessment"
+        )
+    if kind is AssessmentKind.reassessment and not initial_count:
+        raise RuleViolation(
+            "assessment.reassessment.after-initial", "a reassessment needs an initial assessment"
+        )
+
+
 def _need_row(data: NeedIn, case_id: str, assessment_id: str | None) -> Need:
     return Need(
         case_id=case_id,
@@ -49,15 +62,7 @@ def _need_row(data: NeedIn, case_id: str, assessment_id: str | None) -> Need:
 async def add_assessment(
     session: UnitOfWork, actor: Actor, case: Case, data: AssessmentCreate
 ) -> Assessment:
-    initial_count = await _count_initial(session, case.id)
-    if data.kind is AssessmentKind.initial and initial_count:
-        raise RuleViolation(
-            "assessment.initial.once", "the case has its initial assessment; add a reassessment"
-        )
-    if data.kind is AssessmentKind.reassessment and not initial_count:
-        raise RuleViolation(
-            "assessment.reassessment.after-initial", "a reassessment needs an initial assessment"
-        )
+    check_assessment_kind(data.kind, await _count_initial(session, case.id))
     row = Assessment(
         kind=data.kind,
         performed_at=data.performed_at or utcnow(),

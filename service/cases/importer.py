@@ -4,27 +4,29 @@ travel in `fhir_extras`, so the re-projection gives them back."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
-from mappings.case_model import CaseRecord, CodingRecord, IdentifierRecord, PatientRecord
-from service.assessments.models import Assessment, Need, Risk
+from mappings.case_model import CaseRecord, PatientRecord
+from mappings.vocabulary import AssessmentKind, CaseStatus
+from service.assessments.models import Assessment, Need
+from service.assessments.records import new_assessment, new_need
+from service.assessments.service import check_assessment_kind
 from service.auth.deps import Actor
 from service.cases.history import record_event
-from service.cases.models import CareTeamMember, Case, Note, Transition
-from service.checkins.models import CheckIn
+from service.cases.models import Case, Transition
+from service.cases.records import new_case, new_member, new_note, new_transition
+from service.cases.service import check_closed_state, check_nothing_left_open
+from service.cases.team_and_transitions import check_transition
+from service.checkins.records import new_check_in
 from service.db.unit_of_work import UnitOfWork
-from service.errors import UnprocessableEntity
-from service.patients.models import Patient, PatientIdentifier
+from service.errors import RuleViolation, UnprocessableEntity
+from service.patients.models import Patient
+from service.patients.records import new_patient
 from service.patients.repository import get_patient, identifier_owner
-from service.plans.models import Goal, GoalProgress, Intervention
-
-
-def _coding(value: CodingRecord | None) -> dict[str, Any] | None:
-    return None if value is None else value.model_dump(exclude_none=True)
-
-
-def _identifier(value: IdentifierRecord | None) -> dict[str, Any] | None:
-    return None if value is None else value.model_dump()
+from service.plans.models import Goal, Intervention
+from service.plans.records import new_goal, new_intervention
+from service.plans.service import check_goal_state, check_intervention, check_links
 
 
 async def resolve_patient(session: UnitOfWork, actor: Actor, record: PatientRecord) -> Patient:
@@ -43,166 +45,101 @@ async def resolve_patient(session: UnitOfWork, actor: Actor, record: PatientReco
             f"Patient/{record.id} is not known here, and the request does not include it",
             extra={"expression": ["CarePlan.subject"]},
         )
-    patient = Patient(
-        id=record.id,
-        given_name=record.given_name,
-        family_name=record.family_name,
-        birth_date=record.birth_date,
-        gender=record.gender,
-        fhir_extras=record.fhir_extras,
-        identifiers=[PatientIdentifier(system=i.system, value=i.value) for i in record.identifiers],
-    )
+    patient = new_patient(record)
     session.add(patient)
     await session.flush()
     session.changes.note_patient(patient.id, actor.id)
     return patient
 
 
-async def store_imported_case(session: UnitOfWork, actor: Actor, record: CaseRecord) -> Case:
-    """Store a received case and its records as they are (the sender's plan is the truth)."""
+def check_received_case(
+    case: Case,
+    assessments: Iterable[Assessment],
+    goals: Iterable[Goal],
+    interventions: Iterable[Intervention],
+    transitions: Iterable[Transition],
+) -> None:
+    """The rules `/api` holds each record to, through the same functions, on a received case's
+    new rows (a `RuleViolation` names the broken rule). The lifecycle's order of statuses is not
+    one of them: a received case arrives at its sender's status, not moved through ours."""
+    with _about("CarePlan", case.id):
+        check_closed_state(case)
+    initial_count = 0
+    for assessment in sorted(assessments, key=lambda a: a.performed_at):
+        with _about("CarePlan", case.id):  # assessments travel in the CarePlan
+            check_assessment_kind(assessment.kind, initial_count)
+        if assessment.kind is AssessmentKind.initial:
+            initial_count += 1
+    for goal in goals:
+        with _about("Goal", goal.id):
+            check_goal_state(case, goal)
+    for intervention in interventions:
+        with _about("ServiceRequest", intervention.id):
+            check_intervention(intervention)
+    for transition in transitions:
+        with _about("CarePlan", case.id):  # transitions travel in the CarePlan's activities
+            check_transition(transition)
+
+
+@contextmanager
+def _about(resource_type: str, resource_id: str) -> Iterator[None]:
+    """A broken rule names the received resource that broke it (`resource` in its extras)."""
+    try:
+        yield
+    except RuleViolation as error:
+        error.extra.setdefault("resource", f"{resource_type}/{resource_id}")
+        raise
+
+
+async def store_imported_case(
+    session: UnitOfWork, actor: Actor, record: CaseRecord, *, under_api_rules: bool
+) -> Case:
+    """Store a received case and its records as they are (the sender's plan is the truth).
+
+    `under_api_rules`: the case must also hold every rule `/api` holds its records to
+    (`check_received_case`), or nothing is stored: a case a client sends to `/fhir`. A case
+    opened from an EHR's records (`pull.case_opening`) records the EHR's facts at intake for a
+    person to review instead."""
     patient = await resolve_patient(session, actor, record.patient)
-    case = Case(
-        id=record.id,
-        patient_id=patient.id,
-        program=record.program,
-        title=record.title,
-        manager=record.manager,
-        priority=record.priority,
-        status=record.status,
-        closure_reason=record.closure_reason,
-        opened_at=record.opened_at,
-        closed_at=record.closed_at,
-        fhir_extras=record.fhir_extras,
-    )
+    case = new_case(record, patient.id)
     session.add(case)
     await session.flush()
-    assessment_of = {n: a.id for a in record.assessments for n in a.need_ids}
-    session.add_all(
-        Assessment(
-            id=a.id,
-            case_id=case.id,
-            kind=a.kind,
-            performed_at=a.performed_at,
-            performed_by=a.performed_by,
-            summary=a.summary,
-            strengths=list(a.strengths),
-            preferences=list(a.preferences),
-            risks=[Risk(description=r.description, level=r.level) for r in a.risks],
-        )
-        for a in record.assessments
-    )
+    assessments = [new_assessment(a, case.id) for a in record.assessments]
+    session.add_all(assessments)
     await session.flush()
-    needs = {
-        n.id: Need(
-            id=n.id,
-            case_id=case.id,
-            assessment_id=assessment_of.get(n.id),
-            domain=n.domain,
-            description=n.description,
-            severity=n.severity,
-            status=n.status,
-            code=_coding(n.code),
-            recorded_at=n.recorded_at,
-            fhir_extras=n.fhir_extras,
-        )
-        for n in record.needs
-    }
+    assessment_of = {n: a.id for a in record.assessments for n in a.need_ids}
+    needs = {n.id: new_need(n, case.id, assessment_of.get(n.id)) for n in record.needs}
     session.add_all(needs.values())
     check_in_of = {p: c.id for c in record.check_ins for p in c.goal_progress_ids}
     goals = {
-        g.id: Goal(
-            id=g.id,
-            case_id=case.id,
-            description=g.description,
-            code=_coding(g.code),
-            expressed_by=g.expressed_by,
-            priority=g.priority,
-            lifecycle_status=g.lifecycle_status,
-            achievement_status=g.achievement_status,
-            start_date=g.start_date,
-            target_measure=_coding(g.target.measure) if g.target else None,
-            target_detail_quantity=g.target.detail_quantity if g.target else None,
-            target_detail_unit=g.target.detail_unit if g.target else None,
-            target_detail_text=g.target.detail_text if g.target else None,
-            target_due_date=g.target.due_date if g.target else None,
-            fhir_extras=g.fhir_extras,
-            needs=[needs[n] for n in g.need_ids if n in needs],
-            progress=[
-                GoalProgress(
-                    id=p.id,
-                    check_in_id=check_in_of.get(p.id),
-                    recorded_at=p.recorded_at,
-                    recorded_by=p.recorded_by,
-                    achievement_status=p.achievement_status,
-                    note=p.note,
-                )
-                for p in g.progress
-            ],
-        )
+        g.id: new_goal(g, case.id, [needs[n] for n in g.need_ids if n in needs], check_in_of)
         for g in record.goals
     }
     session.add_all(goals.values())
-    session.add_all(
-        Intervention(
-            id=i.id,
-            case_id=case.id,
-            kind=i.kind,
-            type=i.type,
-            description=i.description,
-            code=_coding(i.code),
-            performer_kind=i.performer.kind if i.performer else None,
-            performer_name=i.performer.name if i.performer else None,
-            performer_identifier=_identifier(i.performer.identifier) if i.performer else None,
-            status=i.status,
-            priority=i.priority,
-            scheduled_start=i.scheduled_start,
-            scheduled_end=i.scheduled_end,
-            authored_at=i.authored_at,
-            requested_by=i.requested_by,
-            referral_outcome=i.referral_outcome,
-            outcome_note=i.outcome_note,
-            fhir_extras=i.fhir_extras,
-            goals=[goals[g] for g in i.goal_ids if g in goals],
-            needs=[needs[n] for n in i.need_ids if n in needs],
+    interventions = [
+        new_intervention(
+            i,
+            case.id,
+            [goals[g] for g in i.goal_ids if g in goals],
+            [needs[n] for n in i.need_ids if n in needs],
         )
         for i in record.interventions
-    )
-    session.add_all(
-        CareTeamMember(
-            id=m.id, case_id=case.id, role=m.role, name=m.name, telecom=m.telecom, active=m.active
-        )
-        for m in record.care_team
-    )
-    session.add_all(
-        CheckIn(
-            id=c.id,
-            case_id=case.id,
-            occurred_at=c.occurred_at,
-            mode=c.mode,
-            performed_by=c.performed_by,
-            notes=c.notes,
-        )
-        for c in record.check_ins
-    )
-    session.add_all(
-        Transition(
-            id=t.id,
-            case_id=case.id,
-            kind=t.kind,
-            from_setting=t.from_setting,
-            to_setting=t.to_setting,
-            planned_date=t.planned_date,
-            actual_date=t.actual_date,
-            status=t.status,
-            follow_ups=list(t.follow_ups),
-        )
-        for t in record.transitions
-    )
-    session.add_all(
-        Note(id=n.id, case_id=case.id, author=n.author, text=n.text, created_at=n.created_at)
-        for n in record.notes
-    )
+    ]
+    session.add_all(interventions)
+    session.add_all(new_member(m, case.id) for m in record.care_team)
+    session.add_all(new_check_in(c, case.id) for c in record.check_ins)
+    transitions = [new_transition(t, case.id) for t in record.transitions]
+    session.add_all(transitions)
+    session.add_all(new_note(n, case.id) for n in record.notes)
+    if under_api_rules:
+        linked_needs = {n for g in record.goals for n in g.need_ids}
+        linked_needs |= {n for i in record.interventions for n in i.need_ids}
+        check_links(Need, linked_needs - set(needs))
+        check_links(Goal, {g for i in record.interventions for g in i.goal_ids} - set(goals))
+        check_received_case(case, assessments, goals.values(), interventions, transitions)
     await session.flush()
+    if under_api_rules and case.status is CaseStatus.closed:
+        await check_nothing_left_open(session, case)
     record_event(
         session,
         case_id=case.id,

@@ -110,6 +110,13 @@ def check_status_change(case: Case, data: CaseUpdate) -> None:
         raise RuleViolation("case.close.open-items", "open_items is given only when closing")
 
 
+def check_closed_state(case: Case) -> None:
+    """A closed case says why it closed (`case.close.reason`, as `check_status_change` asks of
+    a closure on `/api`)."""
+    if case.status is CaseStatus.closed and case.closure_reason is None:
+        raise RuleViolation("case.close.reason", "a closed case needs a closure_reason")
+
+
 async def check_nothing_left_open(session: AsyncSession, case: Case) -> None:
     """Refuse to close a case while goals or interventions are open, naming each of them."""
     goals, interventions = await repository.open_plan_items(session, case.id)

@@ -36,7 +36,7 @@ async def change_member(
     return await change_record(session, actor, row, "care_team_member", data, expected)
 
 
-def _check_transition(row: Transition) -> None:
+def check_transition(row: Transition) -> None:
     if row.status is TransitionStatus.completed and row.actual_date is None:
         raise RuleViolation(
             "transition.complete.date", "a completed transition needs its actual_date"
@@ -49,7 +49,7 @@ async def add_transition(
     session: UnitOfWork, actor: Actor, case: Case, data: TransitionCreate
 ) -> Transition:
     row = Transition(**data.model_dump())
-    _check_transition(row)
+    check_transition(row)
     return await add_record(session, actor, case, row, "transition", data)
 
 
@@ -62,7 +62,7 @@ async def change_transition(
     expected: int | None,
 ) -> Transition:
     updated = await change_record(session, actor, row, "transition", data, expected)
-    _check_transition(updated)  # raising rolls the whole request back
+    check_transition(updated)  # raising rolls the whole request back
     return updated
 
 

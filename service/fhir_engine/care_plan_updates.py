@@ -19,7 +19,7 @@ from mappings.from_fhir import import_care_plan
 from mappings.vocabulary import CaseStatus
 from service.auth.deps import Actor
 from service.cases.models import Case
-from service.cases.schemas import CaseUpdate
+from service.cases.records import case_update
 from service.cases.service import update_case
 from service.db.unit_of_work import UnitOfWork
 from service.fhir_engine.transactions import FhirRejected
@@ -82,14 +82,7 @@ async def update_care_plan(
         resource = _without(resource, EXT_CASE_STATUS)
     record = import_care_plan(resource, dt.datetime.now(dt.UTC))
     closing = record.status is CaseStatus.closed and case.status is not CaseStatus.closed
-    update = CaseUpdate(
-        title=record.title,
-        manager=record.manager,
-        priority=record.priority,
-        status=record.status,
-        closure_reason=record.closure_reason if closing else None,
-    )
-    await update_case(session, actor, case, update, None)
+    await update_case(session, actor, case, case_update(record, closing=closing), None)
     extras = dict(case.fhir_extras or {})
     if kept := record.fhir_extras.get("CarePlan"):
         extras["CarePlan"] = kept

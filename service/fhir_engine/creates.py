@@ -23,6 +23,7 @@ from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.models import Case
 from service.db.base import new_id
+from service.db.record_fields import assign_fields
 from service.db.unit_of_work import UnitOfWork
 from service.errors import BadRequest, PreconditionFailed, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
@@ -33,11 +34,15 @@ from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_engine.patient_writes import create_patient_resource
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected, create_case
-from service.fhir_engine.updates import goal_update, intervention_update
 from service.fhir_store.locks import lock_conditional_create
 from service.fhir_store.models import StoredResource
 from service.fhir_store.repository import current
-from service.plans.schemas import GoalCreate, InterventionCreate
+from service.plans.records import (
+    GOAL_RECEIVED,
+    INTERVENTION_RECEIVED,
+    goal_create,
+    intervention_create,
+)
 from service.plans.service import add_goal, add_intervention
 
 CREATABLE = frozenset({"CarePlan", "Patient", *JOINABLE})
@@ -117,9 +122,8 @@ async def _add_to_case(
         if resource_type == "Goal":
             case = await case_for(session, actor, resource_type, resource, patient_id)
             goal_record = import_goal(resource, _context(case)).record
-            fields = goal_update(goal_record).model_dump(exclude_none=True)
-            goal = await add_goal(session, actor, case, GoalCreate.model_validate(fields))
-            goal.fhir_extras = goal_record.fhir_extras
+            goal = await add_goal(session, actor, case, goal_create(goal_record))
+            assign_fields(goal, goal_record, GOAL_RECEIVED)
             return goal.id
         if resource_type == "Condition":
             case = await case_for(session, actor, resource_type, resource, patient_id)
@@ -133,13 +137,8 @@ async def _add_to_case(
             session, actor, resource_type, resource, patient_id, sr_record.priority
         )
         sr_record = import_service_request(resource, _context(case)).record
-        fields = intervention_update(sr_record).model_dump(exclude_none=True)
-        fields |= {"kind": sr_record.kind, "type": sr_record.type}
-        row = await add_intervention(
-            session, actor, case, InterventionCreate.model_validate(fields)
-        )
-        row.fhir_extras = sr_record.fhir_extras
-        row.authored_at = sr_record.authored_at
+        row = await add_intervention(session, actor, case, intervention_create(sr_record))
+        assign_fields(row, sr_record, INTERVENTION_RECEIVED)
         return row.id
     except ResourceRejected as exc:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc

@@ -23,23 +23,20 @@ from mappings.from_fhir.rejection import validate_incoming
 from mappings.preserved_elements import preserve_elements
 from mappings.to_fhir.care_team import build_care_team
 from mappings.to_fhir.context import CaseContext, care_team_id
-from service.api.schemas import CodingIn
 from service.assessments.models import Need
-from service.assessments.schemas import NeedCreate, NeedUpdate
+from service.assessments.records import NEED_RECEIVED, need_create, need_update
+from service.assessments.schemas import NeedUpdate
 from service.assessments.service import add_need, change_need
 from service.auth.deps import Actor
 from service.cases.models import CareTeamMember, Case
-from service.cases.schemas import CareTeamMemberCreate, CareTeamMemberUpdate
+from service.cases.records import member_create, member_update
 from service.cases.service import load_child
 from service.cases.team_and_transitions import add_member, change_member
+from service.db.record_fields import assign_fields
 from service.db.unit_of_work import UnitOfWork
 from service.errors import Conflict
 from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.case_record import load_case_record
-
-
-def _coding(value: Any) -> CodingIn | None:
-    return None if value is None else CodingIn.model_validate(value.model_dump())
 
 
 async def add_condition(
@@ -47,18 +44,10 @@ async def add_condition(
 ) -> str:
     """A new need of the case; its id."""
     record = import_condition(resource, CaseContext(case.id, case.patient_id)).record
-    data = NeedCreate(
-        domain=record.domain,
-        description=record.description,
-        severity=record.severity,
-        code=_coding(record.code),
-        assessment_id=record.assessment_id,
-    )
-    need = await add_need(session, actor, case, data)
+    need = await add_need(session, actor, case, need_create(record))
     if record.status is not need.status:
         await change_need(session, actor, case, need, NeedUpdate(status=record.status), None)
-    need.recorded_at = record.recorded_at
-    need.fhir_extras = record.fhir_extras
+    assign_fields(need, record, NEED_RECEIVED)
     return need.id
 
 
@@ -74,15 +63,8 @@ async def change_condition(
             f"new Condition for a {record.domain.value} need instead",
             extra={"expression": ["Condition.category"]},
         )
-    data = NeedUpdate(
-        description=record.description,
-        severity=record.severity,
-        status=record.status,
-        code=_coding(record.code),
-    )
-    await change_need(session, actor, case, need, data, None)
-    need.recorded_at = record.recorded_at
-    need.fhir_extras = record.fhir_extras
+    await change_need(session, actor, case, need, need_update(record), None)
+    assign_fields(need, record, NEED_RECEIVED)
 
 
 async def set_care_team(
@@ -109,17 +91,9 @@ async def set_care_team(
     for member in member_records(resource):
         row = existing.pop((member.role, member.name), None)
         if row is None:
-            await add_member(
-                session,
-                actor,
-                case,
-                CareTeamMemberCreate(
-                    role=member.role, name=member.name, telecom=member.telecom, active=member.active
-                ),
-            )
+            await add_member(session, actor, case, member_create(member))
         else:
-            update = CareTeamMemberUpdate(telecom=member.telecom, active=member.active)
-            await change_member(session, actor, case, row, update, None)
+            await change_member(session, actor, case, row, member_update(member), None)
     if missing := [row for row in existing.values() if row.active]:
         raise FhirRejected(
             "a member leaves the care team by being sent inactive (active: false), not by "

@@ -17,9 +17,11 @@ from pydantic import ValidationError
 from mappings.case_model import PatientRecord
 from mappings.from_fhir import ResourceRejected, import_patient
 from service.auth.deps import Actor
+from service.db.record_fields import assign_fields
 from service.db.unit_of_work import UnitOfWork
 from service.fhir_engine.transactions import FhirRejected
-from service.patients.schemas import IdentifierIn, PatientCreate, PatientUpdate
+from service.patients.records import PATIENT_RECEIVED, patient_fields
+from service.patients.schemas import PatientCreate, PatientUpdate
 from service.patients.service import create_patient, load_patient, update_patient
 
 # Patient record field -> the FHIR element it is read from (mappings/from_fhir/patient.py).
@@ -39,18 +41,6 @@ def _record(resource: dict[str, Any]) -> PatientRecord:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
 
 
-def _fields(record: PatientRecord) -> dict[str, Any]:
-    return {
-        "given_name": record.given_name,
-        "family_name": record.family_name,
-        "birth_date": record.birth_date,
-        "gender": record.gender,
-        "identifiers": [
-            IdentifierIn(system=i.system, value=i.value).model_dump() for i in record.identifiers
-        ],
-    }
-
-
 def _held(schema: type[PatientCreate] | type[PatientUpdate], fields: dict[str, Any]) -> Any:
     """The fields as the patient schema, or a 422 naming the element it cannot hold."""
     try:
@@ -68,8 +58,8 @@ async def create_patient_resource(
 ) -> str:
     """A new local patient from a received Patient (its `id` already the server's); its id."""
     record = _record(resource)
-    patient = await create_patient(session, actor, _held(PatientCreate, _fields(record)))
-    patient.fhir_extras = record.fhir_extras
+    patient = await create_patient(session, actor, _held(PatientCreate, patient_fields(record)))
+    assign_fields(patient, record, PATIENT_RECEIVED)
     return patient.id
 
 
@@ -79,6 +69,6 @@ async def update_patient_resource(
     """A received version of a Patient replaces the patient's demographics and identifiers."""
     record = _record(resource)
     patient = await load_patient(session, patient_id)
-    data = _held(PatientUpdate, _fields(record))
+    data = _held(PatientUpdate, patient_fields(record))
     await update_patient(session, actor, patient, data, None)
-    patient.fhir_extras = record.fhir_extras
+    assign_fields(patient, record, PATIENT_RECEIVED)

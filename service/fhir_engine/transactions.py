@@ -28,7 +28,7 @@ from service.auth.models import Role
 from service.cases.importer import store_imported_case
 from service.db.base import new_id
 from service.db.unit_of_work import UnitOfWork
-from service.errors import UnprocessableEntity
+from service.errors import RuleViolation, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.conditionals import identifier_criterion
 from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
@@ -68,7 +68,7 @@ async def store_case_entries(
 ) -> tuple[dict[int, dict[str, Any]], dict[str, str]]:
     """Store the entries as one new case. Returns each entry's `response` (by index) and what
     each entry's fullUrl now names (`Type/id`), for the Bundle's other entries."""
-    case_id = await _store_case(session, principal, entries)
+    case_id = await _store_case(session, principal, entries, in_bundle=True)
     await session.project()  # now, so each entry can say what was not kept as sent
     responses: dict[int, dict[str, Any]] = {}
     references: dict[str, str] = {}
@@ -108,11 +108,12 @@ async def create_case(
     session: UnitOfWork, principal: FhirPrincipal, care_plan: dict[str, Any]
 ) -> str:
     """`POST /fhir/CarePlan`: a CarePlan on its own opens a case, as a one-entry transaction."""
-    return await _store_case(session, principal, [CaseEntry(0, care_plan, None, None)])
+    entry = CaseEntry(0, care_plan, None, None)
+    return await _store_case(session, principal, [entry], in_bundle=False)
 
 
 async def _store_case(
-    session: UnitOfWork, principal: FhirPrincipal, entries: list[CaseEntry]
+    session: UnitOfWork, principal: FhirPrincipal, entries: list[CaseEntry], *, in_bundle: bool
 ) -> str:
     """Map the entries into one new case and store it; returns the case id."""
     references: dict[str, str] = {}
@@ -143,8 +144,20 @@ async def _store_case(
     except ResourceRejected as exc:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
     actor = Actor(f"client:{principal.subject}", Role.case_manager)
-    await store_imported_case(session, actor, record)
+    try:
+        await store_imported_case(session, actor, record, under_api_rules=True)
+    except RuleViolation as error:
+        # Name the entry whose resource broke the rule (the importer names the resource).
+        broke = error.extra.pop("resource", None)
+        at = [e.index for e in entries if _reference_of(e) == broke]
+        if at and in_bundle:
+            error.extra.setdefault("expression", [f"Bundle.entry[{at[0]}].resource"])
+        raise
     return record.id
+
+
+def _reference_of(entry: CaseEntry) -> str:
+    return f"{entry.resource['resourceType']}/{entry.resource['id']}"
 
 
 def _patient_of(resources: list[dict[str, Any]]) -> str | None:

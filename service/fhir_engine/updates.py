@@ -16,14 +16,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from mappings.case_model import GoalRecord, InterventionRecord
 from mappings.from_fhir import ResourceRejected, import_goal, import_service_request
 from mappings.to_fhir.context import CaseContext
 from service.api.concurrency import optional_version
-from service.api.schemas import CodingIn
 from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.service import load_child, load_open_case
+from service.db.record_fields import assign_fields
 from service.db.unit_of_work import UnitOfWork
 from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
@@ -36,64 +35,16 @@ from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
 from service.fhir_store.repository import current
-from service.patients.schemas import IdentifierIn
 from service.plans.models import Goal, Intervention
-from service.plans.schemas import GoalTarget, GoalUpdate, InterventionUpdate, Performer
+from service.plans.records import (
+    GOAL_RECEIVED,
+    INTERVENTION_RECEIVED,
+    goal_update,
+    intervention_update,
+)
 from service.plans.service import change_goal, change_intervention
 
 UPDATABLE = frozenset({"CarePlan", "Goal", "ServiceRequest", "Condition", "CareTeam", "Patient"})
-
-
-def _coding(value: Any) -> CodingIn | None:
-    return None if value is None else CodingIn.model_validate(value.model_dump())
-
-
-def goal_update(record: GoalRecord) -> GoalUpdate:
-    target = record.target
-    return GoalUpdate(
-        description=record.description,
-        code=_coding(record.code),
-        need_ids=list(record.need_ids),
-        expressed_by=record.expressed_by,
-        priority=record.priority,
-        lifecycle_status=record.lifecycle_status,
-        achievement_status=record.achievement_status,
-        start_date=record.start_date,
-        target=None
-        if target is None
-        else GoalTarget(
-            measure=_coding(target.measure),
-            detail_quantity=target.detail_quantity,
-            detail_unit=target.detail_unit,
-            detail_text=target.detail_text,
-            due_date=target.due_date,
-        ),
-    )
-
-
-def intervention_update(record: InterventionRecord) -> InterventionUpdate:
-    performer = record.performer
-    return InterventionUpdate(
-        description=record.description,
-        code=_coding(record.code),
-        performer=None
-        if performer is None
-        else Performer(
-            kind=performer.kind,
-            name=performer.name,
-            identifier=None
-            if performer.identifier is None
-            else IdentifierIn.model_validate(performer.identifier.model_dump()),
-        ),
-        status=record.status,
-        priority=record.priority,
-        scheduled_start=record.scheduled_start,
-        scheduled_end=record.scheduled_end,
-        goal_ids=list(record.goal_ids),
-        need_ids=list(record.need_ids),
-        referral_outcome=record.referral_outcome,
-        outcome_note=record.outcome_note,
-    )
 
 
 async def resolve_conditional(
@@ -182,7 +133,7 @@ async def apply_update(
             goal_record = import_goal(resource, context).record
             goal = await load_child(session, Goal, case.id, resource_id, selectinload(Goal.needs))
             goal = await change_goal(session, actor, case, goal, goal_update(goal_record), None)
-            goal.fhir_extras = goal_record.fhir_extras
+            assign_fields(goal, goal_record, GOAL_RECEIVED)
         else:
             sr_record = import_service_request(resource, context).record
             row = await load_child(
@@ -196,8 +147,7 @@ async def apply_update(
             row = await change_intervention(
                 session, actor, case, row, intervention_update(sr_record), None
             )
-            row.fhir_extras = sr_record.fhir_extras
-            row.authored_at = sr_record.authored_at
+            assign_fields(row, sr_record, INTERVENTION_RECEIVED)
     except ResourceRejected as exc:
         raise FhirRejected(str(exc), extra={"issues": exc.outcome["issue"]}) from exc
     # Kept foreign content alone may have changed: re-project in any case (no change, no version).

@@ -1,4 +1,5 @@
-"""A case as the mappings see it: its rows, read in a handful of queries, as a CaseRecord."""
+"""A case as the mappings see it: its rows, read in a handful of queries, as a CaseRecord (each
+row mapped by its domain's mapper, `service/<domain>/records.py`)."""
 
 from __future__ import annotations
 
@@ -9,149 +10,21 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from mappings.case_model import (
-    AssessmentRecord,
-    CareTeamMemberRecord,
-    CaseRecord,
-    CheckInRecord,
-    CodingRecord,
-    GoalProgressRecord,
-    GoalRecord,
-    GoalTargetRecord,
-    IdentifierRecord,
-    InterventionRecord,
-    NeedRecord,
-    NoteRecord,
-    PatientRecord,
-    PerformerRecord,
-    PersonRecord,
-    RiskRecord,
-    TransitionRecord,
-)
+from mappings.case_model import CaseRecord, PersonRecord
 from mappings.to_fhir.people import is_actor
 from service.assessments.models import Assessment, Need
+from service.assessments.records import assessment_record, need_record
 from service.auth.models import Practitioner
 from service.cases.models import CareTeamMember, Case, CaseChild, Note, Transition
+from service.cases.records import case_fields, member_record, note_record, transition_record
 from service.checkins.models import CheckIn
+from service.checkins.records import check_in_record
 from service.patients.models import Patient
+from service.patients.records import patient_record
 from service.plans.models import Goal, Intervention
+from service.plans.records import goal_record, intervention_record
 
 RowT = TypeVar("RowT", bound=CaseChild)
-
-
-def _coding(value: dict[str, Any] | None) -> CodingRecord | None:
-    return None if value is None else CodingRecord.model_validate(value)
-
-
-def patient_record(patient: Patient) -> PatientRecord:
-    return PatientRecord(
-        id=patient.id,
-        identifiers=tuple(
-            IdentifierRecord(system=i.system, value=i.value) for i in patient.identifiers
-        ),
-        given_name=patient.given_name,
-        family_name=patient.family_name,
-        birth_date=patient.birth_date,
-        gender=patient.gender,
-        fhir_extras=patient.fhir_extras,
-    )
-
-
-def _need(row: Need) -> NeedRecord:
-    return NeedRecord(
-        id=row.id,
-        domain=row.domain,
-        description=row.description,
-        severity=row.severity,
-        status=row.status,
-        code=_coding(row.code),
-        assessment_id=row.assessment_id,
-        recorded_at=row.recorded_at or row.created_at,
-        fhir_extras=row.fhir_extras,
-    )
-
-
-def _assessment(row: Assessment, need_ids: tuple[str, ...]) -> AssessmentRecord:
-    return AssessmentRecord(
-        id=row.id,
-        kind=row.kind,
-        performed_at=row.performed_at,
-        performed_by=row.performed_by,
-        summary=row.summary,
-        strengths=tuple(row.strengths),
-        preferences=tuple(row.preferences),
-        risks=tuple(
-            RiskRecord(id=str(r.id), description=r.description, level=r.level) for r in row.risks
-        ),
-        need_ids=need_ids,
-    )
-
-
-def _goal(row: Goal) -> GoalRecord:
-    target = row.target
-    return GoalRecord(
-        id=row.id,
-        description=row.description,
-        code=_coding(row.code),
-        need_ids=tuple(row.need_ids),
-        expressed_by=row.expressed_by,
-        priority=row.priority,
-        lifecycle_status=row.lifecycle_status,
-        achievement_status=row.achievement_status,
-        start_date=row.start_date,
-        target=None
-        if target is None
-        else GoalTargetRecord(
-            measure=_coding(row.target_measure),
-            detail_quantity=row.target_detail_quantity,
-            detail_unit=row.target_detail_unit,
-            detail_text=row.target_detail_text,
-            due_date=row.target_due_date,
-        ),
-        progress=tuple(
-            GoalProgressRecord(
-                id=p.id,
-                recorded_at=p.recorded_at,
-                recorded_by=p.recorded_by,
-                achievement_status=p.achievement_status,
-                note=p.note,
-            )
-            for p in row.progress
-        ),
-        fhir_extras=row.fhir_extras,
-    )
-
-
-def _intervention(row: Intervention) -> InterventionRecord:
-    identifier = row.performer_identifier
-    performer = (
-        None
-        if row.performer_kind is None or row.performer_name is None
-        else PerformerRecord(
-            kind=row.performer_kind,
-            name=row.performer_name,
-            identifier=None if identifier is None else IdentifierRecord.model_validate(identifier),
-        )
-    )
-    return InterventionRecord(
-        id=row.id,
-        kind=row.kind,
-        type=row.type,
-        description=row.description,
-        code=_coding(row.code),
-        performer=performer,
-        status=row.status,
-        priority=row.priority,
-        scheduled_start=row.scheduled_start,
-        scheduled_end=row.scheduled_end,
-        authored_at=row.authored_at or row.created_at,
-        requested_by=row.requested_by,
-        goal_ids=tuple(row.goal_ids),
-        need_ids=tuple(row.need_ids),
-        referral_outcome=row.referral_outcome,
-        outcome_note=row.outcome_note,
-        fhir_extras=row.fhir_extras,
-    )
 
 
 async def _children(
@@ -211,58 +84,18 @@ async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
         },
     )
     return CaseRecord(
-        id=case.id,
+        **case_fields(case),
         patient=patient_record(case.patient),
-        program=case.program,
-        title=case.title,
-        manager=case.manager,
-        priority=case.priority,
-        status=case.status,
-        closure_reason=case.closure_reason,
-        opened_at=case.opened_at,
-        closed_at=case.closed_at,
-        updated_at=case.updated_at,
         assessments=tuple(
-            _assessment(a, tuple(n.id for n in needs if n.assessment_id == a.id))
+            assessment_record(a, tuple(n.id for n in needs if n.assessment_id == a.id))
             for a in assessments
         ),
-        needs=tuple(_need(n) for n in needs),
-        goals=tuple(_goal(g) for g in goals),
-        interventions=tuple(_intervention(i) for i in interventions),
-        care_team=tuple(
-            CareTeamMemberRecord(
-                id=m.id, role=m.role, name=m.name, telecom=m.telecom, active=m.active
-            )
-            for m in team
-        ),
-        check_ins=tuple(
-            CheckInRecord(
-                id=c.id,
-                occurred_at=c.occurred_at,
-                mode=c.mode,
-                performed_by=c.performed_by,
-                notes=c.notes,
-                goal_progress_ids=tuple(p.id for p in c.goal_progress),
-            )
-            for c in check_ins
-        ),
-        transitions=tuple(
-            TransitionRecord(
-                id=t.id,
-                kind=t.kind,
-                from_setting=t.from_setting,
-                to_setting=t.to_setting,
-                planned_date=t.planned_date,
-                actual_date=t.actual_date,
-                status=t.status,
-                follow_ups=tuple(t.follow_ups),
-            )
-            for t in transitions
-        ),
-        notes=tuple(
-            NoteRecord(id=n.id, author=n.author, text=n.text, created_at=n.created_at)
-            for n in notes
-        ),
+        needs=tuple(need_record(n) for n in needs),
+        goals=tuple(goal_record(g) for g in goals),
+        interventions=tuple(intervention_record(i) for i in interventions),
+        care_team=tuple(member_record(m) for m in team),
+        check_ins=tuple(check_in_record(c) for c in check_ins),
+        transitions=tuple(transition_record(t) for t in transitions),
+        notes=tuple(note_record(n) for n in notes),
         people=people,
-        fhir_extras=case.fhir_extras,
     )

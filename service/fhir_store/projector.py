@@ -26,7 +26,7 @@ from mappings.to_fhir.provenance import CaseChange, provenance_resource
 from service.cases.models import Case
 from service.db.base import new_id, utcnow
 from service.db.changes import WHOLE_CASE, ChangeSet, RecordKey
-from service.fhir_store.case_record import load_case_record, patient_record
+from service.fhir_store.case_record import load_case_record
 from service.fhir_store.models import StoredResource
 from service.fhir_store.writer import (
     ResourceToStore,
@@ -35,6 +35,7 @@ from service.fhir_store.writer import (
     store_resources,
 )
 from service.patients.models import Patient
+from service.patients.records import patient_record
 
 ResourceKey = tuple[str, str]
 

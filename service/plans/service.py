@@ -54,14 +54,18 @@ async def linked_records(
     rows = (
         await session.scalars(select(model).where(model.case_id == case.id, model.id.in_(wanted)))
     ).all()
-    missing = set(wanted) - {row.id for row in rows}
+    check_links(model, set(wanted) - {row.id for row in rows})
+    by_id = {row.id: row for row in rows}
+    return [by_id[i] for i in wanted]
+
+
+def check_links(model: type[CaseChild], missing: set[str]) -> None:
+    """`missing`: linked ids that name none of the case's records of `model`."""
     if missing:
         raise RuleViolation(
             "links.same-case",
             f"{model.__name__} {', '.join(sorted(missing))} are not records of this case",
         )
-    by_id = {row.id: row for row in rows}
-    return [by_id[i] for i in wanted]
 
 
 def check_goal_state(case: Case, goal: Goal) -> None:
@@ -177,7 +181,7 @@ async def record_progress(
     return entry
 
 
-def _check_intervention(row: Intervention) -> None:
+def check_intervention(row: Intervention) -> None:
     completed = row.status is InterventionStatus.completed
     if completed and row.kind is InterventionKind.referral and row.referral_outcome is None:
         raise RuleViolation(
@@ -219,7 +223,7 @@ async def add_intervention(
         needs=await linked_records(session, Need, case, data.need_ids),
         **_performer_columns(data.performer),
     )
-    _check_intervention(row)
+    check_intervention(row)
     return await add_record(session, actor, case, row, "intervention", data)
 
 
@@ -258,5 +262,5 @@ async def change_intervention(
         exclude=frozenset({"goal_ids", "need_ids", "performer"}),
         extra_changes=extra,
     )
-    _check_intervention(row)
+    check_intervention(row)
     return row

@@ -140,7 +140,7 @@ async def open_case_from_ehr(
     if manager is not None:
         chosen_fields["manager"] = manager
     record = record.model_copy(update=chosen_fields)
-    case = await store_imported_case(session, actor, record)
+    case = await store_imported_case(session, actor, record, under_api_rules=False)
     opened = OpenedCase(case.id, skipped=skipped)
     versions = {(r.resource_type, r.remote_id): r.remote_version_id for r in records}
     linked = [*resources, *([plan_key] if plan_key else []), *([team_key] if team_key else [])]

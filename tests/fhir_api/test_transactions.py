@@ -253,3 +253,50 @@ async def test_a_body_that_is_not_json_is_400(fhir: httpx.AsyncClient, scopes: S
         headers={"Content-Type": "application/fhir+json"},
     )
     outcome(response, 400)
+
+
+def _completed_referral_without_outcome(bundle: dict[str, Any]) -> None:
+    bundle["entry"][3]["resource"]["status"] = "completed"
+
+
+def _goal_achieved_in_a_planned_case(bundle: dict[str, Any]) -> None:
+    bundle["entry"][2]["resource"]["achievementStatus"] = {
+        "coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/goal-achievement", "code": "achieved"}
+        ]
+    }
+    bundle["entry"][4]["resource"]["status"] = "draft"
+
+
+def _scheduled_backwards(bundle: dict[str, Any]) -> None:
+    bundle["entry"][3]["resource"]["occurrencePeriod"] = {
+        "start": "2027-02-10T09:00:00Z",
+        "end": "2027-02-01T09:00:00Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("breaks", "entry", "diagnostics"),
+    [
+        (_completed_referral_without_outcome, 3, "a referral completes only with its"),
+        (_goal_achieved_in_a_planned_case, 2, "a goal can be achieved only while its case"),
+        (_scheduled_backwards, 3, "scheduled_end is before scheduled_start"),
+    ],
+)
+async def test_a_received_case_is_held_to_the_rules_of_api(
+    fhir: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    scopes: SetScopes,
+    breaks: Any,
+    entry: int,
+    diagnostics: str,
+) -> None:
+    """The import runs the same rule functions as `/api` (`cases.importer.check_received_case`):
+    a received case that breaks one is refused whole, naming the rule and the entry."""
+    bundle = discharge_bundle()
+    breaks(bundle)
+    body = outcome(await post(fhir, bundle), 409)
+    issue = body["issue"][0]
+    assert diagnostics in issue["diagnostics"]
+    assert issue["expression"] == [f"Bundle.entry[{entry}].resource"]
+    await nothing_stored(client)
