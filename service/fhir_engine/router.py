@@ -13,7 +13,9 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -36,7 +38,7 @@ from service.errors import (
 )
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine import creates, deletes, updates, validation
-from service.fhir_engine.batches import process_batch
+from service.fhir_engine.batches import process_batch, response_entry
 from service.fhir_engine.bundles import Entry, bundle_bytes
 from service.fhir_engine.deletes import MethodNotAllowed
 from service.fhir_engine.request import FhirOutcome, FhirRequest
@@ -225,11 +227,19 @@ class FhirEngine:
     # --- reads -------------------------------------------------------------------------
 
     async def _read(
-        self, request: FhirRequest, principal: FhirPrincipal, facts: AccessFacts
+        self,
+        request: FhirRequest,
+        principal: FhirPrincipal,
+        facts: AccessFacts,
+        connection: AsyncConnection | None = None,
     ) -> FhirOutcome:
+        """A read; on `connection` when given (a transaction's GET entry)."""
         resource_type, resource_id = str(request.resource_type), str(request.id)
         principal.compartment(resource_type, Interaction.read)  # 403 before revealing anything
-        row = await repository.served(self.database, resource_type, resource_id)
+        if connection is None:
+            row = await repository.served(self.database, resource_type, resource_id)
+        else:
+            row = await repository.served_on(connection, resource_type, resource_id)
         facts.patient_ids.update(filter(None, [row.patient_id]))
         principal.require(resource_type, Interaction.read, patient_id=row.patient_id)
         return _resource(request, row.content, row.version_id, row.last_updated)
@@ -324,14 +334,16 @@ class FhirEngine:
         principal: FhirPrincipal,
         facts: AccessFacts,
         query: Sequence[tuple[str, str]],
+        held: AsyncConnection | None = None,
     ) -> FhirOutcome:
+        """A search; on the `held` connection when given (a transaction's GET entry)."""
         resource_type = str(request.resource_type)
         facts.query = urlencode(list(query))
         compartment = principal.compartment(resource_type, Interaction.search)
         strict = "handling=strict" in request.prefers
         search_request = parse_search(resource_type, list(query), strict=strict)
         # A plain connection: a search writes nothing and needs no ORM session.
-        async with self.database.engine.connect() as connection:
+        async with _connection(self.database, held) as connection:
             rows, total = await repository.search_page(connection, search_request, compartment)
             page = rows[: search_request.count]
             included, left_out = await _included(
@@ -473,13 +485,52 @@ class FhirEngine:
             result = _bundle(content)
             result.entry_facts = entry_facts
             return result
+        reads: list[tuple[AccessFacts, int]] = []
         async with self.database.unit_of_work() as session:
+
+            async def read(entry: FhirRequest) -> dict[str, Any]:
+                """A GET entry, as its own read or search (its own audit facts), on the
+                transaction's connection: after the writes, it sees them."""
+                entry_facts = AccessFacts(
+                    interaction_of(entry), entry.resource_type, entry.id, agent=principal.subject
+                )
+                await session.project()  # the writes so far, stored and indexed
+                await session.flush()
+                connection = await session.connection()
+                supported(str(entry.resource_type))
+                if entry.id is not None:
+                    answer = await self._read(entry, principal, entry_facts, connection)
+                else:
+                    answer = await self._search(
+                        entry, principal, entry_facts, entry.query, connection
+                    )
+                reads.append((entry_facts, answer.status))
+                return response_entry(answer, request.base_url)
+
             content = await process_transaction(
-                session, principal, bundle, request.base_url, self.settings.fhir_bundle_max_entries
+                session,
+                principal,
+                bundle,
+                request.base_url,
+                self.settings.fhir_bundle_max_entries,
+                read,
             )
             result = _bundle(content)
             await _kept(keep, session, result, facts)
+        result.entry_facts = reads
         return result
+
+
+@asynccontextmanager
+async def _connection(
+    database: Database, held: AsyncConnection | None
+) -> AsyncIterator[AsyncConnection]:
+    """The connection a caller holds, or a plain one of its own."""
+    if held is not None:
+        yield held
+        return
+    async with database.engine.connect() as connection:
+        yield connection
 
 
 def supported(resource_type: str) -> str:
