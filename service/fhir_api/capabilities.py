@@ -101,6 +101,8 @@ def _resource(
         entry["conditionalUpdate"] = True
     if resource_type in CREATABLE:
         entry["conditionalCreate"] = True
+    if resource_type in DELETABLE and "delete" in interactions:
+        entry["conditionalDelete"] = "single"  # several matches: 412 (fhir_engine.deletes)
     if resource_type != "Provenance":
         entry["searchRevInclude"] = ["Provenance:target"]
     return entry

@@ -154,8 +154,19 @@ async def delete(
     engine: EngineDep,
     principal: FhirPrincipalDep,
 ) -> Response:
-    """Withdraw a proposed goal or a draft referral from its case (see `fhir_engine.deletes`)."""
+    """Delete what the case model lets go: a proposed goal, a draft referral, a loose need, a
+    case opened in error (its CarePlan), a patient nothing names (see `fhir_engine.deletes`)."""
     fhir = await fhir_request(request, resource_type, resource_id)
+    return await _served(request, engine, principal, fhir)
+
+
+@router.delete("/{resource_type}")
+async def conditional_delete(
+    request: Request, resource_type: ResourceType, engine: EngineDep, principal: FhirPrincipalDep
+) -> Response:
+    """`DELETE Type?params`: the delete of the one resource that matches (none: no change;
+    several: 412)."""
+    fhir = await fhir_request(request, resource_type)
     return await _served(request, engine, principal, fhir)
 
 

@@ -17,6 +17,11 @@ answers as the first delete did (R4: "has no effect ... 200 OK or 204 No Content
   (CarePlan.careTeam), a referential-integrity conflict in R4's terms; its members leave by
   being sent inactive in a PUT, and it goes with its case (DELETE of the CarePlan).
 - Provenance is history: 405.
+
+Conditional delete (`DELETE Type?params`, R4 http.html#3.1.0.7.1) deletes the one match; with
+none it changes nothing (204); with several it is a 412 (R4 lets a server refuse to delete
+more than one). Its criteria are checked strictly: an unknown parameter is a 400, never a
+criterion silently dropped that would widen the match.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from service.cases.history import record_event
 from service.cases.service import load_case, load_open_case
 from service.cases.withdrawal import WITHDRAWABLE_GOALS, withdraw_case
 from service.db.unit_of_work import UnitOfWork
-from service.errors import CaseBridgeError, Conflict, NotFound
+from service.errors import BadRequest, CaseBridgeError, Conflict, NotFound, PreconditionFailed
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
 from service.fhir_store.repository import latest
+from service.fhir_store.search import parse_search
 from service.fhir_store.writer import delete_resources
 from service.patients.removal import remove_patient
 from service.plans.models import (
@@ -62,6 +69,34 @@ class MethodNotAllowed(CaseBridgeError):
     status = 405
     kind = "method-not-allowed"
     title = "Not allowed on this resource type"
+
+
+# Search parameters that shape a result rather than select: not criteria of a conditional delete.
+NOT_CRITERIA = frozenset({"_count", "_format", "_sort", "_total", "_summary", "_elements"})
+
+
+async def resolve_conditional(
+    session: AsyncSession,
+    principal: FhirPrincipal,
+    resource_type: str,
+    query: list[tuple[str, str]],
+) -> str | None:
+    """The id `DELETE Type?params` names: its one match, None for none; 412 for several."""
+    criteria = [(k, v) for k, v in query if k not in NOT_CRITERIA]
+    if not criteria:
+        raise BadRequest(
+            "a conditional delete names its criteria: DELETE Type?param=value",
+            extra={"expression": ["query"]},
+        )
+    compartment = principal.compartment(resource_type, Interaction.delete)
+    search = parse_search(resource_type, [*criteria, ("_count", "2")], strict=True)
+    connection = await session.connection()
+    matches, _ = await repository.search_page(connection, search, compartment)
+    if len(matches) > 1:
+        raise PreconditionFailed(
+            f"more than one {resource_type} matches; a conditional delete deletes one"
+        )
+    return matches[0].id if matches else None
 
 
 async def delete_resource(

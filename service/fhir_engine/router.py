@@ -220,7 +220,7 @@ class FhirEngine:
                 return await self._create(request, principal, facts, keep)
         if method == "PUT" and operation is None:
             return await self._update(request, principal, facts, keep)
-        if method == "DELETE" and request.id is not None and operation is None:
+        if method == "DELETE" and operation is None:
             return await self._delete(request, principal, facts, keep)
         raise MethodNotAllowed(f"{method} is not allowed on this {resource_type} URL")
 
@@ -445,15 +445,27 @@ class FhirEngine:
         facts: AccessFacts,
         keep: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
-        resource_type, resource_id = str(request.resource_type), str(request.id)
+        """`DELETE Type/id`, or `DELETE Type?params` (conditional: see `deletes`)."""
+        resource_type = str(request.resource_type)
         async with self.database.unit_of_work() as session:
-            row = await deletes.delete_resource(session, principal, resource_type, resource_id)
-            facts.patient_ids.update(filter(None, [row.patient_id]))
-            headers = {"ETag": version_headers(row.version_id, row.last_updated)["ETag"]}
-            if "return=OperationOutcome" in request.prefers:
-                result = json_outcome(
-                    200, information(f"{resource_type}/{resource_id} deleted"), headers
+            resource_id = request.id
+            if resource_id is None:
+                query = [(k, v) for k, v in request.query if k != "_format"]
+                facts.query = urlencode(query)
+                resource_id = await deletes.resolve_conditional(
+                    session, principal, resource_type, query
                 )
+            headers: dict[str, str] = {}
+            if resource_id is None:
+                what = f"no {resource_type} matches; nothing was deleted"
+            else:
+                facts.resource_id = resource_id
+                row = await deletes.delete_resource(session, principal, resource_type, resource_id)
+                facts.patient_ids.update(filter(None, [row.patient_id]))
+                headers["ETag"] = version_headers(row.version_id, row.last_updated)["ETag"]
+                what = f"{resource_type}/{resource_id} deleted"
+            if "return=OperationOutcome" in request.prefers:
+                result = json_outcome(200, information(what), headers)
             else:
                 result = FhirOutcome(204, b"", headers)
             await _kept(keep, session, result, facts)

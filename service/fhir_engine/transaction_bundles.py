@@ -12,8 +12,9 @@ conditional, all or nothing (FHIR R4 http.html#transaction).
   its patient's case), Patients first, then ServiceRequests, Conditions, and the rest, so a
   resource can name an earlier one by its `urn:uuid` fullUrl. `ifNoneExist` is honoured.
 - PUT entries update (`Type/id`, or `Type?identifier=system|value`, conditional update), with
-  `ifMatch`; DELETE entries delete (`deletes`), with the same rules as the single
-  interactions. References to other entries' fullUrls are rewritten to the ids they got.
+  `ifMatch`; DELETE entries delete (`deletes`: `Type/id`, or conditional `Type?params`), with
+  the same rules as the single interactions. References to other entries' fullUrls are
+  rewritten to the ids they got.
 """
 
 from __future__ import annotations
@@ -132,9 +133,9 @@ def _steps(bundle: Any, max_entries: int, base_url: str = "") -> list[Step]:
                 extra={"expression": [f"{where}.request.url"]},
             )
         if method == "DELETE":
-            if target.id is None:
+            if target.id is None and not target.query:
                 raise BadRequest(
-                    "a DELETE entry names one resource (Type/id)",
+                    "a DELETE entry names one resource (Type/id) or its criteria (Type?params)",
                     extra={"expression": [f"{where}.request.url"]},
                 )
         elif not isinstance(resource, dict):
@@ -213,11 +214,13 @@ async def process_transaction(
 
 
 async def _delete(session: UnitOfWork, principal: FhirPrincipal, step: Step) -> dict[str, Any]:
-    assert step.resource_id is not None
     try:
-        row = await deletes.delete_resource(
-            session, principal, step.resource_type, step.resource_id
+        resource_id = step.resource_id or await deletes.resolve_conditional(
+            session, principal, step.resource_type, step.query
         )
+        if resource_id is None:  # a conditional delete that matched nothing
+            return {"status": "204 No Content"}
+        row = await deletes.delete_resource(session, principal, step.resource_type, resource_id)
     except CaseBridgeError as exc:
         raise _at(exc, step) from exc
     return {"status": "204 No Content", "etag": f'W/"{row.version_id}"'}

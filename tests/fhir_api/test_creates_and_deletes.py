@@ -175,7 +175,10 @@ async def test_delete_withdraws_a_proposed_goal(
     assert "goal" not in plan
     events = ok(await client.get(f"/api/cases/{case['id']}/history"))
     assert (events[-1]["action"], events[-1]["entity_id"]) == ("deleted", goal_id)
-    outcome(await fhir.delete(f"/Goal/{goal_id}"), 410)
+    # Deleting it again has no effect (FHIR R4 http.html#delete): the same answer, no version.
+    again = await fhir.delete(f"/Goal/{goal_id}")
+    assert again.status_code == 204
+    assert again.headers["etag"] == 'W/"2"'
 
 
 async def test_delete_refuses_what_the_case_record_needs(
@@ -186,8 +189,8 @@ async def test_delete_refuses_what_the_case_record_needs(
     assert "cancel" in active_goal["issue"][0]["diagnostics"]
     active_referral = outcome(await fhir.delete(f"/ServiceRequest/{plan['referral']['id']}"), 409)
     assert "revoke" in active_referral["issue"][0]["diagnostics"]
-    plan_outcome = outcome(await fhir.delete(f"/CarePlan/{plan['case']['id']}"), 405)
-    assert "ends when its case is closed" in plan_outcome["issue"][0]["diagnostics"]
+    plan_outcome = outcome(await fhir.delete(f"/CarePlan/{plan['case']['id']}"), 409)
+    assert "completed or revoked" in plan_outcome["issue"][0]["diagnostics"]
     outcome(await fhir.delete("/Goal/no-such-goal"), 404)
     assert (await fhir.get(f"/Goal/{plan['goal']['id']}")).status_code == 200
 

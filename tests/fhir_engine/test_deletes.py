@@ -40,7 +40,8 @@ async def _case(engine: FhirEngine, patient_id: str, lifecycle: str = "proposed"
     ids = {kind: str(resource["id"]) for kind, resource in made.items()}
     based_on = [{"reference": f"CarePlan/{plan['id']}"}]
     referral = service_request(patient_id, status="draft", basedOn=based_on)
-    ids["ServiceRequest"] = parsed(await call(engine, "POST", "ServiceRequest", referral), 201)["id"]
+    made_referral = parsed(await call(engine, "POST", "ServiceRequest", referral), 201)
+    ids["ServiceRequest"] = str(made_referral["id"])
     return {"CarePlan": str(plan["id"]), **ids}
 
 
@@ -57,12 +58,13 @@ async def test_a_case_opened_in_error_is_withdrawn_by_deleting_its_care_plan(
 
     deleted = await call(engine, "DELETE", f"CarePlan/{ids['CarePlan']}")
     assert deleted.status == 204
-    assert deleted.facts is not None and deleted.facts.patient_ids == {patient_id}
+    assert deleted.facts is not None
+    assert deleted.facts.patient_ids == {patient_id}
     for kind, resource_id in ids.items():
         refused(await call(engine, "GET", f"{kind}/{resource_id}"), 410)
         assert await _found(engine, f"{kind}?patient={patient_id}") == []
     history = parsed(await call(engine, "GET", f"CarePlan/{ids['CarePlan']}/_history"), 200)
-    assert [e["request"]["method"] for e in history["entry"]][0] == "DELETE"
+    assert next(e["request"]["method"] for e in history["entry"]) == "DELETE"
     # Deleting again changes nothing (FHIR R4 http.html#delete).
     again = await call(engine, "DELETE", f"CarePlan/{ids['CarePlan']}")
     assert again.status == 204
@@ -76,7 +78,8 @@ async def test_a_case_opened_in_error_is_withdrawn_by_deleting_its_care_plan(
     # The withdrawn case is no one's open case: a new Goal opens a new one.
     goal_again = parsed(await call(engine, "POST", "Goal", goal(patient_id)), 201)
     plans = await _found(engine, f"CarePlan?patient={patient_id}")
-    assert len(plans) == 1 and plans[0] != ids["CarePlan"]
+    assert len(plans) == 1
+    assert plans[0] != ids["CarePlan"]
     assert goal_again["id"] != ids["Goal"]
 
 
@@ -193,7 +196,8 @@ async def test_a_transaction_deletes_a_case_and_its_patient_and_reads_last(
     assert statuses == ["200 OK", "200 OK", "204 No Content", "204 No Content", "201 Created"]
     # The reads ran last: the case's goals are gone, the new patient is found.
     goals, found = (e["resource"] for e in response["entry"][:2])
-    assert goals["type"] == "searchset" and goals.get("entry", []) == []
+    assert goals["type"] == "searchset"
+    assert goals.get("entry", []) == []
     [match] = found["entry"]
     assert match["resource"]["identifier"][0]["value"] == "MRN-951"
     # Each read has its own audit facts; the transaction's are the result's.
@@ -233,3 +237,31 @@ async def test_a_batch_reads_and_deletes_each_entry_on_its_own(engine: FhirEngin
     statuses = [e["response"]["status"] for e in response["entry"]]
     assert statuses == ["204 No Content", "409 Conflict", "200 OK"]
     refused(await call(engine, "GET", f"Patient/{lone}"), 410)
+
+
+async def test_a_conditional_delete_deletes_its_one_match(engine: FhirEngine) -> None:
+    lone = await new_patient(engine, "MRN-980")
+    deleted = await call(engine, "DELETE", f"Patient?identifier={MRN}|MRN-980")
+    assert deleted.status == 204
+    assert deleted.facts is not None
+    assert deleted.facts.resource_id == lone
+    refused(await call(engine, "GET", f"Patient/{lone}"), 410)
+    # Nothing matches now: nothing is deleted.
+    assert (await call(engine, "DELETE", f"Patient?identifier={MRN}|MRN-980")).status == 204
+    # Several match: 412, and none is deleted.
+    with_case = await new_patient(engine, "MRN-981")
+    ids = await _case(engine, with_case)
+    parsed(await call(engine, "POST", "Goal", goal(with_case)), 201)
+    refused(await call(engine, "DELETE", f"Goal?patient={with_case}"), 412)
+    parsed(await call(engine, "GET", f"Goal/{ids['Goal']}"), 200)
+    # Criteria are required and checked: an unknown one never widens the match.
+    refused(await call(engine, "DELETE", "Patient"), 400)
+    refused(await call(engine, "DELETE", "Patient?no-such-param=1"), 400)
+    parsed(await call(engine, "GET", f"Patient/{with_case}"), 200)
+    # In a transaction too.
+    bundle = _transaction(
+        {"request": {"method": "DELETE", "url": f"CarePlan?patient={with_case}"}},
+    )
+    done = parsed(await call(engine, "POST", "", bundle), 200)
+    assert done["entry"][0]["response"]["status"] == "204 No Content"
+    refused(await call(engine, "GET", f"CarePlan/{ids['CarePlan']}"), 410)
