@@ -42,6 +42,7 @@ TYPE_INTERACTION_ROUTES: dict[str, tuple[str, str]] = {
 WRITABLE_TYPES: dict[str, frozenset[str]] = {
     "create": CREATABLE,
     "update": UPDATABLE,
+    "patch": UPDATABLE,
     "delete": DELETABLE,
 }
 # `$validate` (FHIR R4 resource-operation-validate), declared on every type it is routed for.

@@ -123,6 +123,20 @@ async def update(
     return await _served(request, engine, principal, fhir)
 
 
+@router.patch("/{resource_type}/{resource_id}")
+async def patch(
+    request: Request,
+    resource_type: ResourceType,
+    resource_id: FhirId,
+    engine: EngineDep,
+    principal: FhirPrincipalDep,
+) -> Response:
+    """A JSON Patch (`application/json-patch+json`) of what `PUT` may update, applied to the
+    current version and then updated like a PUT (see `fhir_engine.patches`)."""
+    fhir = await fhir_request(request, resource_type, resource_id)
+    return await _served(request, engine, principal, fhir)
+
+
 @router.put("/{resource_type}")
 async def conditional_update(
     request: Request, resource_type: ResourceType, engine: EngineDep, principal: FhirPrincipalDep

@@ -37,7 +37,7 @@ from service.errors import (
     UnprocessableEntity,
 )
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_engine import creates, deletes, updates, validation
+from service.fhir_engine import creates, deletes, patches, updates, validation
 from service.fhir_engine.batches import process_batch, response_entry
 from service.fhir_engine.bundles import Entry, bundle_bytes
 from service.fhir_engine.deletes import MethodNotAllowed
@@ -101,7 +101,7 @@ def interaction_of(request: FhirRequest) -> str:
         return "read"
     if method == "POST":
         return {"_search": "search-type", "$validate": "operation"}.get(operation or "", "create")
-    return {"PUT": "update", "DELETE": "delete"}.get(method, "operation")
+    return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "operation")
 
 
 def json_outcome(
@@ -220,6 +220,8 @@ class FhirEngine:
                 return await self._create(request, principal, facts, keep)
         if method == "PUT" and operation is None:
             return await self._update(request, principal, facts, keep)
+        if method == "PATCH" and request.id is not None and operation is None:
+            return await self._update(request, principal, facts, keep, patch=True)
         if method == "DELETE" and operation is None:
             return await self._delete(request, principal, facts, keep)
         raise MethodNotAllowed(f"{method} is not allowed on this {resource_type} URL")
@@ -418,23 +420,32 @@ class FhirEngine:
         principal: FhirPrincipal,
         facts: AccessFacts,
         keep: OutcomeKeeper | None = None,
+        *,
+        patch: bool = False,
     ) -> FhirOutcome:
+        """`PUT`, or `PATCH` with a JSON Patch: applied to the current version, then the same
+        path as a PUT (`patches`)."""
         resource_type = str(request.resource_type)
+        body = request.body
         async with self.database.unit_of_work() as session:
             resource_id = request.id
             if resource_id is None:  # `PUT Type?identifier=system|value`
                 query = [(k, v) for k, v in request.query if k != "_format"]
                 resource_id = await updates.resolve_conditional(session, resource_type, query)
                 facts.resource_id = resource_id
+            if patch:
+                stored = await repository.current(session, resource_type, resource_id)
+                principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
+                body = patches.patched(stored.content, body, request.header("content-type"))
             row = await updates.update_resource(
                 session,
                 principal,
                 resource_type,
                 resource_id,
-                request.body,
+                body,
                 request.header("if-match"),
             )
-            written = _written(request, facts, row, 200, "updated", received=request.body)
+            written = _written(request, facts, row, 200, "updated", received=body)
             await _kept(keep, session, written, facts)
         return written
 

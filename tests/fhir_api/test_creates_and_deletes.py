@@ -206,3 +206,23 @@ async def test_delete_refuses_what_the_case_record_needs(
     )
     assert deleted.status_code == 200
     assert deleted.json()["issue"][0]["severity"] == "information"
+
+
+async def test_patch_takes_a_json_patch_only(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    patient = await create_patient(client)
+    await open_case(client, patient_id=patient["id"])
+    goal_id = (await fhir.post("/Goal", json=goal(patient["id"]))).json()["id"]
+    patch = [{"op": "replace", "path": "/description/text", "value": "Walk to the shop"}]
+    # FHIRPath Patch (a Parameters body) and merge patches are not served: 415, saying what is.
+    refused = outcome(await fhir.patch(f"/Goal/{goal_id}", json=patch), 415)
+    assert "application/json-patch+json" in refused["issue"][0]["diagnostics"]
+    response = await fhir.patch(
+        f"/Goal/{goal_id}",
+        content=httpx.Request("PATCH", "/", json=patch).content,
+        headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["description"]["text"] == "Walk to the shop"
+    assert response.headers["etag"] == 'W/"2"'

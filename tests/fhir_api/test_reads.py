@@ -50,7 +50,7 @@ async def test_metadata_describes_what_is_implemented(
         assert "delete" not in {i["code"] for i in by_type[kind]["interaction"]}
         assert "conditionalDelete" not in by_type[kind]
     goal_interactions = {i["code"] for i in by_type["Goal"]["interaction"]}
-    assert {"create", "update", "delete"} <= goal_interactions
+    assert {"create", "update", "patch", "delete"} <= goal_interactions
     assert by_type["Goal"]["conditionalUpdate"] is True
     assert by_type["Goal"]["conditionalCreate"] is True
     condition = {i["code"] for i in by_type["Condition"]["interaction"]}
