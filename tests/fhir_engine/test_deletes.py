@@ -65,6 +65,12 @@ async def test_a_case_opened_in_error_is_withdrawn_by_deleting_its_care_plan(
         assert await _found(engine, f"{kind}?patient={patient_id}") == []
     history = parsed(await call(engine, "GET", f"CarePlan/{ids['CarePlan']}/_history"), 200)
     assert next(e["request"]["method"] for e in history["entry"]) == "DELETE"
+    # A Provenance names the deleted versions, as a deletion.
+    provenances = parsed(
+        await call(engine, "GET", f"Provenance?target=CarePlan/{ids['CarePlan']}"), 200
+    )
+    activities = [e["resource"]["activity"]["coding"][0]["code"] for e in provenances["entry"]]
+    assert "DELETE" in activities
     # Deleting again changes nothing (FHIR R4 http.html#delete).
     again = await call(engine, "DELETE", f"CarePlan/{ids['CarePlan']}")
     assert again.status == 204
