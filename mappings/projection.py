@@ -25,6 +25,7 @@ from mappings.to_fhir.goal import goal_resource
 from mappings.to_fhir.patient import patient_resource
 from mappings.to_fhir.people import people_resources
 from mappings.to_fhir.service_request import service_request_resource
+from mappings.vocabulary import CaseStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,10 @@ class CaseProjection:
 def case_resources(case: CaseRecord) -> list[JsonDict]:
     """The case's resources as dicts, unvalidated, in the projection's stable order:
     Patient, the people it names (Organization, Practitioners), Conditions, Goals,
-    ServiceRequests, CareTeam (if it has members), CarePlan."""
+    ServiceRequests, CareTeam (if it has members), CarePlan. A case entered in error has none:
+    its resources were deleted when it was withdrawn (service/cases/withdrawal.py)."""
+    if case.status is CaseStatus.entered_in_error:
+        return []
     context = CaseContext.of(case)
     resources = [patient_resource(case.patient), *people_resources(case)]
     resources += [condition_resource(n, context) for n in case.needs]

@@ -28,6 +28,9 @@ class CaseStatus(StrEnum):
     monitoring = "monitoring"
     transition = "transition"
     closed = "closed"
+    # Withdrawn as never valid (DELETE of its CarePlan, service/cases/withdrawal.py): final, and
+    # the case has no FHIR resources any more.
+    entered_in_error = "entered_in_error"
 
 
 class ClosureReason(StrEnum):

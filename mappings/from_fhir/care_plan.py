@@ -41,6 +41,7 @@ from mappings.fhir_datatypes import (
     parse_datetime,
 )
 from mappings.from_fhir.common import display_of, required_code
+from mappings.from_fhir.rejection import reject
 from mappings.to_fhir.context import CaseContext
 from mappings.vocabulary import (
     AssessmentKind,
@@ -190,6 +191,15 @@ def plan_fields(resource: Mapping[str, Any], received_at: dt.datetime) -> dict[s
         if own_status and own_status[0]
         else required_code(resource, "status", CASE_STATUS.to_case)
     )
+    if status is CaseStatus.entered_in_error:
+        # Only a DELETE of the CarePlan withdraws a case (service/cases/withdrawal.py): its
+        # resources are then gone, not kept with this status (FHIR R4 http.html#delete).
+        raise reject(
+            "CarePlan.status",
+            "a case entered in error is withdrawn by deleting its CarePlan (DELETE); a case "
+            "that ended otherwise is closed with status completed or revoked",
+            "business-rule",
+        )
     priority = [
         _code(Priority, e.get("valueCode")) for e in extension_values(resource, EXT_CASE_PRIORITY)
     ]

@@ -2,7 +2,8 @@
 
 referral -> intake -> assessment -> planning -> active -> monitoring -> transition -> closed.
 Monitoring may send the case back to re-assessment or re-planning; any open case may close,
-with a reason; a closed case is final.
+with a reason; a closed case is final. A case opened in error, with nothing done in it yet,
+is withdrawn instead (entered_in_error, also final).
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ ALLOWED_TRANSITIONS: dict[S, frozenset[S]] = {
     S.monitoring: frozenset({S.active, S.transition, S.assessment, S.planning, S.closed}),
     S.transition: frozenset({S.monitoring, S.active, S.closed}),
     S.closed: frozenset(),
+    S.entered_in_error: frozenset(),
 }
+
+# A case that ended: closed, or withdrawn as entered in error (service/cases/withdrawal.py). Its
+# records are final and it is no one's open case.
+ENDED: frozenset[S] = frozenset({S.closed, S.entered_in_error})
 
 # The plan is being carried out: goals can be achieved and services delivered.
 IN_SERVICE: frozenset[S] = frozenset({S.active, S.monitoring, S.transition})

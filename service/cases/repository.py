@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.vocabulary import CaseStatus, GoalLifecycle, InterventionStatus, Program
 from service.api.pagination import fetch_page
+from service.cases.lifecycle import ENDED
 from service.cases.models import Case, CaseChild, CaseEvent
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ async def open_cases_of(session: AsyncSession, patient_id: str) -> Sequence[Case
     """The patient's cases that are not closed, oldest first."""
     statement = (
         select(Case)
-        .where(Case.patient_id == patient_id, Case.status != CaseStatus.closed)
+        .where(Case.patient_id == patient_id, Case.status.not_in(ENDED))
         .order_by(Case.opened_at, Case.id)
     )
     return (await session.scalars(statement)).all()

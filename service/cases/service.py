@@ -20,7 +20,7 @@ from service.api.concurrency import check_version
 from service.auth.deps import Actor
 from service.cases import repository
 from service.cases.history import apply_changes, record_event, snapshot
-from service.cases.lifecycle import ALLOWED_TRANSITIONS, may_move
+from service.cases.lifecycle import ALLOWED_TRANSITIONS, ENDED, may_move
 from service.cases.models import Case, CaseChild
 from service.cases.schemas import CaseCreate, CaseUpdate
 from service.db.base import touch, utcnow
@@ -43,6 +43,8 @@ async def load_case(session: AsyncSession, case_id: str, *, for_update: bool = F
 async def load_open_case(session: AsyncSession, case_id: str) -> Case:
     """The case, locked for a change to its records; a closed case refuses changes."""
     case = await load_case(session, case_id, for_update=True)
+    if case.status is CaseStatus.entered_in_error:
+        raise RuleViolation("case.closed.final", "the case was withdrawn as entered in error")
     if case.status is CaseStatus.closed:
         raise RuleViolation("case.closed.final", "the case is closed; its records are final")
     return case
@@ -92,8 +94,8 @@ def is_closing(case: Case, data: CaseUpdate) -> bool:
 def check_status_change(case: Case, data: CaseUpdate) -> None:
     target = data.status
     closing = is_closing(case, data)
-    if case.status is CaseStatus.closed:
-        raise RuleViolation("case.closed.final", "a closed case cannot change")
+    if case.status in ENDED:
+        raise RuleViolation("case.closed.final", f"a {case.status.value} case cannot change")
     if target is not None and target is not case.status and not may_move(case.status, target):
         allowed = ", ".join(sorted(ALLOWED_TRANSITIONS[case.status])) or "none"
         raise RuleViolation(

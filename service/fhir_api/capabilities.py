@@ -42,6 +42,7 @@ TYPE_INTERACTION_ROUTES: dict[str, tuple[str, str]] = {
 WRITABLE_TYPES: dict[str, frozenset[str]] = {
     "create": CREATABLE,
     "update": UPDATABLE,
+    "patch": UPDATABLE,
     "delete": DELETABLE,
 }
 # `$validate` (FHIR R4 resource-operation-validate), declared on every type it is routed for.
@@ -101,6 +102,8 @@ def _resource(
         entry["conditionalUpdate"] = True
     if resource_type in CREATABLE:
         entry["conditionalCreate"] = True
+    if resource_type in DELETABLE and "delete" in interactions:
+        entry["conditionalDelete"] = "single"  # several matches: 412 (fhir_engine.deletes)
     if resource_type != "Provenance":
         entry["searchRevInclude"] = ["Provenance:target"]
     return entry

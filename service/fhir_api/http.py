@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import CaseBridgeError
 from service.fhir_api.outcomes import FHIR_BASE_PATH, FHIR_JSON
+from service.fhir_engine.patches import JSON_PATCH
 from service.fhir_engine.request import FhirOutcome, FhirRequest
 from service.fhir_engine.responses import FHIR_JSON_UTF8
 
@@ -40,9 +41,12 @@ async def check_format(request: Request) -> None:
     if content_type is not None and request.method in ("POST", "PUT", "PATCH"):
         media_type = content_type.split(";")[0].strip().lower()
         allowed = _JSON_BODIES | ({FORM} if request.url.path.endswith("/_search") else set())
+        if request.method == "PATCH":
+            allowed = frozenset({JSON_PATCH})  # FHIRPath and XML Patch are not served
         if media_type not in allowed:
             raise UnsupportedMediaType(
-                f"Content-Type: {content_type} is not supported; send {FHIR_JSON}"
+                f"Content-Type: {content_type} is not supported; send "
+                f"{JSON_PATCH if request.method == 'PATCH' else FHIR_JSON}"
             )
     requested = request.query_params.get("_format")
     if requested is not None:

@@ -123,6 +123,20 @@ async def update(
     return await _served(request, engine, principal, fhir)
 
 
+@router.patch("/{resource_type}/{resource_id}")
+async def patch(
+    request: Request,
+    resource_type: ResourceType,
+    resource_id: FhirId,
+    engine: EngineDep,
+    principal: FhirPrincipalDep,
+) -> Response:
+    """A JSON Patch (`application/json-patch+json`) of what `PUT` may update, applied to the
+    current version and then updated like a PUT (see `fhir_engine.patches`)."""
+    fhir = await fhir_request(request, resource_type, resource_id)
+    return await _served(request, engine, principal, fhir)
+
+
 @router.put("/{resource_type}")
 async def conditional_update(
     request: Request, resource_type: ResourceType, engine: EngineDep, principal: FhirPrincipalDep
@@ -154,8 +168,19 @@ async def delete(
     engine: EngineDep,
     principal: FhirPrincipalDep,
 ) -> Response:
-    """Withdraw a proposed goal or a draft referral from its case (see `fhir_engine.deletes`)."""
+    """Delete what the case model lets go: a proposed goal, a draft referral, a loose need, a
+    case opened in error (its CarePlan), a patient nothing names (see `fhir_engine.deletes`)."""
     fhir = await fhir_request(request, resource_type, resource_id)
+    return await _served(request, engine, principal, fhir)
+
+
+@router.delete("/{resource_type}")
+async def conditional_delete(
+    request: Request, resource_type: ResourceType, engine: EngineDep, principal: FhirPrincipalDep
+) -> Response:
+    """`DELETE Type?params`: the delete of the one resource that matches (none: no change;
+    several: 412)."""
+    fhir = await fhir_request(request, resource_type)
     return await _served(request, engine, principal, fhir)
 
 

@@ -86,7 +86,7 @@ async def process_batch(
             continue
         if result.facts is not None and not result.kept:
             audited.append((result.facts, result.status))
-        responses.append(_entry(result, request.base_url))
+        responses.append(response_entry(result, request.base_url))
     body = fhir_json.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": responses})
     return body, audited
 
@@ -134,7 +134,7 @@ def _status(status: int) -> dict[str, str]:
     return {"status": f"{status} {HTTPStatus(status).phrase}"}
 
 
-def _entry(result: FhirOutcome, base_url: str) -> dict[str, Any]:
+def response_entry(result: FhirOutcome, base_url: str) -> dict[str, Any]:
     response: dict[str, Any] = _status(result.status)
     headers = {name.lower(): value for name, value in result.headers.items()}
     for header in ("location", "etag"):

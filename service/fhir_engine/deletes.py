@@ -1,15 +1,27 @@
-"""`DELETE /fhir/Goal/{id}`, `/ServiceRequest/{id}` and `/Condition/{id}`: where delete means
-something for a case (FHIR R4 http.html#delete lets a server refuse one it cannot do: 405, or
-409 when the resource's state forbids it).
+"""`DELETE /fhir/{type}/{id}`: where delete means something for a case (FHIR R4
+http.html#delete lets a server refuse one it cannot do: 405, or 409 when the resource's state
+or the references to it forbid it). Deleting what is already deleted changes nothing and
+answers as the first delete did (R4: "has no effect ... 200 OK or 204 No Content").
 
-A goal still `proposed` or `planned`, a referral still a `draft`, or a need that no goal or
-referral addresses and no assessment found, may be withdrawn: the record leaves the case, its
-FHIR resource gets a deleted version (reads answer 410) and the case history notes who removed
-it. Anything further along is part of the case's record; deleting it would rewrite history, so
-the answer is a 409 that says how to end it instead (cancel the goal, revoke the referral,
-resolve the need). Other types are not deletable on their own (405, saying why): a CarePlan
-ends when its case is closed, the CareTeam is the case's own (its members leave by being made
-inactive), a Patient is kept while any record names them, and Provenance is history.
+- A goal still `proposed` or `planned`, a referral still a `draft`, or a need that no goal or
+  referral addresses and no assessment found, may be withdrawn: the record leaves the case, its
+  FHIR resource gets a deleted version (reads answer 410) and the case history notes who.
+  Anything further along is part of the case's record; deleting it would rewrite history, so
+  the answer is a 409 that says how to end it instead (cancel, revoke, resolve).
+- A CarePlan is the case: deleting it withdraws a case opened in error
+  (`service.cases.withdrawal`, which says precisely when), and every resource of the case gets
+  a deleted version; otherwise a 409 says to close the case instead.
+- A Patient is deleted when nothing names them (`service.patients.removal`); otherwise a 409
+  counts what does.
+- A CareTeam is refused with 409: it is the case's own and its CarePlan names it
+  (CarePlan.careTeam), a referential-integrity conflict in R4's terms; its members leave by
+  being sent inactive in a PUT, and it goes with its case (DELETE of the CarePlan).
+- Provenance is history: 405.
+
+Conditional delete (`DELETE Type?params`, R4 http.html#3.1.0.7.1) deletes the one match; with
+none it changes nothing (204); with several it is a 412 (R4 lets a server refuse to delete
+more than one). Its criteria are checked strictly: an unknown parameter is a 400, never a
+criterion silently dropped that would widen the match.
 """
 
 from __future__ import annotations
@@ -17,17 +29,22 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mappings.vocabulary import GoalLifecycle, InterventionStatus
+from mappings.vocabulary import InterventionStatus
 from service.assessments.models import Need
 from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.history import record_event
-from service.cases.service import load_open_case
+from service.cases.service import load_case, load_open_case
+from service.cases.withdrawal import WITHDRAWABLE_GOALS, withdraw_case
 from service.db.unit_of_work import UnitOfWork
-from service.errors import CaseBridgeError, Conflict
+from service.errors import BadRequest, CaseBridgeError, Conflict, NotFound, PreconditionFailed
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
-from service.fhir_store.repository import current
+from service.fhir_store.repository import latest
+from service.fhir_store.search import parse_search
+from service.fhir_store.writer import delete_resources
+from service.patients.removal import remove_patient
 from service.plans.models import (
     Goal,
     Intervention,
@@ -36,16 +53,16 @@ from service.plans.models import (
     intervention_needs,
 )
 
-DELETABLE = frozenset({"Goal", "ServiceRequest", "Condition"})
+DELETABLE = frozenset({"Goal", "ServiceRequest", "Condition", "CarePlan", "Patient"})
 # Why the others are not deleted on their own.
 NOT_DELETABLE = {
-    "CarePlan": "a CarePlan ends when its case is closed: PUT it with status completed or "
-    "revoked and a closure reason",
-    "CareTeam": "the CareTeam is the case's own; a member leaves by being sent inactive in a PUT",
-    "Patient": "a patient is kept while their cases and history name them",
     "Provenance": "a Provenance is the history of the records it names",
 }
-WITHDRAWABLE_GOALS = frozenset({GoalLifecycle.proposed, GoalLifecycle.planned})
+CARE_TEAM_STAYS = (
+    "the CareTeam is its case's own and the case's CarePlan names it (CarePlan.careTeam): a "
+    "member leaves by being sent inactive (active: false) in a PUT of the CareTeam, and the "
+    "team goes with its case (DELETE the CarePlan of a case opened in error, or close the case)"
+)
 
 
 class MethodNotAllowed(CaseBridgeError):
@@ -54,16 +71,61 @@ class MethodNotAllowed(CaseBridgeError):
     title = "Not allowed on this resource type"
 
 
+# Search parameters that shape a result rather than select: not criteria of a conditional delete.
+NOT_CRITERIA = frozenset({"_count", "_format", "_sort", "_total", "_summary", "_elements"})
+
+
+async def resolve_conditional(
+    session: AsyncSession,
+    principal: FhirPrincipal,
+    resource_type: str,
+    query: list[tuple[str, str]],
+) -> str | None:
+    """The id `DELETE Type?params` names: its one match, None for none; 412 for several."""
+    criteria = [(k, v) for k, v in query if k not in NOT_CRITERIA]
+    if not criteria:
+        raise BadRequest(
+            "a conditional delete names its criteria: DELETE Type?param=value",
+            extra={"expression": ["query"]},
+        )
+    compartment = principal.compartment(resource_type, Interaction.delete)
+    search = parse_search(resource_type, [*criteria, ("_count", "2")], strict=True)
+    connection = await session.connection()
+    matches, _ = await repository.search_page(connection, search, compartment)
+    if len(matches) > 1:
+        raise PreconditionFailed(
+            f"more than one {resource_type} matches; a conditional delete deletes one"
+        )
+    return matches[0].id if matches else None
+
+
 async def delete_resource(
     session: UnitOfWork, principal: FhirPrincipal, resource_type: str, resource_id: str
 ) -> StoredResource:
     """Withdraw the record; returns the stored resource, now deleted."""
-    if resource_type not in DELETABLE:
+    if resource_type not in DELETABLE | {"CareTeam"}:
         why = NOT_DELETABLE.get(resource_type, "it follows its case")
         raise MethodNotAllowed(f"a {resource_type} is not deleted here: {why}")
-    stored = await current(session, resource_type, resource_id)
+    stored = await latest(session, resource_type, resource_id)
+    if stored is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
     principal.require(resource_type, Interaction.delete, patient_id=stored.patient_id)
-    assert stored.case_id is not None  # every Goal and ServiceRequest here belongs to a case
+    if stored.deleted:
+        return stored  # already deleted: no effect (FHIR R4 http.html#delete)
+    if resource_type == "CareTeam":
+        raise Conflict(f"CareTeam/{resource_id} is not deleted: {CARE_TEAM_STAYS}")
+    actor = Actor(f"client:{principal.subject}", Role.case_manager)
+    if resource_type == "Patient":
+        await remove_patient(session, resource_id)
+        await delete_resources(session, [stored])
+        return stored
+    assert stored.case_id is not None  # every other deletable type belongs to a case
+    if resource_type == "CarePlan":
+        case = await load_case(session, stored.case_id, for_update=True)
+        await withdraw_case(session, actor, case)
+        await session.project()
+        await session.refresh(stored)
+        return stored
     case = await load_open_case(session, stored.case_id)
     model: type[Goal] | type[Intervention] | type[Need]
     if resource_type == "Goal":
@@ -81,7 +143,6 @@ async def delete_resource(
                 f"ServiceRequest/{resource_id} is {intervention.status.value}, not a draft; "
                 "revoke it (status=revoked) instead of deleting it"
             )
-    actor = Actor(f"client:{principal.subject}", Role.case_manager)
     await session.execute(delete(model).where(model.id == resource_id))
     entity = {"Goal": "goal", "Condition": "need"}.get(resource_type, "intervention")
     record_event(

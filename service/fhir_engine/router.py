@@ -13,7 +13,9 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -35,8 +37,8 @@ from service.errors import (
     UnprocessableEntity,
 )
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_engine import creates, deletes, updates, validation
-from service.fhir_engine.batches import process_batch
+from service.fhir_engine import creates, deletes, patches, updates, validation
+from service.fhir_engine.batches import process_batch, response_entry
 from service.fhir_engine.bundles import Entry, bundle_bytes
 from service.fhir_engine.deletes import MethodNotAllowed
 from service.fhir_engine.request import FhirOutcome, FhirRequest
@@ -99,7 +101,7 @@ def interaction_of(request: FhirRequest) -> str:
         return "read"
     if method == "POST":
         return {"_search": "search-type", "$validate": "operation"}.get(operation or "", "create")
-    return {"PUT": "update", "DELETE": "delete"}.get(method, "operation")
+    return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "operation")
 
 
 def json_outcome(
@@ -218,18 +220,28 @@ class FhirEngine:
                 return await self._create(request, principal, facts, keep)
         if method == "PUT" and operation is None:
             return await self._update(request, principal, facts, keep)
-        if method == "DELETE" and request.id is not None and operation is None:
+        if method == "PATCH" and request.id is not None and operation is None:
+            return await self._update(request, principal, facts, keep, patch=True)
+        if method == "DELETE" and operation is None:
             return await self._delete(request, principal, facts, keep)
         raise MethodNotAllowed(f"{method} is not allowed on this {resource_type} URL")
 
     # --- reads -------------------------------------------------------------------------
 
     async def _read(
-        self, request: FhirRequest, principal: FhirPrincipal, facts: AccessFacts
+        self,
+        request: FhirRequest,
+        principal: FhirPrincipal,
+        facts: AccessFacts,
+        connection: AsyncConnection | None = None,
     ) -> FhirOutcome:
+        """A read; on `connection` when given (a transaction's GET entry)."""
         resource_type, resource_id = str(request.resource_type), str(request.id)
         principal.compartment(resource_type, Interaction.read)  # 403 before revealing anything
-        row = await repository.served(self.database, resource_type, resource_id)
+        if connection is None:
+            row = await repository.served(self.database, resource_type, resource_id)
+        else:
+            row = await repository.served_on(connection, resource_type, resource_id)
         facts.patient_ids.update(filter(None, [row.patient_id]))
         principal.require(resource_type, Interaction.read, patient_id=row.patient_id)
         return _resource(request, row.content, row.version_id, row.last_updated)
@@ -324,14 +336,16 @@ class FhirEngine:
         principal: FhirPrincipal,
         facts: AccessFacts,
         query: Sequence[tuple[str, str]],
+        held: AsyncConnection | None = None,
     ) -> FhirOutcome:
+        """A search; on the `held` connection when given (a transaction's GET entry)."""
         resource_type = str(request.resource_type)
         facts.query = urlencode(list(query))
         compartment = principal.compartment(resource_type, Interaction.search)
         strict = "handling=strict" in request.prefers
         search_request = parse_search(resource_type, list(query), strict=strict)
         # A plain connection: a search writes nothing and needs no ORM session.
-        async with self.database.engine.connect() as connection:
+        async with _connection(self.database, held) as connection:
             rows, total = await repository.search_page(connection, search_request, compartment)
             page = rows[: search_request.count]
             included, left_out = await _included(
@@ -406,23 +420,32 @@ class FhirEngine:
         principal: FhirPrincipal,
         facts: AccessFacts,
         keep: OutcomeKeeper | None = None,
+        *,
+        patch: bool = False,
     ) -> FhirOutcome:
+        """`PUT`, or `PATCH` with a JSON Patch: applied to the current version, then the same
+        path as a PUT (`patches`)."""
         resource_type = str(request.resource_type)
+        body = request.body
         async with self.database.unit_of_work() as session:
             resource_id = request.id
             if resource_id is None:  # `PUT Type?identifier=system|value`
                 query = [(k, v) for k, v in request.query if k != "_format"]
                 resource_id = await updates.resolve_conditional(session, resource_type, query)
                 facts.resource_id = resource_id
+            if patch:
+                stored = await repository.current(session, resource_type, resource_id)
+                principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
+                body = patches.patched(stored.content, body, request.header("content-type"))
             row = await updates.update_resource(
                 session,
                 principal,
                 resource_type,
                 resource_id,
-                request.body,
+                body,
                 request.header("if-match"),
             )
-            written = _written(request, facts, row, 200, "updated", received=request.body)
+            written = _written(request, facts, row, 200, "updated", received=body)
             await _kept(keep, session, written, facts)
         return written
 
@@ -433,15 +456,27 @@ class FhirEngine:
         facts: AccessFacts,
         keep: OutcomeKeeper | None = None,
     ) -> FhirOutcome:
-        resource_type, resource_id = str(request.resource_type), str(request.id)
+        """`DELETE Type/id`, or `DELETE Type?params` (conditional: see `deletes`)."""
+        resource_type = str(request.resource_type)
         async with self.database.unit_of_work() as session:
-            row = await deletes.delete_resource(session, principal, resource_type, resource_id)
-            facts.patient_ids.update(filter(None, [row.patient_id]))
-            headers = {"ETag": version_headers(row.version_id, row.last_updated)["ETag"]}
-            if "return=OperationOutcome" in request.prefers:
-                result = json_outcome(
-                    200, information(f"{resource_type}/{resource_id} deleted"), headers
+            resource_id = request.id
+            if resource_id is None:
+                query = [(k, v) for k, v in request.query if k != "_format"]
+                facts.query = urlencode(query)
+                resource_id = await deletes.resolve_conditional(
+                    session, principal, resource_type, query
                 )
+            headers: dict[str, str] = {}
+            if resource_id is None:
+                what = f"no {resource_type} matches; nothing was deleted"
+            else:
+                facts.resource_id = resource_id
+                row = await deletes.delete_resource(session, principal, resource_type, resource_id)
+                facts.patient_ids.update(filter(None, [row.patient_id]))
+                headers["ETag"] = version_headers(row.version_id, row.last_updated)["ETag"]
+                what = f"{resource_type}/{resource_id} deleted"
+            if "return=OperationOutcome" in request.prefers:
+                result = json_outcome(200, information(what), headers)
             else:
                 result = FhirOutcome(204, b"", headers)
             await _kept(keep, session, result, facts)
@@ -473,13 +508,52 @@ class FhirEngine:
             result = _bundle(content)
             result.entry_facts = entry_facts
             return result
+        reads: list[tuple[AccessFacts, int]] = []
         async with self.database.unit_of_work() as session:
+
+            async def read(entry: FhirRequest) -> dict[str, Any]:
+                """A GET entry, as its own read or search (its own audit facts), on the
+                transaction's connection: after the writes, it sees them."""
+                entry_facts = AccessFacts(
+                    interaction_of(entry), entry.resource_type, entry.id, agent=principal.subject
+                )
+                await session.project()  # the writes so far, stored and indexed
+                await session.flush()
+                connection = await session.connection()
+                supported(str(entry.resource_type))
+                if entry.id is not None:
+                    answer = await self._read(entry, principal, entry_facts, connection)
+                else:
+                    answer = await self._search(
+                        entry, principal, entry_facts, entry.query, connection
+                    )
+                reads.append((entry_facts, answer.status))
+                return response_entry(answer, request.base_url)
+
             content = await process_transaction(
-                session, principal, bundle, request.base_url, self.settings.fhir_bundle_max_entries
+                session,
+                principal,
+                bundle,
+                request.base_url,
+                self.settings.fhir_bundle_max_entries,
+                read,
             )
             result = _bundle(content)
             await _kept(keep, session, result, facts)
+        result.entry_facts = reads
         return result
+
+
+@asynccontextmanager
+async def _connection(
+    database: Database, held: AsyncConnection | None
+) -> AsyncIterator[AsyncConnection]:
+    """The connection a caller holds, or a plain one of its own."""
+    if held is not None:
+        yield held
+        return
+    async with database.engine.connect() as connection:
+        yield connection
 
 
 def supported(resource_type: str) -> str:

@@ -1,21 +1,25 @@
-"""`POST /fhir` with a transaction Bundle: POST, PUT and DELETE entries, plain or conditional,
-all or nothing (FHIR R4 http.html#transaction).
+"""`POST /fhir` with a transaction Bundle: POST, PUT, DELETE and GET entries, plain or
+conditional, all or nothing (FHIR R4 http.html#transaction).
 
-- The entries run in the order R4 gives (http.html#trules): DELETE, then POST, then PUT; a
-  GET entry is refused (send reads in a batch). All of them run in the request's one unit of
-  work: the first entry that fails rolls back every other, and the OperationOutcome names it.
+- The entries run in the order R4 gives (http.html#trules): DELETE, then POST, then PUT, then
+  GET. All of them run in the request's one unit of work: the first entry that fails rolls
+  back every other, and the OperationOutcome names it. A GET entry is a read (`Type/id`) or a
+  search (`Type?params`), answered by the engine as if sent alone (the same scope checks, and
+  its own audit record), on the transaction's connection, so it sees the entries' writes.
 - POST entries that carry a CarePlan are one new case (`transactions.store_case_entries`).
   Otherwise each POST entry is created as if sent alone (`creates`: a Patient is a local
   patient, a ServiceRequest a referral intake, a Goal, Condition or CareTeam joins or opens
   its patient's case), Patients first, then ServiceRequests, Conditions, and the rest, so a
   resource can name an earlier one by its `urn:uuid` fullUrl. `ifNoneExist` is honoured.
 - PUT entries update (`Type/id`, or `Type?identifier=system|value`, conditional update), with
-  `ifMatch`; DELETE entries delete (`deletes`), with the same rules as the single
-  interactions. References to other entries' fullUrls are rewritten to the ids they got.
+  `ifMatch`; DELETE entries delete (`deletes`: `Type/id`, or conditional `Type?params`), with
+  the same rules as the single interactions. References to other entries' fullUrls are
+  rewritten to the ids they got.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +31,14 @@ from service.errors import BadRequest, CaseBridgeError
 from service.fhir_auth.principal import FhirPrincipal
 from service.fhir_engine import creates, deletes, updates
 from service.fhir_engine.batches import bundle_entries
-from service.fhir_engine.request import request_from_url
+from service.fhir_engine.request import FhirRequest, request_from_url
 from service.fhir_engine.transactions import CASE_TYPES, CaseEntry, FhirRejected, store_case_entries
 from service.fhir_store.models import StoredResource
 
-# FHIR R4 http.html#trules: deletes, then creates, then updates (reads would come last).
-ORDER = {"DELETE": 0, "POST": 1, "PUT": 2}
+# FHIR R4 http.html#trules: deletes, then creates, then updates, then reads.
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
+# A GET entry's answer: the entry of the response Bundle (resource and response).
+Read = Callable[[FhirRequest], Awaitable[dict[str, Any]]]
 # Lone creates: what others may name comes first (a Goal names its Patient and Conditions).
 CREATE_ORDER = {"Patient": 0, "ServiceRequest": 1, "Condition": 2}
 
@@ -48,6 +54,7 @@ class Step:
     full_url: str | None
     if_none_exist: str | None
     if_match: str | None
+    read: FhirRequest | None = None  # a GET entry's interaction
 
     @property
     def where(self) -> str:
@@ -60,7 +67,22 @@ def _text(value: object, where: str) -> str | None:
     return value
 
 
-def _steps(bundle: Any, max_entries: int) -> list[Step]:
+def _read_step(index: int, url: str, base_url: str) -> Step:
+    where = f"Bundle.entry[{index}].request.url"
+    try:
+        read = request_from_url("GET", url, headers={}, body=b"", base_url=base_url)
+    except CaseBridgeError as exc:
+        raise BadRequest(f"{where}: {exc.detail}", extra={"expression": [where]}) from exc
+    if read.resource_type is None or read.operation is not None:
+        raise BadRequest(
+            f"{where}: a GET entry of a transaction is a read (Type/id) or a search (Type?params)",
+            extra={"expression": [where]},
+        )
+    resource_type = read.resource_type
+    return Step(index, "GET", resource_type, read.id, [], None, None, None, None, read)
+
+
+def _steps(bundle: Any, max_entries: int, base_url: str = "") -> list[Step]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise BadRequest("the body must be a Bundle", extra={"expression": ["Bundle"]})
     if bundle.get("type") != "transaction":
@@ -84,7 +106,7 @@ def _steps(bundle: Any, max_entries: int) -> list[Step]:
         if method not in ORDER:
             raise BadRequest(
                 f"{where}.request.method {method!r} is not served in a transaction here "
-                "(POST, PUT, DELETE; send reads in a batch)",
+                "(POST, PUT, DELETE, GET)",
                 extra={"expression": [f"{where}.request.method"]},
             )
         if isinstance(resource, dict) and resource.get("resourceType") not in CASE_TYPES:
@@ -93,6 +115,9 @@ def _steps(bundle: Any, max_entries: int) -> list[Step]:
                 extra={"expression": [f"{where}.resource"]},
             )
         url = _text(request.get("url"), f"{where}.request.url") or ""
+        if method == "GET":
+            steps.append(_read_step(index, url, base_url))
+            continue
         try:
             target = request_from_url(method, url, headers={}, body=b"", base_url="")
         except CaseBridgeError as exc:
@@ -108,9 +133,9 @@ def _steps(bundle: Any, max_entries: int) -> list[Step]:
                 extra={"expression": [f"{where}.request.url"]},
             )
         if method == "DELETE":
-            if target.id is None:
+            if target.id is None and not target.query:
                 raise BadRequest(
-                    "a DELETE entry names one resource (Type/id)",
+                    "a DELETE entry names one resource (Type/id) or its criteria (Type?params)",
                     extra={"expression": [f"{where}.request.url"]},
                 )
         elif not isinstance(resource, dict):
@@ -151,9 +176,15 @@ def _steps(bundle: Any, max_entries: int) -> list[Step]:
 
 
 async def process_transaction(
-    session: UnitOfWork, principal: FhirPrincipal, bundle: Any, base_url: str, max_entries: int
+    session: UnitOfWork,
+    principal: FhirPrincipal,
+    bundle: Any,
+    base_url: str,
+    max_entries: int,
+    read: Read | None = None,
 ) -> bytes:
-    steps = _steps(bundle, max_entries)
+    """The transaction-response Bundle; `read` answers the GET entries (none without it)."""
+    steps = _steps(bundle, max_entries, base_url)
     responses: dict[int, dict[str, Any]] = {}
     references: dict[str, str] = {}
     for step in sorted(steps, key=lambda s: ORDER[s.method]):
@@ -170,12 +201,28 @@ async def process_transaction(
     for step in steps:
         if step.method == "PUT":
             responses[step.index] = await _update(session, principal, step, references)
-    return _response(steps, responses, base_url)
+    reads: dict[int, dict[str, Any]] = {}
+    for step in steps:
+        if step.read is not None:
+            if read is None:
+                raise BadRequest(f"{step.where}: GET entries are not served here")
+            try:
+                reads[step.index] = await read(step.read)
+            except CaseBridgeError as exc:
+                raise _at(exc, step) from exc
+    return _response(steps, responses, reads, base_url)
 
 
 async def _delete(session: UnitOfWork, principal: FhirPrincipal, step: Step) -> dict[str, Any]:
-    assert step.resource_id is not None
-    row = await deletes.delete_resource(session, principal, step.resource_type, step.resource_id)
+    try:
+        resource_id = step.resource_id or await deletes.resolve_conditional(
+            session, principal, step.resource_type, step.query
+        )
+        if resource_id is None:  # a conditional delete that matched nothing
+            return {"status": "204 No Content"}
+        row = await deletes.delete_resource(session, principal, step.resource_type, resource_id)
+    except CaseBridgeError as exc:
+        raise _at(exc, step) from exc
     return {"status": "204 No Content", "etag": f'W/"{row.version_id}"'}
 
 
@@ -243,10 +290,14 @@ def _at(error: CaseBridgeError, step: Step) -> CaseBridgeError:
 def _response(
     steps: list[Step],
     responses: dict[int, dict[str, Any]],
+    reads: dict[int, dict[str, Any]],
     base_url: str,
 ) -> bytes:
     entries = []
     for step in steps:
+        if step.index in reads:
+            entries.append(reads[step.index])
+            continue
         response = responses[step.index]
         entry: dict[str, Any] = {"response": response}
         if location := response.get("location"):

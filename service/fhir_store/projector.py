@@ -97,7 +97,11 @@ async def _record_provenance(
         id=new_id(),
         recorded_at=utcnow(),
         targets=[f"{r.resource_type}/{r.id}/_history/{r.version_id}" for r in stored],
-        activity="CREATE" if all(r.version_id == 1 for r in stored) else "UPDATE",
+        activity="CREATE"
+        if all(r.version_id == 1 for r in stored)
+        else "DELETE"
+        if all(r.deleted for r in stored)  # a withdrawn case's resources, all gone at once
+        else "UPDATE",
         author=author,
     )
     provenance = validated(provenance_resource(change))

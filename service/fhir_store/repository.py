@@ -36,10 +36,15 @@ async def served(database: Database, resource_type: str, resource_id: str) -> Se
     """What a read serves, in one query on a plain connection (the hot path: no ORM session);
     404 if it never existed, 410 if it was deleted."""
     async with database.engine.connect() as connection:
-        result = await connection.execute(
-            _SERVED, {"resource_type": resource_type, "resource_id": resource_id}
-        )
-        row = result.first()
+        return await served_on(connection, resource_type, resource_id)
+
+
+async def served_on(connection: AsyncConnection, resource_type: str, resource_id: str) -> ServedRow:
+    """`served`, on a connection the caller holds (a transaction's GET entry sees its writes)."""
+    result = await connection.execute(
+        _SERVED, {"resource_type": resource_type, "resource_id": resource_id}
+    )
+    row = result.first()
     if row is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
     if row.deleted:

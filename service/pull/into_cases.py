@@ -33,9 +33,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings import fhir_json
-from mappings.vocabulary import CaseStatus
 from service.auth.deps import Actor
 from service.auth.models import Role
+from service.cases.lifecycle import ENDED
 from service.cases.models import Case
 from service.db.session import Database
 from service.errors import CaseBridgeError
@@ -151,7 +151,7 @@ async def _plan(
     if stored is None or stored.deleted or stored.case_id is None:
         return None
     case = await session.get(Case, stored.case_id)
-    if case is None or case.status is CaseStatus.closed:
+    if case is None or case.status in ENDED:
         return None  # a closed case's records are final
     to_local = await case_references_to_local(session, connection_id, case.id)
     if to_local is None:

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings import fhir_json
-from mappings.vocabulary import CaseStatus
+from service.cases.lifecycle import ENDED
 from service.cases.models import Case
 from service.connections.models import Connection
 from service.db.base import new_id, utcnow
@@ -434,7 +434,7 @@ async def refresh_targets(session: AsyncSession) -> dict[str, list[str]]:
     rows = await session.execute(
         select(PatientLink.connection_id, PatientLink.remote_id)
         .join(Case, Case.patient_id == PatientLink.patient_id)
-        .where(Case.status != CaseStatus.closed)
+        .where(Case.status.not_in(ENDED))
         .distinct()
         .order_by(PatientLink.connection_id, PatientLink.remote_id)
     )

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings import fhir_json
-from mappings.vocabulary import CaseStatus
+from service.cases.lifecycle import ENDED
 from service.cases.models import Case
 from service.connections.fhir_clients import fhir_client_for
 from service.connections.service import load_connection
@@ -206,8 +206,8 @@ async def _apply_resolution(
     # A closed case takes no change: said first, rather than a version mismatch (its closure
     # settled its goals and referrals, so their versions moved on since the conflict).
     refused: dict[str, str]
-    if case.status is CaseStatus.closed:
-        refused = dict.fromkeys(elements, "the case is closed")
+    if case.status in ENDED:
+        refused = dict.fromkeys(elements, f"the case is {case.status.value}")
     elif to_local is None:
         refused = dict.fromkeys(elements, "the case's patient is no longer linked here")
     else:

@@ -235,6 +235,47 @@ async def test_each_change_of_a_batch_commits_with_its_audit_record(
     ]
 
 
+async def test_a_delete_commits_with_its_audit_record_and_a_transactions_reads_are_audited(
+    app: FastAPI, fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    database: Database = app.state.database
+    lone = await create_patient(client)
+    with committed_writes(database) as commits:
+        deleted = await fhir.delete(f"/Patient/{lone['id']}")
+    assert deleted.status_code == 204, deleted.text
+    (change,) = writing(commits, "fhir_resources")
+    assert {"patients", "audit_events"} <= change
+    assert writing(commits, "audit_events") == [change]
+
+    case = await open_case(client)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "GET", "url": f"CarePlan/{case['id']}"}},
+            {"request": {"method": "DELETE", "url": f"CarePlan/{case['id']}"}},
+            {"request": {"method": "GET", "url": f"Goal?patient={case['patient_id']}"}},
+        ],
+    }
+    with committed_writes(database) as commits:
+        response = await fhir.post("http://testserver/fhir", json=bundle, headers=FHIR_JSON)
+    # The reads ran last, after the delete: the CarePlan read is a 410, so the transaction
+    # fails whole, and its audit record says so.
+    assert response.status_code == 410, response.text
+    assert writing(commits, "fhir_resources") == []
+    bundle["entry"] = bundle["entry"][1:]
+    response = await fhir.post("http://testserver/fhir", json=bundle, headers=FHIR_JSON)
+    assert response.status_code == 200, response.text
+    async with database.transaction(write=False) as session:
+        rows = list(await session.scalars(select(AuditRecord)))
+    assert sorted((row.interaction, row.status) for row in rows) == [
+        ("delete", 204),
+        ("search-type", 200),
+        ("transaction", 200),
+        ("transaction", 410),
+    ]
+
+
 async def test_a_batch_change_whose_audit_cannot_be_written_is_not_committed(
     app: FastAPI, fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
 ) -> None:

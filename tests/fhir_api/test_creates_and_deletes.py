@@ -175,7 +175,10 @@ async def test_delete_withdraws_a_proposed_goal(
     assert "goal" not in plan
     events = ok(await client.get(f"/api/cases/{case['id']}/history"))
     assert (events[-1]["action"], events[-1]["entity_id"]) == ("deleted", goal_id)
-    outcome(await fhir.delete(f"/Goal/{goal_id}"), 410)
+    # Deleting it again has no effect (FHIR R4 http.html#delete): the same answer, no version.
+    again = await fhir.delete(f"/Goal/{goal_id}")
+    assert again.status_code == 204
+    assert again.headers["etag"] == 'W/"2"'
 
 
 async def test_delete_refuses_what_the_case_record_needs(
@@ -186,8 +189,8 @@ async def test_delete_refuses_what_the_case_record_needs(
     assert "cancel" in active_goal["issue"][0]["diagnostics"]
     active_referral = outcome(await fhir.delete(f"/ServiceRequest/{plan['referral']['id']}"), 409)
     assert "revoke" in active_referral["issue"][0]["diagnostics"]
-    plan_outcome = outcome(await fhir.delete(f"/CarePlan/{plan['case']['id']}"), 405)
-    assert "ends when its case is closed" in plan_outcome["issue"][0]["diagnostics"]
+    plan_outcome = outcome(await fhir.delete(f"/CarePlan/{plan['case']['id']}"), 409)
+    assert "completed or revoked" in plan_outcome["issue"][0]["diagnostics"]
     outcome(await fhir.delete("/Goal/no-such-goal"), 404)
     assert (await fhir.get(f"/Goal/{plan['goal']['id']}")).status_code == 200
 
@@ -203,3 +206,23 @@ async def test_delete_refuses_what_the_case_record_needs(
     )
     assert deleted.status_code == 200
     assert deleted.json()["issue"][0]["severity"] == "information"
+
+
+async def test_patch_takes_a_json_patch_only(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    patient = await create_patient(client)
+    await open_case(client, patient_id=patient["id"])
+    goal_id = (await fhir.post("/Goal", json=goal(patient["id"]))).json()["id"]
+    patch = [{"op": "replace", "path": "/description/text", "value": "Walk to the shop"}]
+    # FHIRPath Patch (a Parameters body) and merge patches are not served: 415, saying what is.
+    refused = outcome(await fhir.patch(f"/Goal/{goal_id}", json=patch), 415)
+    assert "application/json-patch+json" in refused["issue"][0]["diagnostics"]
+    response = await fhir.patch(
+        f"/Goal/{goal_id}",
+        content=httpx.Request("PATCH", "/", json=patch).content,
+        headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["description"]["text"] == "Walk to the shop"
+    assert response.headers["etag"] == 'W/"2"'

@@ -42,9 +42,15 @@ async def test_metadata_describes_what_is_implemented(
     interactions = {i["code"] for i in care_plan["interaction"]}
     assert {"read", "vread", "history-instance", "history-type", "search-type"} <= interactions
     assert {"create", "update"} <= interactions  # a CarePlan alone opens or updates a case
-    assert "delete" not in interactions  # it ends when the case closes
+    assert "delete" in interactions  # a case opened in error is withdrawn
+    assert care_plan["conditionalDelete"] == "single"
+    assert "delete" in {i["code"] for i in by_type["Patient"]["interaction"]}
+    # The team goes with its case, and a Provenance is history: no delete of their own.
+    for kind in ("CareTeam", "Provenance"):
+        assert "delete" not in {i["code"] for i in by_type[kind]["interaction"]}
+        assert "conditionalDelete" not in by_type[kind]
     goal_interactions = {i["code"] for i in by_type["Goal"]["interaction"]}
-    assert {"create", "update", "delete"} <= goal_interactions
+    assert {"create", "update", "patch", "delete"} <= goal_interactions
     assert by_type["Goal"]["conditionalUpdate"] is True
     assert by_type["Goal"]["conditionalCreate"] is True
     condition = {i["code"] for i in by_type["Condition"]["interaction"]}

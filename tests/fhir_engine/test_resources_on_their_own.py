@@ -314,8 +314,10 @@ async def test_deletes_do_what_the_case_model_can_and_say_why_not(engine: FhirEn
     assert f"Goal/{goal_id}" in in_use["issue"][0]["diagnostics"]
     for url, why in [
         (f"CareTeam/{team['id']}", "sent inactive"),
-        (f"Patient/{patient_id}", "kept"),
-        (f"CarePlan/{team['id'].removeprefix('careteam-')}", "closed"),
+        (f"Patient/{patient_id}", "1 case(s)"),
     ]:
-        body = refused(await call(engine, "DELETE", url), 405)
+        body = refused(await call(engine, "DELETE", url), 409)
         assert why in body["issue"][0]["diagnostics"]
+    provenance = parsed(await call(engine, "GET", "Provenance"), 200)["entry"][0]["resource"]
+    body = refused(await call(engine, "DELETE", f"Provenance/{provenance['id']}"), 405)
+    assert "history" in body["issue"][0]["diagnostics"]

@@ -14,8 +14,11 @@ import httpx
 import pytest
 from fhirclient.models.careplan import CarePlan as FhirclientCarePlan
 from fhirclient.models.goal import Goal as FhirclientGoal
+from fhirclient.models.patient import Patient as FhirclientPatient
+from fhirclient.models.servicerequest import ServiceRequest as FhirclientServiceRequest
 from fhirclient.server import FHIRServer
 from fhirpy import AsyncFHIRClient
+from fhirpy.base.exceptions import OperationOutcome as FhirpyOutcome
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
@@ -336,3 +339,121 @@ async def http_status(server: str, token: str, path: str) -> int:
     async with httpx.AsyncClient(base_url=server, timeout=30) as http:
         response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
     return response.status_code
+
+
+async def test_a_generic_client_deletes_each_type(server: str) -> None:
+    """fhirpy and fhirclient delete each of the six types: what the case model lets go is gone
+    (410, out of searches), what it keeps is refused with a reason; a transaction deletes a
+    case and its patient together and reads last."""
+    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+        token = await access_token(http, server)
+    fhirpy = AsyncFHIRClient(f"{server}/fhir", authorization=f"Bearer {token}")
+    fhir_server = FHIRServer(None, base_uri=f"{server}/fhir/")
+    fhir_server.auth = BearerAuth(token)
+
+    async def opened(mrn: str) -> dict[str, str]:
+        """A patient, and a case opened by a Condition, with a proposed Goal, a draft referral
+        and a care team: nothing done in it yet."""
+        patient = fhirpy.resource(
+            "Patient", identifier=[{"system": MRN, "value": mrn}], name=[{"family": "Okoye"}]
+        )
+        await patient.save()
+        concern = fhirpy.resource(
+            "Condition",
+            category=[
+                {
+                    "coding": [
+                        {
+                            "system": "http://hl7.org/fhir/us/core/CodeSystem/condition-category",
+                            "code": "health-concern",
+                        }
+                    ]
+                }
+            ],
+            code={"text": "Lives alone"},
+            subject=_subject(patient.id),
+        )
+        await concern.save()
+        [plan] = await fhirpy.resources("CarePlan").search(patient=patient.id).fetch()
+        goal = fhirpy.resource(
+            "Goal",
+            lifecycleStatus="proposed",
+            description={"text": "Meals delivered"},
+            subject=_subject(patient.id),
+        )
+        await goal.save()
+        referral = fhirpy.resource(
+            "ServiceRequest",
+            status="draft",
+            intent="order",
+            code={"text": "Meals on wheels"},
+            subject=_subject(patient.id),
+            basedOn=[{"reference": f"CarePlan/{plan.id}"}],
+        )
+        await referral.save()
+        team = fhirpy.resource(
+            "CareTeam",
+            subject=_subject(patient.id),
+            participant=[{"member": {"display": "R. Osei"}, "role": [{"text": "Case manager"}]}],
+        )
+        await team.save()
+        return {
+            "Patient": patient.id,
+            "Condition": concern.id,
+            "CarePlan": plan.id,
+            "Goal": goal.id,
+            "ServiceRequest": referral.id,
+            "CareTeam": team.id,
+        }
+
+    ids = await opened("DEL-1")
+    # Goal and Condition by fhirpy, ServiceRequest by fhirclient: each withdrawn on its own.
+    await fhirpy.delete("Goal", ids["Goal"])
+    await fhirpy.delete("Condition", ids["Condition"])
+    referral = await asyncio.to_thread(
+        FhirclientServiceRequest.read, ids["ServiceRequest"], fhir_server
+    )
+    await asyncio.to_thread(referral.delete, fhir_server)
+    for kind in ("Goal", "Condition", "ServiceRequest"):
+        assert await http_status(server, token, f"/fhir/{kind}/{ids[kind]}") == 410
+        assert await fhirpy.resources(kind).search(patient=ids["Patient"]).fetch() == []
+    # The CareTeam is refused, saying how a member leaves; the Patient too, naming the case.
+    with pytest.raises(FhirpyOutcome) as refused_team:
+        await fhirpy.delete("CareTeam", ids["CareTeam"])
+    assert "sent inactive" in str(refused_team.value)
+    with pytest.raises(FhirpyOutcome) as refused_patient:
+        await fhirpy.delete("Patient", ids["Patient"])
+    assert "1 case(s)" in str(refused_patient.value)
+    # The CarePlan, by fhirclient: the case opened in error is withdrawn, its team with it.
+    plan = await asyncio.to_thread(FhirclientCarePlan.read, ids["CarePlan"], fhir_server)
+    await asyncio.to_thread(plan.delete, fhir_server)
+    for kind in ("CarePlan", "CareTeam"):
+        assert await http_status(server, token, f"/fhir/{kind}/{ids[kind]}") == 410
+        assert await fhirpy.resources(kind).search(patient=ids["Patient"]).fetch() == []
+    history = await fhirpy.execute(f"CarePlan/{ids['CarePlan']}/_history", method="get")
+    assert history["entry"][0]["request"]["method"] == "DELETE"
+    # Now nothing names the patient: fhirclient deletes them.
+    patient = await asyncio.to_thread(FhirclientPatient.read, ids["Patient"], fhir_server)
+    await asyncio.to_thread(patient.delete, fhir_server)
+    assert await http_status(server, token, f"/fhir/Patient/{ids['Patient']}") == 410
+    assert await fhirpy.resources("Patient").search(identifier=f"{MRN}|DEL-1").fetch() == []
+    # Deleting again changes nothing (FHIR R4 http.html#delete).
+    await fhirpy.delete("Patient", ids["Patient"])
+
+    # A transaction: the case and its patient deleted together, a read of them last.
+    more = await opened("DEL-2")
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "GET", "url": f"Goal?patient={more['Patient']}"}},
+            {"request": {"method": "DELETE", "url": f"CarePlan/{more['CarePlan']}"}},
+            {"request": {"method": "DELETE", "url": f"Patient?identifier={MRN}|DEL-2"}},
+        ],
+    }
+    done = await fhirpy.execute("", method="post", data=bundle)
+    statuses = [e["response"]["status"] for e in done["entry"]]
+    assert statuses == ["200 OK", "204 No Content", "204 No Content"]
+    assert done["entry"][0]["resource"].get("entry", []) == []
+    for kind in ("Patient", "CarePlan", "Goal", "ServiceRequest", "Condition", "CareTeam"):
+        assert await http_status(server, token, f"/fhir/{kind}/{more[kind]}") == 410
