@@ -153,18 +153,26 @@ async def search_page(
     with `_total=none`). `_count=0` and `_summary=count` fetch no page, only the true total
     (FHIR R4 search.html#count: a client asks how many match).
 
-    The total costs a second query only when the page does not already tell it: a first page
-    with no next page holds every match."""
+    The total rides on the page's own query, as an uncorrelated scalar subquery (which
+    PostgreSQL and SQLite each evaluate once): one round trip, not two. Only a page past the
+    last match, which has no row to carry it, counts in a query of its own."""
     statement = base_statement(request, compartment)
+    count_all = select(func.count()).select_from(statement.subquery())
     if not request.summary_count and request.count:
-        rows = [Match(*row) for row in await connection.execute(paged(statement, request))]
-        if request.cursor is None and len(rows) <= request.count:
-            return rows, len(rows)
+        page = paged(statement, request)
         if not request.want_total:
-            return rows, None
+            rows = [Match(*row) for row in await connection.execute(page)]
+            whole = request.cursor is None and len(rows) <= request.count
+            return rows, len(rows) if whole else None  # a whole first page tells it anyway
+        counted = (await connection.execute(page.add_columns(count_all.scalar_subquery()))).all()
+        rows = [Match(*row[:-1]) for row in counted]
+        if counted:
+            return rows, int(counted[0][-1])
+        if request.cursor is None:
+            return rows, 0
     else:
         rows = []
-    total = await connection.scalar(select(func.count()).select_from(statement.subquery()))
+    total = await connection.scalar(count_all)
     return rows, total or 0
 
 
