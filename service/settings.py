@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         description="The PostgreSQL URL points at PgBouncer in transaction pooling mode: "
         "turn off prepared-statement caches and the in-process pool.",
     )
+    database_pool_size: Annotated[int, Field(ge=1)] = Field(
+        16,
+        description="Database connections each process keeps open. Size it to the requests "
+        "in flight at once: a connection opened beyond it is closed again after one use.",
+    )
+    database_max_overflow: Annotated[int, Field(ge=0)] = Field(
+        4, description="Connections opened beyond the pool at peaks, closed after use."
+    )
     auto_migrate: bool = Field(
         False, description="Upgrade the schema at start-up instead of refusing an old one."
     )

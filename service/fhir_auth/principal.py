@@ -15,6 +15,7 @@ record of another patient, or one whose patient is unknown (`patient_id=None`), 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -114,13 +115,20 @@ class FhirPrincipal:
         return f"{interaction.name} of {resource_type}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _granted(scope: str) -> tuple[Scope, ...]:
+    """A token's scope string, parsed once: every token of a client repeats it (a tuple of
+    frozen scopes, so sharing it is safe)."""
+    return parse_scopes(scope, strict=False)
+
+
 def principal_from_claims(claims: dict[str, Any]) -> FhirPrincipal:
     """A principal from verified token claims: `scope` (a string, or a list of strings),
     `patient`, and `sub` (or `client_id`). Scopes this server does not know grant nothing."""
     raw = claims.get("scope")
     if isinstance(raw, list):
         raw = " ".join(item for item in raw if isinstance(item, str))
-    scopes = parse_scopes(raw, strict=False) if isinstance(raw, str) else ()
+    scopes = _granted(raw) if isinstance(raw, str) else ()
     subject = claims.get("sub") or claims.get("client_id")
     if not isinstance(subject, str) or not subject:
         raise Unauthenticated("bearer token rejected: it names no subject")

@@ -6,15 +6,24 @@ writes are the projector's (`fhir_store.writer`)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db.session import Database
 from service.errors import Gone, NotFound
 from service.fhir_store.models import ResourceVersion, SearchEntry, StoredResource
-from service.fhir_store.search import MATCH_COLUMNS, Match, SearchRequest, base_statement, paged
+from service.fhir_store.search import (
+    MATCH_COLUMNS,
+    Match,
+    MatchSelect,
+    SearchRequest,
+    base_statement,
+    paged,
+)
 
 # Built once: composing the statement per request costs more than running it.
 _SERVED = select(
@@ -151,6 +160,25 @@ async def history(
     return (await session.scalars(statement.limit(count + 1))).all()
 
 
+AnySelect = Select[*tuple[Any, ...]]
+
+
+def _count_of(statement: MatchSelect) -> Select[int]:
+    return select(func.count()).select_from(statement.subquery())
+
+
+@functools.lru_cache(maxsize=256)
+def _unfiltered_first_page(
+    resource_type: str, sort: str | None, count: int, want_total: bool
+) -> AnySelect:
+    """The commonest search, `GET [type]?_count=n` (no filter, no compartment, no cursor),
+    composed once per shape: composing a statement costs more than running it."""
+    request = SearchRequest(resource_type, count=count, sort=sort)
+    statement = base_statement(request, None)
+    page: AnySelect = paged(statement, request)
+    return page.add_columns(_count_of(statement).scalar_subquery()) if want_total else page
+
+
 async def search_page(
     connection: AsyncConnection, request: SearchRequest, compartment: str | None
 ) -> tuple[list[Match], int | None]:
@@ -158,19 +186,32 @@ async def search_page(
     with `_total=none`). `_count=0` and `_summary=count` fetch no page, only the true total
     (FHIR R4 search.html#count: a client asks how many match).
 
-    The total costs a second query only when the page does not already tell it: a first page
-    with no next page holds every match."""
-    statement = base_statement(request, compartment)
-    if not request.summary_count and request.count:
-        rows = [Match(*row) for row in await connection.execute(paged(statement, request))]
-        if request.cursor is None and len(rows) <= request.count:
-            return rows, len(rows)
-        if not request.want_total:
-            return rows, None
+    The total rides on the page's own query, as an uncorrelated scalar subquery (which
+    PostgreSQL and SQLite each evaluate once): one round trip, not two. Only a page past the
+    last match, which has no row to carry it, counts in a query of its own."""
+    if request.summary_count or not request.count:
+        return [], await connection.scalar(_count_of(base_statement(request, compartment))) or 0
+    page: AnySelect
+    if not request.conditions and compartment is None and request.cursor is None:
+        page = _unfiltered_first_page(
+            request.resource_type, request.sort, request.count, request.want_total
+        )
     else:
-        rows = []
-    total = await connection.scalar(select(func.count()).select_from(statement.subquery()))
-    return rows, total or 0
+        statement = base_statement(request, compartment)
+        page = paged(statement, request)
+        if request.want_total:
+            page = page.add_columns(_count_of(statement).scalar_subquery())
+    if not request.want_total:
+        rows = [Match(*row) for row in await connection.execute(page)]
+        whole = request.cursor is None and len(rows) <= request.count
+        return rows, len(rows) if whole else None  # a whole first page tells it anyway
+    counted = (await connection.execute(page)).all()
+    if counted:
+        return [Match(*row[:-1]) for row in counted], int(counted[0][-1])
+    if request.cursor is None:
+        return [], 0
+    total = await connection.scalar(_count_of(base_statement(request, compartment)))
+    return [], total or 0
 
 
 async def referenced(

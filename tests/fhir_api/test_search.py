@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.fhir_store.search import encode_cursor
 from tests.api.case_factory import create_patient, ok, open_case, patch_case
 from tests.fhir_api.conftest import SetScopes, planned_case
 from tests.fhir_api.test_reads import outcome
@@ -159,6 +160,12 @@ async def test_total_is_counted_unless_the_client_waives_it(
     assert len(ids(waived)) == 2
     whole = await search(fhir, "/CarePlan", patient=patient["id"], _total="none")
     assert whole["total"] == 3  # one page holds every match: the total costs nothing
+    # A page past the last match (they were deleted since the link was given) has no row to
+    # carry the total: it is counted on its own.
+    past_the_end = encode_cursor(["9999-12-31T00:00:00+00:00", "zzz"])
+    empty = await search(fhir, "/CarePlan", patient=patient["id"], _count="2", _cursor=past_the_end)
+    assert ids(empty) == []
+    assert empty["total"] == 3
 
 
 async def test_patient_scope_confines_search(
