@@ -18,10 +18,14 @@ answer (target: under 2 s). It prints figures; it is not a pass/fail test. Loopb
 bounded counts (at most `--max-requests` in the overload).
 
     python -m bench.overload [--operation read|search] [--seconds 5] [--factor 4]
-                             [--database-url postgresql+asyncpg://...]
+                             [--rate N] [--database-url postgresql+asyncpg://...]
 
-The in-flight bound runs with the service's settings (`CASEBRIDGE_MAX_IN_FLIGHT` and friends,
-from the environment or their defaults). The per-client /fhir rate limit is set so high that
+The in-flight bound runs with the service's settings (`CASEBRIDGE_MAX_IN_FLIGHT`,
+`CASEBRIDGE_IN_FLIGHT_ADAPTIVE` and friends, from the environment or their defaults). In the
+capacity phase a connection answered 503 waits 1 s (its Retry-After) before it sends again: the
+adaptive limit may hold fewer requests than there are connections, and resending at once would
+measure a busy loop of refusals. `--rate` offers a fixed rate instead of factor x capacity, so
+that two configurations face the same load. The per-client /fhir rate limit is set so high that
 it never acts: one client drives every phase, and a limit would cut the unloaded and capacity
 phases short (the tests show the 429s); a 429 counted here would be the per-address limit.
 """
@@ -41,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import uvloop
 from pydantic import SecretStr
 
@@ -130,8 +135,14 @@ async def capacity(host: str, port: int, request: bytes, connections: int, secon
         connection = await Connection.open(host, port)
         try:
             while time.perf_counter() < deadline:
-                if await connection.send(request) == 200:
+                status = await connection.send(request)
+                if status == 200:
                     answered += 1
+                elif status == 503:
+                    # As a client honouring Retry-After would (the adaptive limit may hold fewer
+                    # than these connections); resending at once would measure a busy loop of
+                    # refusals, not the capacity.
+                    await asyncio.sleep(min(1.0, max(0.0, deadline - time.perf_counter())))
         finally:
             connection.close()
 
@@ -202,7 +213,7 @@ async def measure(args: argparse.Namespace, url: str, token_value: str, settings
     connections = min(args.connections, settings.max_in_flight or args.connections)
     rate = await capacity(host, port, request, connections, args.seconds)
     print(f"capacity: {rate:.0f} requests/s ({connections} connections)", flush=True)
-    target = min(rate * args.factor, args.max_requests / args.seconds)
+    target = min(args.rate or rate * args.factor, args.max_requests / args.seconds)
     results, offered = await overload(
         host, port, request, target, args.seconds, args.max_connections
     )
@@ -227,6 +238,39 @@ async def measure(args: argparse.Namespace, url: str, token_value: str, settings
         else "  accepted: none"
     )
     print(f"  longest wait of any request: {results.longest:.3f} s (target < 2 s)")
+    print(f"  in-flight bound after it: {await bound_state(url)}", flush=True)
+
+
+async def bound_state(url: str) -> str:
+    """The limit, in flight and baseline gauges of the server's `/metrics`."""
+    parts = urlsplit(url)
+    async with httpx.AsyncClient(base_url=f"{parts.scheme}://{parts.netloc}") as http:
+        response = await http.get("/metrics", headers={"X-API-Key": API_KEY})
+    values = {}
+    for line in response.text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("casebridge_in_flight_"):
+            values[name.removeprefix("casebridge_in_flight_")] = float(value)
+    if not values:
+        return "no gauges"
+    return (
+        f"limit {values.get('limit', 0):g}, "
+        f"baseline {values.get('baseline_seconds', 0) * 1000:.2f} ms"
+    )
+
+
+def describe_bound(settings: Settings) -> str:
+    if not settings.max_in_flight:
+        return "in-flight bound: none (CASEBRIDGE_MAX_IN_FLIGHT=0)"
+    queue = (
+        f"{settings.in_flight_queue} waiting for at most {settings.in_flight_max_wait_seconds:g} s"
+    )
+    if not settings.in_flight_adaptive:
+        return f"in-flight bound: fixed, {settings.max_in_flight} at once, {queue}"
+    return (
+        f"in-flight bound: adaptive, {settings.min_in_flight}..{settings.max_in_flight} at once "
+        f"(latency tolerance {settings.in_flight_latency_tolerance:g}x), {queue}"
+    )
 
 
 def main() -> None:
@@ -235,6 +279,11 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--factor", type=float, default=4.0)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="requests/s to offer in the overload (default: factor x capacity)",
+    )
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--max-connections", type=int, default=256)
     parser.add_argument("--unloaded", type=int, default=500)
@@ -265,16 +314,7 @@ def main() -> None:
         settings = Settings(
             _env_file=None, encryption_key=SecretStr(env["CASEBRIDGE_ENCRYPTION_KEY"])
         )
-        print(
-            (
-                f"in-flight bound: {settings.max_in_flight} at once, "
-                f"{settings.in_flight_queue} waiting for at most "
-                f"{settings.in_flight_max_wait_seconds:g} s"
-                if settings.max_in_flight
-                else "in-flight bound: none (CASEBRIDGE_MAX_IN_FLIGHT=0)"
-            ),
-            flush=True,
-        )
+        print(describe_bound(settings), flush=True)
         with serve(uvicorn("service.main:app", port), base + "/readyz", directory / "cb.log", env):
             plans = asyncio.run(seed(base, args.cases))
             access_token = token(base)

@@ -130,13 +130,29 @@ class Settings(BaseSettings):
         100, description="/fhir requests per source address, without a verified token, at once."
     )
     max_in_flight: Annotated[int, Field(ge=0)] = Field(
-        8, description="Requests one process handles at once (0: no bound); health exempt."
+        32,
+        description="Most requests one process handles at once: the ceiling of the adaptive "
+        "limit, or the fixed bound (0: no bound); health exempt.",
+    )
+    min_in_flight: Annotated[int, Field(ge=1)] = Field(
+        1, description="Floor of the adaptive limit on requests handled at once."
+    )
+    in_flight_adaptive: bool = Field(
+        True,
+        description="Adapt the limit to the latency (false: a fixed bound of MAX_IN_FLIGHT).",
+    )
+    in_flight_latency_tolerance: Annotated[float, Field(ge=1)] = Field(
+        2.0,
+        description="The adaptive limit shrinks while requests take longer than this many "
+        "times their no-load latency, and may grow while they do not.",
     )
     in_flight_queue: Annotated[int, Field(ge=0)] = Field(
         16, description="Requests that may wait for a slot; beyond that, 503 at once."
     )
     in_flight_max_wait_seconds: Annotated[float, Field(ge=0)] = Field(
-        0.1, description="Longest wait for a slot before 503, in seconds."
+        0.1,
+        description="Longest wait for a slot before 503, in seconds (adaptive: a ceiling on "
+        "the wait derived from the no-load latency).",
     )
     jwks_refetch_interval_seconds: Annotated[float, Field(ge=0)] = Field(
         10.0,

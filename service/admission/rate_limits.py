@@ -201,7 +201,7 @@ def source_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def _verified_client(scope: Scope) -> str | None:
+def verified_client(scope: Scope) -> str | None:
     """The client of a bearer token whose signature this process has verified; else None."""
     runtime = getattr(scope["app"].state, "fhir_auth", None)
     if runtime is None:
@@ -230,7 +230,7 @@ class RateLimitMiddleware:
         state = scope["app"].state
         limiter: RateLimiter = state.rate_limiter
         if limiter.enabled:
-            client_id = _verified_client(scope)
+            client_id = verified_client(scope)
             if client_id is not None:
                 refusal = await limiter.check(state.database, limiter.fhir_client, client_id)
             else:

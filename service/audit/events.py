@@ -48,6 +48,14 @@ class AccessFacts:
     entities: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit row (the `audit_events` columns) and the patients it concerns."""
+
+    row: dict[str, Any]
+    patient_ids: tuple[str, ...] = ()
+
+
 def _outcome(status: int) -> str:
     """0 success, 4 minor failure (the client's fault), 8 serious failure (ours)."""
     if status < 400:

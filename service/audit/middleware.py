@@ -34,6 +34,7 @@ from service.audit.recorder import (
     AuditUnavailable,
     insert_audit_entries,
 )
+from service.audit.refusals import REACHED
 from service.errors import ServiceUnavailable
 from service.fhir_api.outcomes import is_fhir_path
 from service.observability.request_ids import current_request_id
@@ -193,6 +194,8 @@ class AuditMiddleware:
         if scope["type"] != "http" or not path.startswith(("/fhir", "/api/")) or path in UNAUDITED:
             await self.app(scope, receive, send)
             return
+        # Audited here: the refusal audit (outside) leaves this request alone.
+        scope.setdefault("state", {})[REACHED] = True
         fhir = is_fhir_path(path)
         held: Message | None = None
         refused = False

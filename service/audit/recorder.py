@@ -9,6 +9,10 @@ requests share a commit instead of queueing for one each. Nothing waits in memor
 response was sent, so a crash loses no record of an answered request, and an overflow
 refuses new requests (503) rather than dropping records.
 
+Requests refused before the audit middleware (overload, rate limits, body size) are counted
+in `refusals` and written as aggregated events every `refusals.FLUSH_INTERVAL_SECONDS`
+through the same queue (see `service.audit.refusals` for why they are not written one by one).
+
 Background work (pulls, pushes) writes its records in its own transactions through
 `insert_audit_entries`, not through this queue."""
 
@@ -18,13 +22,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from service.audit.events import AuditEntry as AuditEntry
 from service.audit.models import AuditPatient, AuditRecord
+from service.audit.refusals import FLUSH_INTERVAL_SECONDS, RefusalTally
 from service.db.base import Base
 from service.db.session import Database
 
@@ -37,14 +41,6 @@ PENDING_LIMIT = 10_000
 
 class AuditUnavailable(Exception):
     """The audit record could not be committed; the request it records must not succeed."""
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One audit row (the `audit_events` columns) and the patients it concerns."""
-
-    row: dict[str, Any]
-    patient_ids: tuple[str, ...] = ()
 
 
 def _table(model: type[Base]) -> Table:
@@ -78,7 +74,9 @@ class AuditRecorder:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._refusal_task: asyncio.Task[None] | None = None
         self._closed = False
+        self.refusals = RefusalTally()
 
     @property
     def pending(self) -> int:
@@ -87,6 +85,26 @@ class AuditRecorder:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit-recorder")
+        self._refusal_task = asyncio.create_task(
+            self._write_refusals_every(FLUSH_INTERVAL_SECONDS), name="audit-refusals"
+        )
+
+    async def write_refusals(self) -> None:
+        """Write the refusals counted so far, one aggregated event per key; on failure they
+        are kept for the next attempt (and the failure logged)."""
+        tallies = self.refusals.drain()
+        if not tallies:
+            return
+        try:
+            await asyncio.gather(*(self.write(e) for e in self.refusals.entries(tallies)))
+        except AuditUnavailable as exc:
+            self.refusals.restore(tallies)
+            log.error("the audit of %d refused requests waits: %s", len(tallies), exc)
+
+    async def _write_refusals_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self.write_refusals()
 
     async def write(self, entry: AuditEntry) -> None:
         """Return once `entry` is committed; raise AuditUnavailable if it cannot be."""
@@ -106,6 +124,11 @@ class AuditRecorder:
         await self._idle.wait()
 
     async def close(self) -> None:
+        if self._refusal_task is not None:
+            self._refusal_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refusal_task
+            await self.write_refusals()
         self._closed = True
         if self._task is not None:
             await asyncio.wait_for(self.flush(), timeout=30)

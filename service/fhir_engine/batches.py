@@ -5,6 +5,8 @@ Every entry is handed, in order, to the engine itself (`FhirEngine.handle`) as i
 alone. An entry that changes something writes its audit record in its own transaction (the
 engine's `keep_entry`); the others' facts are handed back, for the batch's audit. One entry's
 failure is that entry's `response.outcome`; the others stand (FHIR R4 http.html#3.1.0.11.1).
+An entry that fails on the server (500) gets its own record too, written by the engine after
+the entry's rollback.
 There is no reference resolution between entries: that is what a transaction is for.
 """
 
@@ -37,6 +39,15 @@ CONDITIONAL_HEADERS = {
 FORWARDED_HEADERS = ("prefer",)
 
 Handle = Callable[[FhirRequest, FhirPrincipal], Awaitable[FhirOutcome]]
+
+
+class UnauditedFailure(Exception):
+    """An entry failed on the server and the audit record of that failure could not be
+    written on its own: its facts go with the batch's audit (the group-commit writer)."""
+
+    def __init__(self, facts: AccessFacts) -> None:
+        super().__init__("the audit record of a failed batch entry could not be written")
+        self.facts = facts
 
 
 def bundle_entries(bundle: dict[str, Any], kind: str, max_entries: int) -> list[Any]:
@@ -77,10 +88,13 @@ async def process_batch(
             continue
         try:
             result = await handle(entry_request, principal)
-        except Exception:
+        except Exception as exc:
             # A bug, not the client's input: this entry says so; those before it stand, as
-            # they would had the client sent them one by one.
+            # they would had the client sent them one by one. `handle` wrote its audit record
+            # (outcome 8) in a transaction of its own, or hands its facts to the batch's.
             log.exception("batch entry %d failed", index)
+            if isinstance(exc, UnauditedFailure):
+                audited.append((exc.facts, 500))
             failure = outcome(f"{_entry_path(index)} failed on the server", code="exception")
             responses.append({"response": _status(500) | {"outcome": failure}})
             continue

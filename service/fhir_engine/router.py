@@ -38,7 +38,7 @@ from service.errors import (
 )
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine import creates, deletes, patches, updates, validation
-from service.fhir_engine.batches import process_batch, response_entry
+from service.fhir_engine.batches import UnauditedFailure, process_batch, response_entry
 from service.fhir_engine.bundles import Entry, bundle_bytes
 from service.fhir_engine.deletes import MethodNotAllowed
 from service.fhir_engine.request import FhirOutcome, FhirRequest
@@ -482,6 +482,24 @@ class FhirEngine:
             await _kept(keep, session, result, facts)
         return result
 
+    async def _audit_failed_entry(
+        self, entry: FhirRequest, principal: FhirPrincipal, keep_entry: OutcomeKeeper | None
+    ) -> None:
+        """The record of a batch entry that failed on the server (500, AuditEvent outcome 8),
+        in a transaction of its own: the entry's own transaction has rolled back, with
+        whatever record it held. If this one cannot be written either, the batch's audit
+        takes its facts (`UnauditedFailure`)."""
+        facts = AccessFacts(
+            interaction_of(entry), entry.resource_type, entry.id, agent=principal.subject
+        )
+        if keep_entry is None:
+            return
+        try:
+            async with self.database.transaction() as session:
+                await keep_entry(session, FhirOutcome(500, facts=facts))
+        except Exception as exc:
+            raise UnauditedFailure(facts) from exc
+
     async def _transaction_or_batch(
         self,
         request: FhirRequest,
@@ -500,7 +518,11 @@ class FhirEngine:
             # transaction would make the entries wait for it forever).
 
             async def handle_entry(entry: FhirRequest, who: FhirPrincipal) -> FhirOutcome:
-                return await self.handle(entry, who, keep=keep_entry)
+                try:
+                    return await self.handle(entry, who, keep=keep_entry)
+                except Exception:
+                    await self._audit_failed_entry(entry, who, keep_entry)
+                    raise
 
             content, entry_facts = await process_batch(
                 handle_entry, principal, request, bundle, self.settings.fhir_bundle_max_entries

@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.admission.in_flight import InFlightGate
 from service.auth.deps import Actor, require_admin
 from service.db.base import utcnow
 from service.db.session import DatabaseDep
@@ -219,6 +220,35 @@ def breaker_families() -> list[Metric]:
     return [state, failures]
 
 
+def admission_families(gate: InFlightGate | None) -> list[Metric]:
+    """This process's in-flight bound (service.admission): its current limit, which adapts to
+    the latency, the requests in flight and those waiting for a slot."""
+    if gate is None or not gate.bounded:
+        return []
+    return [
+        GaugeMetricFamily(
+            "casebridge_in_flight_limit",
+            "Requests this process handles at once now (the adaptive concurrency limit).",
+            value=gate.limit,
+        ),
+        GaugeMetricFamily(
+            "casebridge_in_flight_requests",
+            "Requests this process is handling, counted by the in-flight bound.",
+            value=gate.in_flight,
+        ),
+        GaugeMetricFamily(
+            "casebridge_in_flight_waiting",
+            "Requests waiting for a slot of the in-flight bound.",
+            value=gate.waiting,
+        ),
+        GaugeMetricFamily(
+            "casebridge_in_flight_baseline_seconds",
+            "The no-load latency the adaptive limit compares recent latency with (0: unknown).",
+            value=gate.control.baseline or 0.0,
+        ),
+    ]
+
+
 def _age(now: dt.datetime, oldest: dt.datetime | None) -> float:
     if oldest is None:
         return 0.0
@@ -243,7 +273,8 @@ async def metrics(
             session, audit_pending=recorder.pending if recorder is not None else 0
         )
     scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(_Snapshot(families + breaker_families()))
+    gate = getattr(request.app.state, "in_flight", None)
+    scrape.register(_Snapshot(families + breaker_families() + admission_families(gate)))
     return Response(
         generate_latest(REGISTRY) + generate_latest(scrape), media_type=CONTENT_TYPE_LATEST
     )

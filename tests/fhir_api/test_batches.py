@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from tests.api.case_factory import create_patient, ok, open_case
 from tests.fhir_api.conftest import SetScopes, planned_case
-from tests.fhir_api.test_audit import subtype, trail
+from tests.fhir_api.test_audit import references, subtype, trail
 from tests.fhir_api.test_creates_and_deletes import goal
 from tests.fhir_api.test_reads import outcome
 
@@ -166,3 +166,40 @@ async def test_a_batch_can_create_several_cases(
     assert [e["response"]["status"] for e in body["entry"]] == ["201 Created"] * 2
     cases = ok(await client.get("/api/cases", params={"patient_id": patient["id"]}))["items"]
     assert len(cases) == 2
+
+
+async def test_an_entry_that_fails_on_the_server_has_its_own_audit_record(
+    fhir: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    scopes: SetScopes,
+    app: FastAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = await planned_case(client)
+    goal_id, case_id = plan["goal"]["id"], plan["case"]["id"]
+    current_goal = (await fhir.get(f"/Goal/{goal_id}")).json()
+    current_goal["lifecycleStatus"] = "on-hold"
+
+    async def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("a bug in the update")
+
+    monkeypatch.setattr("service.fhir_engine.updates.update_resource", broken)
+    body = await post(
+        fhir,
+        batch(
+            {"request": {"method": "PUT", "url": f"Goal/{goal_id}"}, "resource": current_goal},
+            {"request": {"method": "GET", "url": f"CarePlan/{case_id}"}},
+        ),
+    )
+    failed, read = body["entry"]
+    assert failed["response"]["status"] == "500 Internal Server Error"
+    assert read["response"]["status"] == "200 OK"  # the other entry stands
+
+    events = await trail(app, client)
+    assert [subtype(e) for e in events[:3]] == ["batch", "read", "update"]  # newest first
+    update = events[2]
+    assert update["outcome"] == "8"  # a serious failure: ours
+    assert update["outcomeDesc"] == "HTTP 500"
+    assert references(update) == {f"Goal/{goal_id}"}
+    unchanged = (await fhir.get(f"/Goal/{goal_id}")).json()
+    assert unchanged["lifecycleStatus"] != "on-hold"  # the entry's change rolled back

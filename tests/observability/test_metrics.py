@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.ehr.circuit import process_breakers
@@ -81,3 +82,20 @@ async def test_each_connections_circuit_breaker_is_in_the_metrics(
         )
     finally:
         process_breakers.forget("metrics-breaker")
+
+
+async def test_the_in_flight_limit_is_in_the_metrics(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    gate = app.state.in_flight
+    gate.control.value = 5.0  # as if the adaptive limit had settled there
+    text = (await client.get("/metrics")).text
+    gauges = {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("casebridge_in_flight_")
+    }
+    assert gauges["casebridge_in_flight_limit"] == 5
+    assert gauges["casebridge_in_flight_waiting"] == 0
+    assert "casebridge_in_flight_baseline_seconds" in gauges
