@@ -13,9 +13,10 @@ answers as the first delete did (R4: "has no effect ... 200 OK or 204 No Content
   a deleted version; otherwise a 409 says to close the case instead.
 - A Patient is deleted when nothing names them (`service.patients.removal`); otherwise a 409
   counts what does.
-- A CareTeam is refused with 409: it is the case's own and its CarePlan names it
-  (CarePlan.careTeam), a referential-integrity conflict in R4's terms; its members leave by
-  being sent inactive in a PUT, and it goes with its case (DELETE of the CarePlan).
+- A CareTeam is the case's team entered in error as a whole: its members leave the case
+  (`service.cases.team_and_transitions.dismiss_team`), the CareTeam reads 410 and the CarePlan
+  no longer names it; a team exchanged with an EHR is refused with 409 (its members leave one
+  by one, by being sent inactive in a PUT).
 - Provenance is history: 405.
 
 Conditional delete (`DELETE Type?params`, R4 http.html#3.1.0.7.1) deletes the one match; with
@@ -35,6 +36,7 @@ from service.auth.deps import Actor
 from service.auth.models import Role
 from service.cases.history import record_event
 from service.cases.service import load_case, load_open_case
+from service.cases.team_and_transitions import dismiss_team
 from service.cases.withdrawal import WITHDRAWABLE_GOALS, withdraw_case
 from service.db.unit_of_work import UnitOfWork
 from service.errors import BadRequest, CaseBridgeError, Conflict, NotFound, PreconditionFailed
@@ -53,16 +55,11 @@ from service.plans.models import (
     intervention_needs,
 )
 
-DELETABLE = frozenset({"Goal", "ServiceRequest", "Condition", "CarePlan", "Patient"})
+DELETABLE = frozenset({"Goal", "ServiceRequest", "Condition", "CarePlan", "Patient", "CareTeam"})
 # Why the others are not deleted on their own.
 NOT_DELETABLE = {
     "Provenance": "a Provenance is the history of the records it names",
 }
-CARE_TEAM_STAYS = (
-    "the CareTeam is its case's own and the case's CarePlan names it (CarePlan.careTeam): a "
-    "member leaves by being sent inactive (active: false) in a PUT of the CareTeam, and the "
-    "team goes with its case (DELETE the CarePlan of a case opened in error, or close the case)"
-)
 
 
 class MethodNotAllowed(CaseBridgeError):
@@ -103,7 +100,7 @@ async def delete_resource(
     session: UnitOfWork, principal: FhirPrincipal, resource_type: str, resource_id: str
 ) -> StoredResource:
     """Withdraw the record; returns the stored resource, now deleted."""
-    if resource_type not in DELETABLE | {"CareTeam"}:
+    if resource_type not in DELETABLE:
         why = NOT_DELETABLE.get(resource_type, "it follows its case")
         raise MethodNotAllowed(f"a {resource_type} is not deleted here: {why}")
     stored = await latest(session, resource_type, resource_id)
@@ -112,8 +109,6 @@ async def delete_resource(
     principal.require(resource_type, Interaction.delete, patient_id=stored.patient_id)
     if stored.deleted:
         return stored  # already deleted: no effect (FHIR R4 http.html#delete)
-    if resource_type == "CareTeam":
-        raise Conflict(f"CareTeam/{resource_id} is not deleted: {CARE_TEAM_STAYS}")
     actor = Actor(f"client:{principal.subject}", Role.case_manager)
     if resource_type == "Patient":
         await remove_patient(session, resource_id)
@@ -127,6 +122,11 @@ async def delete_resource(
         await session.refresh(stored)
         return stored
     case = await load_open_case(session, stored.case_id)
+    if resource_type == "CareTeam":
+        await dismiss_team(session, actor, case)
+        await session.project()
+        await session.refresh(stored)
+        return stored
     model: type[Goal] | type[Intervention] | type[Need]
     if resource_type == "Goal":
         model = Goal

@@ -1,7 +1,8 @@
 """Deleting a case's resources through `FhirEngine.handle`, no HTTP (issue #15): a CarePlan
-withdraws a case opened in error, a Patient goes when nothing names them, a CareTeam is
-refused with a reason; deletes are idempotent, show in history and leave searches; in a
-transaction they are all or nothing, with GET entries read last, seeing the writes."""
+withdraws a case opened in error, a Patient goes when nothing names them, a CareTeam entered
+in error leaves its case (unless an EHR has it); deletes are idempotent, show in history and
+leave searches; in a transaction they are all or nothing, with GET entries read last, seeing
+the writes."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from sqlalchemy import select
 
 from mappings.vocabulary import CaseStatus
 from service.cases.models import Case, CaseEvent
+from service.connections.models import AuthMode, Connection
 from service.db.session import Database
 from service.fhir_engine.router import FhirEngine
+from service.links.models import LinkOrigin, ResourceLink
 from service.patients.models import Patient
 from tests.fhir_engine.conftest import call, parsed, principal, refused
 from tests.fhir_engine.test_resources_on_their_own import (
@@ -151,11 +154,60 @@ async def test_deletes_need_the_delete_scope(engine: FhirEngine) -> None:
     refused(await call(engine, "DELETE", "Patient/no-such-patient"), 404)
 
 
-async def test_the_care_team_is_not_deleted_on_its_own(engine: FhirEngine) -> None:
+async def test_the_care_team_entered_in_error_leaves_the_case_and_can_be_sent_again(
+    engine: FhirEngine, database: Database
+) -> None:
     patient_id = await new_patient(engine, "MRN-930")
     ids = await _case(engine, patient_id)
+    team = f"CareTeam/{ids['CareTeam']}"
+
+    assert (await call(engine, "DELETE", team)).status == 204
+    refused(await call(engine, "GET", team), 410)
+    plan = parsed(await call(engine, "GET", f"CarePlan/{ids['CarePlan']}"), 200)
+    assert "careTeam" not in plan
+    assert await _found(engine, f"CareTeam?patient={patient_id}") == []
+    async with database.transaction(write=False) as session:
+        event = await session.scalar(
+            select(CaseEvent).where(
+                CaseEvent.case_id == ids["CarePlan"], CaseEvent.entity == "care_team"
+            )
+        )
+    assert event is not None
+    assert event.action == "deleted"
+    assert event.changes == {"members": [1, 0]}
+
+    # A team is sent again: the same CareTeam comes back, and the CarePlan names it.
+    again = parsed(await call(engine, "POST", "CareTeam", care_team(patient_id)), 201)
+    assert again["id"] == ids["CareTeam"]
+    plan = parsed(await call(engine, "GET", f"CarePlan/{ids['CarePlan']}"), 200)
+    assert plan["careTeam"] == [{"reference": team}]
+
+
+async def test_a_care_team_exchanged_with_an_ehr_is_not_deleted(
+    engine: FhirEngine, database: Database
+) -> None:
+    patient_id = await new_patient(engine, "MRN-935")
+    ids = await _case(engine, patient_id)
+    async with database.transaction() as session:
+        connection = Connection(
+            name="ehr-935",
+            base_url="https://ehr.example.com/fhir",
+            auth_mode=AuthMode.none,
+            signing_alg="ES384",
+        )
+        session.add(connection)
+        await session.flush()
+        session.add(
+            ResourceLink(
+                connection_id=connection.id,
+                resource_type="CareTeam",
+                local_id=ids["CareTeam"],
+                remote_id="remote-team",
+                origin=LinkOrigin.pushed,
+            )
+        )
     body = refused(await call(engine, "DELETE", f"CareTeam/{ids['CareTeam']}"), 409)
-    assert "CarePlan.careTeam" in body["issue"][0]["diagnostics"]
+    assert "sent inactive" in body["issue"][0]["diagnostics"]
     parsed(await call(engine, "GET", f"CareTeam/{ids['CareTeam']}"), 200)
 
 
