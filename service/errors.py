@@ -44,6 +44,12 @@ class NotFound(CaseBridgeError):
     title = "Not found"
 
 
+class MethodNotAllowed(CaseBridgeError):
+    status = 405
+    kind = "method-not-allowed"
+    title = "Not allowed on this resource type"
+
+
 class Gone(CaseBridgeError):
     status = 410
     kind = "gone"

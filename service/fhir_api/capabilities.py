@@ -100,6 +100,7 @@ def _resource(
         entry["operation"] = [{"name": "validate", "definition": VALIDATE_OPERATION}]
     if resource_type in UPDATABLE:
         entry["conditionalUpdate"] = True
+        entry["updateCreate"] = False  # ids are the server's: PUT to an unknown id is a 405
     if resource_type in CREATABLE:
         entry["conditionalCreate"] = True
     if resource_type in DELETABLE and "delete" in interactions:

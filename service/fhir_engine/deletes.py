@@ -39,7 +39,13 @@ from service.cases.service import load_case, load_open_case
 from service.cases.team_and_transitions import dismiss_team
 from service.cases.withdrawal import WITHDRAWABLE_GOALS, withdraw_case
 from service.db.unit_of_work import UnitOfWork
-from service.errors import BadRequest, CaseBridgeError, Conflict, NotFound, PreconditionFailed
+from service.errors import (
+    BadRequest,
+    Conflict,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+)
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
@@ -60,12 +66,6 @@ DELETABLE = frozenset({"Goal", "ServiceRequest", "Condition", "CarePlan", "Patie
 NOT_DELETABLE = {
     "Provenance": "a Provenance is the history of the records it names",
 }
-
-
-class MethodNotAllowed(CaseBridgeError):
-    status = 405
-    kind = "method-not-allowed"
-    title = "Not allowed on this resource type"
 
 
 # Search parameters that shape a result rather than select: not criteria of a conditional delete.

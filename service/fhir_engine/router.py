@@ -31,6 +31,7 @@ from service.errors import (
     BadRequest,
     CaseBridgeError,
     Conflict,
+    MethodNotAllowed,
     NotFound,
     PreconditionFailed,
     RuleViolation,
@@ -40,7 +41,6 @@ from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine import creates, deletes, patches, updates, validation
 from service.fhir_engine.batches import UnauditedFailure, process_batch, response_entry
 from service.fhir_engine.bundles import Entry, bundle_bytes
-from service.fhir_engine.deletes import MethodNotAllowed
 from service.fhir_engine.request import FhirOutcome, FhirRequest
 from service.fhir_engine.responses import (
     FHIR_JSON_UTF8,

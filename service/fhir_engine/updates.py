@@ -24,7 +24,14 @@ from service.auth.models import Role
 from service.cases.service import load_child, load_open_case
 from service.db.record_fields import assign_fields
 from service.db.unit_of_work import UnitOfWork
-from service.errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
+from service.errors import (
+    BadRequest,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+    UnprocessableEntity,
+)
 from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.care_plan_updates import update_care_plan
 from service.fhir_engine.conditionals import identifier_criterion, ids_with_identifier
@@ -34,7 +41,7 @@ from service.fhir_engine.patient_writes import update_patient_resource
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
-from service.fhir_store.repository import current
+from service.fhir_store.repository import latest
 from service.plans.models import Goal, Intervention
 from service.plans.records import (
     GOAL_RECEIVED,
@@ -75,7 +82,18 @@ async def update_resource(
             f"{resource_type} is not updated on its own here; send the case as a transaction",
             extra={"expression": [resource_type]},
         )
-    stored = await current(session, resource_type, resource_id)
+    stored = await latest(session, resource_type, resource_id)
+    if stored is None:
+        # R4 http.html#update: 405 when "the resource did not exist prior to the update, and
+        # the server does not allow client defined ids" (updateCreate false): ids are assigned
+        # here, and a case's records are made through its rules, not named by a client.
+        raise MethodNotAllowed(
+            f"{resource_type}/{resource_id} does not exist, and this server assigns ids: "
+            f"POST the {resource_type} (with If-None-Exist to make it once), or PUT "
+            f"{resource_type}?identifier=system|value to update one you made"
+        )
+    if stored.deleted:
+        raise Gone(f"{resource_type}/{resource_id} was deleted")
     principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
     expected = optional_version(if_match)
     actor = Actor(f"client:{principal.subject}", Role.case_manager)

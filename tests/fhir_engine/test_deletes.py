@@ -323,3 +323,13 @@ async def test_a_conditional_delete_deletes_its_one_match(engine: FhirEngine) ->
     done = parsed(await call(engine, "POST", "", bundle), 200)
     assert done["entry"][0]["response"]["status"] == "204 No Content"
     refused(await call(engine, "GET", f"CarePlan/{ids['CarePlan']}"), 410)
+
+
+async def test_a_put_to_an_id_that_never_existed_is_405(engine: FhirEngine) -> None:
+    """R4 http.html#update: 405 when the resource did not exist and the server does not allow
+    client defined ids (CapabilityStatement updateCreate false)."""
+    patient_id = await new_patient(engine, "MRN-990")
+    sent = goal(patient_id) | {"id": "client-chosen"}
+    body = refused(await call(engine, "PUT", "Goal/client-chosen", sent), 405)
+    assert "POST the Goal" in body["issue"][0]["diagnostics"]
+    refused(await call(engine, "GET", "Goal/client-chosen"), 404)
