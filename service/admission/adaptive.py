@@ -18,11 +18,12 @@ Envoy's adaptive concurrency filter does (a periodic re-measure of the no-load l
   has: a probe, as TCP BBR's ProbeRTT and Envoy's minRTT recalculation do.
 - **Recent latency**: the mean over a *round*, the completions of about one limit's worth of
   requests (TCP's once-per-round-trip update), at least `MIN_ROUND` of them.
-- **Update**, at the end of each round: above `tolerance` x the baseline, the limit shrinks in
-  proportion (`limit x tolerance x baseline / recent`, at most halved per round); at or under
-  it, and if the round used the whole limit, the limit grows by one (additive increase; an
-  idle process learns nothing about a higher limit, so it does not grow). Always within
-  `minimum..maximum`.
+- **Update**, at the end of each round: above `tolerance` x the baseline (and if some of the
+  round's requests overlapped: slow lone requests are not slowed by concurrency), the limit
+  shrinks in proportion (`limit x tolerance x baseline / recent`, at most halved per round);
+  at or under it, and if the round used the whole limit, the limit grows by one (additive
+  increase; an idle process learns nothing about a higher limit, so it does not grow).
+  Always within `minimum..maximum`.
 - **Queue**: a request over the limit may wait, for at most a deadline derived from the
   baseline (`QUEUE_WAIT_BASELINES` x tolerance x baseline, and never more than the configured
   ceiling), so that a burst of a few parallel requests from one app waits a moment rather than
@@ -89,6 +90,7 @@ class AdaptiveLimit:
         self._probing = False
         self._round: list[float] = []
         self._round_peak = 0
+        self._round_shared = False  # a request of this round overlapped another
 
     @property
     def baseline(self) -> float | None:
@@ -135,8 +137,10 @@ class AdaptiveLimit:
             self._sample_alone(now, latency)
             self._last_alone = now
             self._probing = False
-        elif now - self._last_alone >= PROBE_INTERVAL_SECONDS:
-            self._probing = True  # until a request runs alone
+        else:
+            self._round_shared = True
+            if now - self._last_alone >= PROBE_INTERVAL_SECONDS:
+                self._probing = True  # until a request runs alone
         self._round.append(latency)
         if len(self._round) >= max(MIN_ROUND, int(self.value)):
             self._end_round()
@@ -154,13 +158,17 @@ class AdaptiveLimit:
     def _end_round(self) -> None:
         recent = sum(self._round) / len(self._round)
         used = self._round_peak >= int(self.value)
+        shared = self._round_shared
         self._round = []
         self._round_peak = self.in_flight
+        self._round_shared = False
         self.recent = recent
         if self.baseline is None:
             return  # nothing to compare with yet: keep the limit
         allowed = self.tolerance * self.baseline
-        if recent > allowed:
+        # A round of lone requests was slow for another reason (a costly request, a busy
+        # machine): less concurrency cannot help it.
+        if recent > allowed and shared:
             self.value *= max(MAX_DECREASE, allowed / recent)
         elif used:
             self.value += 1

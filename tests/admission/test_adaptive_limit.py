@@ -140,6 +140,18 @@ def test_the_queue_deadline_follows_the_baseline_within_the_ceiling() -> None:
     assert limit.queue_deadline() == 0.05
 
 
+def test_slow_requests_one_at_a_time_do_not_shrink_the_limit() -> None:
+    clock = Clock()
+    limit = limiter(clock)
+    for _ in range(5):
+        alone(limit, clock, 0.010)
+    for _ in range(8):  # costly requests, one after another: no concurrency to blame
+        alone(limit, clock, 0.200)
+    assert limit.recent is not None
+    assert limit.recent > 2 * 0.010
+    assert limit.limit == 8
+
+
 def test_a_fixed_bound_never_adapts() -> None:
     clock = Clock()
     limit = AdaptiveLimit(
