@@ -1,15 +1,17 @@
 """Where a `/fhir` read and search spend their work, in process and deterministic.
 
-Serves the app in process (httpx ASGITransport, lifespan run), seeds cases through `/api`,
-gets a real SMART access token from `/auth/token`, and prints, per read of a CarePlan and per
-search of 50 CarePlans: the SQL statements run (counted by an engine event listener, the audit
-writer's included), the Python function calls (cProfile), and the in-process time against the
-ceiling app (`bench/ceiling_app.py`) served the same way. With `--top N` it lists the N
-functions of most cumulative time. Call counts and statement counts do not depend on the
-machine's load; times do (compare ratios of one run).
+Runs the app in process (its lifespan too), seeds cases through `/api`, gets a real SMART
+access token from `/auth/token`, and prints, per read of a CarePlan and per search of 50
+CarePlans, each sent straight through the ASGI app (no HTTP client, whose own calls would
+hide ours): the SQL statements run (an engine event listener; the audit writer's included),
+the Python function calls (cProfile), the time of one request at a time, and the rate of
+`--concurrency` callers at once; the same for the ceiling app (`bench/ceiling_app.py`).
+Statement and call counts do not depend on the machine's load; times do (compare ratios of
+one run). `--top N` lists the N functions of most cumulative time (`PROFILE_SORT=tottime` to
+sort by own time); `--concurrent-top N` profiles the concurrent run.
 
-    python -m bench.fhir_read_profile [--cases 60] [--requests 200] [--top 0]
-                                      [--database-url postgresql+asyncpg://.../empty_db]
+    python -m bench.fhir_read_profile [--cases 60] [--requests 200] [--concurrency 16]
+        [--seconds 3] [--top 0] [--database-url postgresql+asyncpg://.../empty_db]
 """
 
 from __future__ import annotations
@@ -95,37 +97,6 @@ async def _seed(http: httpx.AsyncClient, cases: int) -> str:
     return first
 
 
-async def _measure(
-    http: httpx.AsyncClient,
-    url: str,
-    headers: dict[str, str],
-    requests: int,
-    statements: Counter[str],
-    top: int,
-) -> tuple[float, float, float]:
-    """(statements, function calls, seconds) per request over `requests` sequential ones."""
-    for _ in range(10):  # warm: caches, prepared statements, pool
-        (await http.get(url, headers=headers)).raise_for_status()
-    statements.clear()
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(requests):
-        (await http.get(url, headers=headers)).raise_for_status()
-    profiler.disable()
-    executed = sum(statements.values())
-    stats = pstats.Stats(profiler)
-    calls = sum(v[1] for v in stats.stats.values())  # type: ignore[attr-defined]
-    if top:
-        stats.sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(top)
-        for statement, count in statements.most_common():
-            print(f"  {count / requests:5.2f} x {statement[:150]}")
-    started = time.perf_counter()
-    for _ in range(requests):
-        (await http.get(url, headers=headers)).raise_for_status()
-    elapsed = time.perf_counter() - started
-    return executed / requests, calls / requests, elapsed / requests
-
-
 async def _asgi_get(app: Any, path: str, headers: dict[str, str]) -> int:
     """One GET straight through the ASGI app (no HTTP client: its cost would hide ours)."""
     target, _, query = path.partition("?")
@@ -157,6 +128,43 @@ async def _asgi_get(app: Any, path: str, headers: dict[str, str]) -> int:
 
     await app(scope, receive, send)
     return status
+
+
+async def _ok(app: Any, path: str, headers: dict[str, str]) -> None:
+    status = await _asgi_get(app, path, headers)
+    assert status == 200, f"{path}: {status}"
+
+
+async def _measure(
+    app: Any,
+    url: str,
+    headers: dict[str, str],
+    requests: int,
+    statements: Counter[str],
+    top: int,
+) -> tuple[float, float, float]:
+    """(statements, function calls, seconds) per request over `requests` sequential ones,
+    straight through the ASGI app (an HTTP client's own calls would hide ours)."""
+    for _ in range(10):  # warm: caches, prepared statements, pool
+        await _ok(app, url, headers)
+    statements.clear()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(requests):
+        await _ok(app, url, headers)
+    profiler.disable()
+    executed = sum(statements.values())
+    stats = pstats.Stats(profiler)
+    calls = sum(v[1] for v in stats.stats.values())  # type: ignore[attr-defined]
+    if top:
+        stats.sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(top)
+        for statement, count in statements.most_common():
+            print(f"  {count / requests:5.2f} x {statement[:150]}")
+    started = time.perf_counter()
+    for _ in range(requests):
+        await _ok(app, url, headers)
+    elapsed = time.perf_counter() - started
+    return executed / requests, calls / requests, elapsed / requests
 
 
 async def _throughput(
@@ -218,10 +226,10 @@ async def main_async(args: argparse.Namespace, database_url: str) -> None:
             plan = await _seed(http, args.cases)
             bearer = {"Authorization": f"Bearer {await _token(http)}"}
             urls = {"read": f"/fhir/CarePlan/{plan}", "search (50)": "/fhir/CarePlan?_count=50"}
-            ours = {
-                name: await _measure(http, url, bearer, args.requests, statements, args.top)
-                for name, url in urls.items()
-            }
+        ours = {
+            name: await _measure(app, url, bearer, args.requests, statements, args.top)
+            for name, url in urls.items()
+        }
         ours_rate = {
             name: await _throughput(
                 app, url, bearer, args.concurrency, args.seconds, args.concurrent_top
@@ -236,12 +244,10 @@ async def main_async(args: argparse.Namespace, database_url: str) -> None:
             ceiling_statements[statement] += 1
 
         event.listen(ceiling_app.engine.sync_engine, "before_cursor_execute", count_ceiling)
-        transport = httpx.ASGITransport(app=ceiling_app.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            bare = {
-                name: await _measure(http, url, {}, args.requests, ceiling_statements, 0)
-                for name, url in urls.items()
-            }
+        bare = {
+            name: await _measure(ceiling_app.app, url, {}, args.requests, ceiling_statements, 0)
+            for name, url in urls.items()
+        }
         bare_rate = {
             name: await _throughput(ceiling_app.app, url, {}, args.concurrency, args.seconds, 0)
             for name, url in urls.items()
