@@ -45,10 +45,10 @@ async def test_metadata_describes_what_is_implemented(
     assert "delete" in interactions  # a case opened in error is withdrawn
     assert care_plan["conditionalDelete"] == "single"
     assert "delete" in {i["code"] for i in by_type["Patient"]["interaction"]}
-    # The team goes with its case, and a Provenance is history: no delete of their own.
-    for kind in ("CareTeam", "Provenance"):
-        assert "delete" not in {i["code"] for i in by_type[kind]["interaction"]}
-        assert "conditionalDelete" not in by_type[kind]
+    # A team entered in error leaves its case; a Provenance is history, never deleted.
+    assert "delete" in {i["code"] for i in by_type["CareTeam"]["interaction"]}
+    assert "delete" not in {i["code"] for i in by_type["Provenance"]["interaction"]}
+    assert "conditionalDelete" not in by_type["Provenance"]
     goal_interactions = {i["code"] for i in by_type["Goal"]["interaction"]}
     assert {"create", "update", "patch", "delete"} <= goal_interactions
     assert by_type["Goal"]["conditionalUpdate"] is True
