@@ -14,6 +14,7 @@ from service.cases.models import CareTeamMember, Case, Note, Transition
 from service.checkins.models import CheckIn
 from service.db.unit_of_work import UnitOfWork
 from service.errors import UnprocessableEntity
+from service.fhir_store.case_rows import created_case_rows
 from service.patients.models import Patient, PatientIdentifier
 from service.patients.repository import get_patient, identifier_owner
 from service.plans.models import Goal, GoalProgress, Intervention
@@ -77,7 +78,7 @@ async def store_imported_case(session: UnitOfWork, actor: Actor, record: CaseRec
     session.add(case)
     await session.flush()
     assessment_of = {n: a.id for a in record.assessments for n in a.need_ids}
-    session.add_all(
+    assessments = [
         Assessment(
             id=a.id,
             case_id=case.id,
@@ -90,7 +91,8 @@ async def store_imported_case(session: UnitOfWork, actor: Actor, record: CaseRec
             risks=[Risk(description=r.description, level=r.level) for r in a.risks],
         )
         for a in record.assessments
-    )
+    ]
+    session.add_all(assessments)
     await session.flush()
     needs = {
         n.id: Need(
@@ -142,7 +144,7 @@ async def store_imported_case(session: UnitOfWork, actor: Actor, record: CaseRec
         for g in record.goals
     }
     session.add_all(goals.values())
-    session.add_all(
+    interventions = [
         Intervention(
             id=i.id,
             case_id=case.id,
@@ -166,14 +168,16 @@ async def store_imported_case(session: UnitOfWork, actor: Actor, record: CaseRec
             needs=[needs[n] for n in i.need_ids if n in needs],
         )
         for i in record.interventions
-    )
-    session.add_all(
+    ]
+    session.add_all(interventions)
+    team = [
         CareTeamMember(
             id=m.id, case_id=case.id, role=m.role, name=m.name, telecom=m.telecom, active=m.active
         )
         for m in record.care_team
-    )
-    session.add_all(
+    ]
+    session.add_all(team)
+    check_ins = [
         CheckIn(
             id=c.id,
             case_id=case.id,
@@ -183,8 +187,9 @@ async def store_imported_case(session: UnitOfWork, actor: Actor, record: CaseRec
             notes=c.notes,
         )
         for c in record.check_ins
-    )
-    session.add_all(
+    ]
+    session.add_all(check_ins)
+    transitions = [
         Transition(
             id=t.id,
             case_id=case.id,
@@ -197,12 +202,29 @@ async def store_imported_case(session: UnitOfWork, actor: Actor, record: CaseRec
             follow_ups=list(t.follow_ups),
         )
         for t in record.transitions
-    )
-    session.add_all(
+    ]
+    session.add_all(transitions)
+    notes = [
         Note(id=n.id, case_id=case.id, author=n.author, text=n.text, created_at=n.created_at)
         for n in record.notes
-    )
+    ]
+    session.add_all(notes)
     await session.flush()
+    # Every row of the new case is at hand: its projection reads none of them back.
+    session.changes.note_created_case(
+        created_case_rows(
+            case,
+            patient,
+            needs=needs.values(),
+            assessments=assessments,
+            goals=goals.values(),
+            interventions=interventions,
+            check_ins=check_ins,
+            team=team,
+            transitions=transitions,
+            notes=notes,
+        )
+    )
     record_event(
         session,
         case_id=case.id,

@@ -33,6 +33,7 @@ from service.assessments.models import Assessment, Need
 from service.auth.models import Practitioner
 from service.cases.models import CareTeamMember, Case, CaseChild, Note, Transition
 from service.checkins.models import CheckIn
+from service.fhir_store.case_rows import CaseRows
 from service.patients.models import Patient
 from service.plans.models import Goal, Intervention
 
@@ -177,7 +178,8 @@ async def _people(session: AsyncSession, named: set[str | None]) -> tuple[Person
     )
 
 
-async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
+async def load_case_rows(session: AsyncSession, case_id: str) -> CaseRows:
+    """The case's rows as stored (the case re-read: another write may have changed it)."""
     case = (
         await session.scalars(
             select(Case)
@@ -186,33 +188,48 @@ async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
             .execution_options(populate_existing=True)
         )
     ).one()
-    needs = await _children(session, Need, case_id)
-    assessments = await _children(session, Assessment, case_id, selectinload(Assessment.risks))
-    goals = await _children(
-        session, Goal, case_id, selectinload(Goal.needs), selectinload(Goal.progress)
-    )
-    interventions = await _children(
-        session,
-        Intervention,
-        case_id,
-        selectinload(Intervention.goals),
-        selectinload(Intervention.needs),
-    )
     check_ins = await _children(session, CheckIn, case_id, selectinload(CheckIn.goal_progress))
-    team = await _children(session, CareTeamMember, case_id)
-    transitions = await _children(session, Transition, case_id)
-    notes = await _children(session, Note, case_id)
+    return CaseRows(
+        case=case,
+        patient=case.patient,
+        needs=await _children(session, Need, case_id),
+        assessments=await _children(session, Assessment, case_id, selectinload(Assessment.risks)),
+        goals=await _children(
+            session, Goal, case_id, selectinload(Goal.needs), selectinload(Goal.progress)
+        ),
+        interventions=await _children(
+            session,
+            Intervention,
+            case_id,
+            selectinload(Intervention.goals),
+            selectinload(Intervention.needs),
+        ),
+        check_ins=check_ins,
+        team=await _children(session, CareTeamMember, case_id),
+        transitions=await _children(session, Transition, case_id),
+        notes=await _children(session, Note, case_id),
+        check_in_progress={c.id: tuple(p.id for p in c.goal_progress) for c in check_ins},
+    )
+
+
+async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
+    return await case_record_of(session, await load_case_rows(session, case_id))
+
+
+async def case_record_of(session: AsyncSession, rows: CaseRows) -> CaseRecord:
+    """The CaseRecord of the rows (read back, or held by the unit of work that made them)."""
+    case, needs, check_ins = rows.case, rows.needs, rows.check_ins
     people = await _people(
         session,
         {
             case.manager,
-            *(i.requested_by for i in interventions),
+            *(i.requested_by for i in rows.interventions),
             *(c.performed_by for c in check_ins),
         },
     )
     return CaseRecord(
         id=case.id,
-        patient=patient_record(case.patient),
+        patient=patient_record(rows.patient),
         program=case.program,
         title=case.title,
         manager=case.manager,
@@ -224,16 +241,16 @@ async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
         updated_at=case.updated_at,
         assessments=tuple(
             _assessment(a, tuple(n.id for n in needs if n.assessment_id == a.id))
-            for a in assessments
+            for a in rows.assessments
         ),
         needs=tuple(_need(n) for n in needs),
-        goals=tuple(_goal(g) for g in goals),
-        interventions=tuple(_intervention(i) for i in interventions),
+        goals=tuple(_goal(g) for g in rows.goals),
+        interventions=tuple(_intervention(i) for i in rows.interventions),
         care_team=tuple(
             CareTeamMemberRecord(
                 id=m.id, role=m.role, name=m.name, telecom=m.telecom, active=m.active
             )
-            for m in team
+            for m in rows.team
         ),
         check_ins=tuple(
             CheckInRecord(
@@ -242,7 +259,7 @@ async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
                 mode=c.mode,
                 performed_by=c.performed_by,
                 notes=c.notes,
-                goal_progress_ids=tuple(p.id for p in c.goal_progress),
+                goal_progress_ids=rows.check_in_progress[c.id],
             )
             for c in check_ins
         ),
@@ -257,11 +274,11 @@ async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
                 status=t.status,
                 follow_ups=tuple(t.follow_ups),
             )
-            for t in transitions
+            for t in rows.transitions
         ),
         notes=tuple(
             NoteRecord(id=n.id, author=n.author, text=n.text, created_at=n.created_at)
-            for n in notes
+            for n in rows.notes
         ),
         people=people,
         fhir_extras=case.fhir_extras,
