@@ -42,12 +42,18 @@ class PendingIndex:
     statement each: the projection of a case and its Provenance then insert their versions in
     one flush and their index rows in one statement, instead of a round of each per call."""
 
-    stale: list[ResourceToStore] = field(default_factory=list)  # stored before: rows replaced
-    items: list[ResourceToStore] = field(default_factory=list)
+    # By resource: a resource stored twice before `write` is indexed as last stored.
+    stale: dict[tuple[str, str], ResourceToStore] = field(default_factory=dict)
+    items: dict[tuple[str, str], ResourceToStore] = field(default_factory=dict)
+
+    def add(self, stale: list[ResourceToStore], items: list[ResourceToStore]) -> None:
+        """`items` to index, of which `stale` were stored before (their rows are replaced)."""
+        self.stale |= {(item.resource_type, item.id): item for item in stale}
+        self.items |= {(item.resource_type, item.id): item for item in items}
 
     async def write(self, session: AsyncSession) -> None:
-        await _reindex(session, self.stale, self.items)
-        self.stale, self.items = [], []
+        await _reindex(session, list(self.stale.values()), list(self.items.values()))
+        self.stale, self.items = {}, {}
 
 
 def _patient_of(resource_type: str, resource: JsonDict) -> str | None:
@@ -178,8 +184,7 @@ async def store_resources(
     if index is None:
         await _reindex(session, reindexed, indexed)
     else:
-        index.stale += reindexed
-        index.items += indexed
+        index.add(reindexed, indexed)
     return written
 
 
