@@ -21,6 +21,7 @@ from service.cases.team_and_transitions import check_transition
 from service.checkins.records import new_check_in
 from service.db.unit_of_work import UnitOfWork
 from service.errors import RuleViolation, UnprocessableEntity
+from service.fhir_store.case_rows import created_case_rows
 from service.patients.models import Patient
 from service.patients.records import new_patient
 from service.patients.repository import get_patient, identifier_owner
@@ -126,11 +127,14 @@ async def store_imported_case(
         for i in record.interventions
     ]
     session.add_all(interventions)
-    session.add_all(new_member(m, case.id) for m in record.care_team)
-    session.add_all(new_check_in(c, case.id) for c in record.check_ins)
+    team = [new_member(m, case.id) for m in record.care_team]
+    session.add_all(team)
+    check_ins = [new_check_in(c, case.id) for c in record.check_ins]
+    session.add_all(check_ins)
     transitions = [new_transition(t, case.id) for t in record.transitions]
     session.add_all(transitions)
-    session.add_all(new_note(n, case.id) for n in record.notes)
+    notes = [new_note(n, case.id) for n in record.notes]
+    session.add_all(notes)
     if under_api_rules:
         linked_needs = {n for g in record.goals for n in g.need_ids}
         linked_needs |= {n for i in record.interventions for n in i.need_ids}
@@ -140,6 +144,21 @@ async def store_imported_case(
     await session.flush()
     if under_api_rules and case.status is CaseStatus.closed:
         await check_nothing_left_open(session, case)
+    # Every row of the new case is at hand: its projection reads none of them back.
+    session.changes.note_created_case(
+        created_case_rows(
+            case,
+            patient,
+            needs=needs.values(),
+            assessments=assessments,
+            goals=goals.values(),
+            interventions=interventions,
+            check_ins=check_ins,
+            team=team,
+            transitions=transitions,
+            notes=notes,
+        )
+    )
     record_event(
         session,
         case_id=case.id,

@@ -13,11 +13,11 @@ from service.db.record_fields import same_fields
 SAME = ("id", "occurred_at", "mode", "performed_by", "notes")
 
 
-def check_in_record(row: CheckIn) -> CheckInRecord:
-    """Needs `CheckIn.goal_progress` loaded."""
-    return CheckInRecord(
-        **same_fields(row, SAME), goal_progress_ids=tuple(p.id for p in row.goal_progress)
-    )
+def check_in_record(row: CheckIn, progress_ids: tuple[str, ...] | None = None) -> CheckInRecord:
+    """The goal progress it recorded: `progress_ids`, else `CheckIn.goal_progress` (loaded)."""
+    if progress_ids is None:
+        progress_ids = tuple(p.id for p in row.goal_progress)
+    return CheckInRecord(**same_fields(row, SAME), goal_progress_ids=progress_ids)
 
 
 def new_check_in(record: CheckInRecord, case_id: str) -> CheckIn:

@@ -8,6 +8,10 @@ that (see docs/write-path.md). Nothing here touches the database.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.fhir_store.case_rows import CaseRows
 
 # A record of a case, as `record_event` names it: (entity, id), e.g. ("goal", "<uuid>").
 RecordKey = tuple[str, str]
@@ -25,6 +29,9 @@ class ChangeSet:
     patients: set[str] = field(default_factory=set)
     linked_patients: set[str] = field(default_factory=set)
     actors: set[str] = field(default_factory=set)
+    # Cases made in this unit of work, with all their rows as made: projected from these,
+    # nothing is read back (see `note_created_case`).
+    created: dict[str, CaseRows] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.cases or self.patients or self.linked_patients)
@@ -37,6 +44,14 @@ class ChangeSet:
             WHOLE_CASE if entity == "case" else (entity, entity_id)
         )
         self.actors.add(actor)
+        if entity != "case":  # a record added or removed since: the rows held are not all
+            self.created.pop(case_id, None)
+
+    def note_created_case(self, rows: CaseRows) -> None:
+        """A case made in this unit of work, its rows just flushed: every row of the case is
+        among them, so its projection need not read the case back. A later change to a record
+        of the case (`note_case` with an entity) drops them, and the case is read back."""
+        self.created[rows.case.id] = rows
 
     def note_patient(self, patient_id: str, actor: str) -> None:
         """A patient's own data changed: it and every case of it are projected."""
@@ -50,6 +65,9 @@ class ChangeSet:
 
     def take(self) -> ChangeSet:
         """What was collected so far, leaving this change set empty."""
-        taken = ChangeSet(self.cases, self.patients, self.linked_patients, self.actors)
+        taken = ChangeSet(
+            self.cases, self.patients, self.linked_patients, self.actors, self.created
+        )
         self.cases, self.patients, self.linked_patients, self.actors = {}, set(), set(), set()
+        self.created = {}
         return taken

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.changes import ChangeSet
 from service.fhir_store import projector
+from service.fhir_store.models import StoredResource
 from service.push import outbox
 
 
@@ -27,13 +28,17 @@ class UnitOfWork(AsyncSession):
         self.changes = ChangeSet()
         self._versioned: dict[str, str | None] = {}
         self._linked: set[str] = set()
+        # The rows the projection stored, held until commit: the session's identity map holds
+        # rows weakly, and a caller reading one back (`session.get`) then finds it there.
+        self._written: list[StoredResource] = []
 
     async def project(self) -> None:
         """Project what changed so far, now, within the transaction: a /fhir write answers
         with the version it made. The outbox still waits for `commit()`."""
         changes = self.changes.take()
         self._linked |= changes.linked_patients
-        for case_id, author in (await projector.project_changes(self, changes)).items():
+        projected = await projector.project_changes(self, changes, self._written)
+        for case_id, author in projected.items():
             self._versioned[case_id] = author
 
     async def commit(self) -> None:
@@ -41,6 +46,6 @@ class UnitOfWork(AsyncSession):
         fails, nothing is committed (the caller's context rolls the session back)."""
         await self.project()
         versioned, linked = self._versioned, self._linked
-        self._versioned, self._linked = {}, set()
+        self._versioned, self._linked, self._written = {}, set(), []
         await outbox.enqueue_pushes(self, versioned, linked)
         await super().commit()

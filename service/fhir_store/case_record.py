@@ -1,5 +1,4 @@
-"""A case as the mappings see it: its rows, read in a handful of queries, as a CaseRecord (each
-row mapped by its domain's mapper, `service/<domain>/records.py`)."""
+"""A case as the mappings see it: its rows, read in a handful of queries, as a CaseRecord."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from service.cases.models import CareTeamMember, Case, CaseChild, Note, Transiti
 from service.cases.records import case_fields, member_record, note_record, transition_record
 from service.checkins.models import CheckIn
 from service.checkins.records import check_in_record
+from service.fhir_store.case_rows import CaseRows
 from service.patients.models import Patient
 from service.patients.records import patient_record
 from service.plans.models import Goal, Intervention
@@ -50,7 +50,8 @@ async def _people(session: AsyncSession, named: set[str | None]) -> tuple[Person
     )
 
 
-async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
+async def load_case_rows(session: AsyncSession, case_id: str) -> CaseRows:
+    """The case's rows as stored (the case re-read: another write may have changed it)."""
     case = (
         await session.scalars(
             select(Case)
@@ -59,43 +60,58 @@ async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
             .execution_options(populate_existing=True)
         )
     ).one()
-    needs = await _children(session, Need, case_id)
-    assessments = await _children(session, Assessment, case_id, selectinload(Assessment.risks))
-    goals = await _children(
-        session, Goal, case_id, selectinload(Goal.needs), selectinload(Goal.progress)
-    )
-    interventions = await _children(
-        session,
-        Intervention,
-        case_id,
-        selectinload(Intervention.goals),
-        selectinload(Intervention.needs),
-    )
     check_ins = await _children(session, CheckIn, case_id, selectinload(CheckIn.goal_progress))
-    team = await _children(session, CareTeamMember, case_id)
-    transitions = await _children(session, Transition, case_id)
-    notes = await _children(session, Note, case_id)
+    return CaseRows(
+        case=case,
+        patient=case.patient,
+        needs=await _children(session, Need, case_id),
+        assessments=await _children(session, Assessment, case_id, selectinload(Assessment.risks)),
+        goals=await _children(
+            session, Goal, case_id, selectinload(Goal.needs), selectinload(Goal.progress)
+        ),
+        interventions=await _children(
+            session,
+            Intervention,
+            case_id,
+            selectinload(Intervention.goals),
+            selectinload(Intervention.needs),
+        ),
+        check_ins=check_ins,
+        team=await _children(session, CareTeamMember, case_id),
+        transitions=await _children(session, Transition, case_id),
+        notes=await _children(session, Note, case_id),
+        check_in_progress={c.id: tuple(p.id for p in c.goal_progress) for c in check_ins},
+    )
+
+
+async def load_case_record(session: AsyncSession, case_id: str) -> CaseRecord:
+    return await case_record_of(session, await load_case_rows(session, case_id))
+
+
+async def case_record_of(session: AsyncSession, rows: CaseRows) -> CaseRecord:
+    """The CaseRecord of the rows (read back, or held by the unit of work that made them)."""
+    case, needs, check_ins = rows.case, rows.needs, rows.check_ins
     people = await _people(
         session,
         {
             case.manager,
-            *(i.requested_by for i in interventions),
+            *(i.requested_by for i in rows.interventions),
             *(c.performed_by for c in check_ins),
         },
     )
     return CaseRecord(
         **case_fields(case),
-        patient=patient_record(case.patient),
+        patient=patient_record(rows.patient),
         assessments=tuple(
             assessment_record(a, tuple(n.id for n in needs if n.assessment_id == a.id))
-            for a in assessments
+            for a in rows.assessments
         ),
         needs=tuple(need_record(n) for n in needs),
-        goals=tuple(goal_record(g) for g in goals),
-        interventions=tuple(intervention_record(i) for i in interventions),
-        care_team=tuple(member_record(m) for m in team),
-        check_ins=tuple(check_in_record(c) for c in check_ins),
-        transitions=tuple(transition_record(t) for t in transitions),
-        notes=tuple(note_record(n) for n in notes),
+        goals=tuple(goal_record(g) for g in rows.goals),
+        interventions=tuple(intervention_record(i) for i in rows.interventions),
+        care_team=tuple(member_record(m) for m in rows.team),
+        check_ins=tuple(check_in_record(c, rows.check_in_progress[c.id]) for c in check_ins),
+        transitions=tuple(transition_record(t) for t in rows.transitions),
+        notes=tuple(note_record(n) for n in rows.notes),
         people=people,
     )

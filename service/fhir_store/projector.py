@@ -26,9 +26,10 @@ from mappings.to_fhir.provenance import CaseChange, provenance_resource
 from service.cases.models import Case
 from service.db.base import new_id, utcnow
 from service.db.changes import WHOLE_CASE, ChangeSet, RecordKey
-from service.fhir_store.case_record import load_case_record
+from service.fhir_store.case_record import case_record_of, load_case_record
 from service.fhir_store.models import StoredResource
 from service.fhir_store.writer import (
+    PendingIndex,
     ResourceToStore,
     delete_resources,
     store_people,
@@ -90,6 +91,7 @@ async def _record_provenance(
     author: str | None,
     case_id: str | None,
     patient_id: str,
+    index: PendingIndex,
 ) -> None:
     if not stored:
         return
@@ -105,15 +107,23 @@ async def _record_provenance(
         author=author,
     )
     provenance = validated(provenance_resource(change))
-    await store_resources(session, _to_store([provenance], patient_id), case_id=case_id, new=True)
+    await store_resources(
+        session, _to_store([provenance], patient_id), case_id=case_id, new=True, index=index
+    )
 
 
-async def project_changes(session: AsyncSession, changes: ChangeSet) -> dict[str, str | None]:
+async def project_changes(
+    session: AsyncSession, changes: ChangeSet, written: list[StoredResource] | None = None
+) -> dict[str, str | None]:
     """Project, version, index and attribute (Provenance) what `changes` names; returns
-    case id -> author of every case whose resources got new versions (a no-op save: none)."""
+    case id -> author of every case whose resources got new versions (a no-op save: none).
+    `written` collects the rows stored (the caller keeps them, so the session's weak identity
+    map still holds them when the caller reads them)."""
     versioned: dict[str, str | None] = {}
     if not (changes.cases or changes.patients):
         return versioned
+    index = PendingIndex()
+    kept: list[StoredResource] = [] if written is None else written
     author = ", ".join(sorted(changes.actors)) or None
     scope = {case_id: set(records) for case_id, records in changes.cases.items()}
     if changes.patients:
@@ -128,10 +138,19 @@ async def project_changes(session: AsyncSession, changes: ChangeSet) -> dict[str
         )
         for patient in patients:
             resource = validated(patient_resource(patient_record(patient)))
-            stored = await store_resources(session, _to_store([resource]), case_id=None)
-            await _record_provenance(session, stored, author, None, patient.id)
+            stored = await store_resources(
+                session, _to_store([resource]), case_id=None, index=index
+            )
+            await _record_provenance(session, stored, author, None, patient.id, index)
+            kept += stored
     for case_id in sorted(scope):
-        record = await load_case_record(session, case_id)
+        created = changes.created.get(case_id)
+        if created is not None and created.case.patient_id == created.patient.id:
+            await session.flush()  # a change since: onupdate values (updated_at) set, as read
+            record = await case_record_of(session, created)
+        else:
+            created = None
+            record = await load_case_record(session, case_id)
         reach = _reach(record, scope[case_id])
         resources = case_resources(record)
         if reach is not None:
@@ -139,23 +158,31 @@ async def project_changes(session: AsyncSession, changes: ChangeSet) -> dict[str
         projection = [validated(r) for r in resources]
         people = [r for r in projection if r.resource_type in PEOPLE_TYPES]
         own = [r for r in projection if r.resource_type not in PEOPLE_TYPES]
-        stored = await store_people(session, _to_store(people))
-        stored += await store_resources(session, _to_store(own), case_id=case_id)
+        stored = await store_people(session, _to_store(people), index)
+        stored += await store_resources(session, _to_store(own), case_id=case_id, index=index)
+        kept += stored
         produced = {(r.resource_type, r.id) for r in projection}
-        vanished = [
-            row
-            for row in await session.scalars(
-                select(StoredResource).where(
-                    StoredResource.case_id == case_id,
-                    StoredResource.resource_type != "Provenance",
-                    StoredResource.deleted.is_(False),
+        vanished = (
+            []  # a case made in this unit of work had nothing stored before
+            if created is not None
+            else [
+                row
+                for row in await session.scalars(
+                    select(StoredResource).where(
+                        StoredResource.case_id == case_id,
+                        StoredResource.resource_type != "Provenance",
+                        StoredResource.deleted.is_(False),
+                    )
                 )
-            )
-            if (row.resource_type, row.id) not in produced
-            and (reach is None or (row.resource_type, row.id) in reach)
-        ]
+                if (row.resource_type, row.id) not in produced
+                and (reach is None or (row.resource_type, row.id) in reach)
+            ]
+        )
         await delete_resources(session, vanished)
-        await _record_provenance(session, stored + vanished, author, case_id, record.patient.id)
+        await _record_provenance(
+            session, stored + vanished, author, case_id, record.patient.id, index
+        )
         if stored or vanished:
             versioned[case_id] = author
+    await index.write(session)
     return versioned

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select, tuple_
@@ -36,6 +36,26 @@ class ResourceToStore:
     patient_id: str | None = None
 
 
+@dataclass
+class PendingIndex:
+    """Search-index work of several `store_resources` calls, written by `write` in one
+    statement each: the projection of a case and its Provenance then insert their versions in
+    one flush and their index rows in one statement, instead of a round of each per call."""
+
+    # By resource: a resource stored twice before `write` is indexed as last stored.
+    stale: dict[tuple[str, str], ResourceToStore] = field(default_factory=dict)
+    items: dict[tuple[str, str], ResourceToStore] = field(default_factory=dict)
+
+    def add(self, stale: list[ResourceToStore], items: list[ResourceToStore]) -> None:
+        """`items` to index, of which `stale` were stored before (their rows are replaced)."""
+        self.stale |= {(item.resource_type, item.id): item for item in stale}
+        self.items |= {(item.resource_type, item.id): item for item in items}
+
+    async def write(self, session: AsyncSession) -> None:
+        await _reindex(session, list(self.stale.values()), list(self.items.values()))
+        self.stale, self.items = {}, {}
+
+
 def _patient_of(resource_type: str, resource: JsonDict) -> str | None:
     """The patient compartment a resource belongs to (by its subject), if any."""
     if resource_type == "Patient":
@@ -63,7 +83,9 @@ def _versioned(resource: JsonDict, version_id: int, last_updated: str) -> bytes:
 
 
 async def store_people(
-    session: AsyncSession, resources: Iterable[ResourceToStore]
+    session: AsyncSession,
+    resources: Iterable[ResourceToStore],
+    index: PendingIndex | None = None,
 ) -> list[StoredResource]:
     """Store the Practitioners and the Organization a case names. Every case that names one
     projects it, so concurrent projections would race to store the same new version: those
@@ -87,7 +109,7 @@ async def store_people(
     ]
     for item in changed:
         await hold_until_commit(session, "shared-resource", item.resource_type, item.id)
-    return await store_resources(session, changed, case_id=None)
+    return await store_resources(session, changed, case_id=None, index=index)
 
 
 async def store_resources(
@@ -96,10 +118,12 @@ async def store_resources(
     *,
     case_id: str | None,
     new: bool = False,
+    index: PendingIndex | None = None,
 ) -> list[StoredResource]:
     """Store each resource whose content changed as its next version; returns those stored.
 
-    `new`: the resources have ids just made (a Provenance), so none is stored yet."""
+    `new`: the resources have ids just made (a Provenance), so none is stored yet. `index`:
+    their search-index rows are left to it (written by its `write`), else written now."""
     wanted = list(resources)
     if not wanted:
         return []
@@ -157,7 +181,10 @@ async def store_resources(
             reindexed.append(item)
         indexed.append(item)
         written.append(row)
-    await _reindex(session, reindexed, indexed)
+    if index is None:
+        await _reindex(session, reindexed, indexed)
+    else:
+        index.add(reindexed, indexed)
     return written
 
 

@@ -4,16 +4,18 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from service.api.pagination import fetch_page
 from service.patients.models import Patient, PatientIdentifier
 
 
 async def get_patient(session: AsyncSession, patient_id: str) -> Patient | None:
-    return await session.scalar(
-        select(Patient).where(Patient.id == patient_id).options(selectinload(Patient.identifiers))
+    # One statement (a join), not two: every /fhir create about a known patient reads it.
+    found = await session.scalars(
+        select(Patient).where(Patient.id == patient_id).options(joinedload(Patient.identifiers))
     )
+    return found.unique().one_or_none()
 
 
 async def find_by_identifier(session: AsyncSession, system: str, value: str) -> Patient | None:

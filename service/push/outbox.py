@@ -34,10 +34,9 @@ async def enqueue_pushes(
         # A newly linked patient's cases go to the EHR as they are.
         for case_id in await session.scalars(select(Case.id).where(Case.patient_id.in_(linked))):
             reprojected.setdefault(case_id, None)
-    for case_id in await empty_drafts(session, list(reprojected)):
-        del reprojected[case_id]  # an empty draft plan waits for content (see held_back)
     if not reprojected:
         return
+    # The pairs first: most cases' patients are linked nowhere, and then that one query is all.
     pairs = (
         await session.execute(
             select(Case.id, PatientLink.connection_id)
@@ -47,7 +46,11 @@ async def enqueue_pushes(
     ).all()
     if not pairs:
         return
-    await _queue(session, [(case_id, to, reprojected[case_id]) for case_id, to in pairs])
+    drafts = await empty_drafts(session, sorted({case_id for case_id, _ in pairs}))
+    # An empty draft plan waits for content (see held_back).
+    queued = [(case_id, to, reprojected[case_id]) for case_id, to in pairs if case_id not in drafts]
+    if queued:
+        await _queue(session, queued)
 
 
 async def enqueue_pair(

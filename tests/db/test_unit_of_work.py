@@ -50,9 +50,11 @@ async def test_commit_projects_then_enqueues_then_commits(
     steps: list[str] = []
     project, enqueue = projector.project_changes, outbox.enqueue_pushes
 
-    async def projecting(session: AsyncSession, changes: ChangeSet) -> dict[str, str | None]:
+    async def projecting(
+        session: AsyncSession, changes: ChangeSet, written: list[StoredResource] | None = None
+    ) -> dict[str, str | None]:
         steps.append("project")
-        return await project(session, changes)
+        return await project(session, changes, written)
 
     async def enqueueing(
         session: AsyncSession, versioned: dict[str, str | None], linked: set[str]
