@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         description="Adapt the limit to the latency (false: a fixed bound of MAX_IN_FLIGHT).",
     )
     in_flight_latency_tolerance: Annotated[float, Field(ge=1)] = Field(
-        2.0,
+        3.0,
         description="The adaptive limit shrinks while requests take longer than this many "
         "times their no-load latency, and may grow while they do not.",
     )
