@@ -34,7 +34,7 @@ from service.audit.recorder import (
     AuditUnavailable,
     insert_audit_entries,
 )
-from service.audit.refusals import REACHED
+from service.audit.refusals import REACHED, fhir_target
 from service.errors import ServiceUnavailable
 from service.fhir_api.outcomes import is_fhir_path
 from service.observability.request_ids import current_request_id
@@ -72,9 +72,7 @@ def note_patients(request: Request, patient_ids: set[str]) -> None:
 
 
 def _default_facts(method: str, path: str) -> AccessFacts:
-    parts = [p for p in path.removeprefix("/fhir").split("/") if p]
-    resource_type = parts[0] if parts else None
-    resource_id = parts[1] if len(parts) > 1 and not parts[1].startswith("_") else None
+    resource_type, resource_id = fhir_target(path)
     interaction = {
         "GET": "read" if resource_id else "search-type",
         "POST": "create" if resource_type else "transaction",

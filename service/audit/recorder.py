@@ -95,11 +95,21 @@ class AuditRecorder:
         tallies = self.refusals.drain()
         if not tallies:
             return
-        try:
-            await asyncio.gather(*(self.write(e) for e in self.refusals.entries(tallies)))
-        except AuditUnavailable as exc:
-            self.refusals.restore(tallies)
-            log.error("the audit of %d refused requests waits: %s", len(tallies), exc)
+        keys = list(tallies)
+        results = await asyncio.gather(
+            *(self.write(e) for e in self.refusals.entries(tallies)), return_exceptions=True
+        )
+        # Only the tallies whose record failed wait for the next attempt: the others are
+        # written, and putting them back would count them twice.
+        failed = {
+            k: tallies[k]
+            for k, r in zip(keys, results, strict=True)
+            if isinstance(r, BaseException)
+        }
+        if failed:
+            self.refusals.restore(failed)
+            first = next(r for r in results if isinstance(r, BaseException))
+            log.error("the audit of %d refused requests waits: %s", len(failed), first)
 
     async def _write_refusals_every(self, seconds: float) -> None:
         while True:

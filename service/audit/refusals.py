@@ -22,6 +22,7 @@ addresses must not exhaust memory)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.admission.rate_limits import source_address, verified_client
 from service.audit.events import AccessFacts, AuditEntry, audit_event, event_bytes
+from service.fhir_store.search_params import SEARCH_PARAMS
 from service.observability.request_ids import current_request_id
 
 FLUSH_INTERVAL_SECONDS = 10.0
@@ -156,13 +158,24 @@ def refusal_entry(key: RefusalKey, tally: Tally, observer: str) -> AuditEntry:
     )
 
 
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 datatypes.html#id
+
+
+def fhir_target(path: str) -> tuple[str | None, str | None]:
+    """The resource type and id a `/fhir` path names, for its audit record. The path is the
+    client's: only a type this server serves and an id of FHIR's form are taken (the columns
+    hold 40 and 64 characters, and a longer value would fail the whole audit batch)."""
+    parts = [p for p in path.removeprefix("/fhir").split("/") if p]
+    resource_type = parts[0] if parts and parts[0] in SEARCH_PARAMS else None
+    resource_id = parts[1] if len(parts) > 1 and FHIR_ID.fullmatch(parts[1]) else None
+    return resource_type, resource_id
+
+
 def _attempted(method: str, path: str) -> tuple[str, str | None]:
     """The interaction a refused request attempted, and the resource type of a /fhir one."""
     if path.startswith("/api/"):
         return ("read" if method in ("GET", "HEAD") else "operation"), None
-    parts = [p for p in path.removeprefix("/fhir").split("/") if p]
-    resource_type = parts[0] if parts and not parts[0].startswith(("$", "_")) else None
-    resource_id = parts[1] if len(parts) > 1 and not parts[1].startswith(("_", "$")) else None
+    resource_type, resource_id = fhir_target(path)
     interaction = {
         "GET": "read" if resource_id else "search-type",
         "HEAD": "read" if resource_id else "search-type",

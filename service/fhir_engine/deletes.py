@@ -68,8 +68,10 @@ NOT_DELETABLE = {
 }
 
 
-# Search parameters that shape a result rather than select: not criteria of a conditional delete.
-NOT_CRITERIA = frozenset({"_count", "_format", "_sort", "_total", "_summary", "_elements"})
+def _check_deletable(resource_type: str) -> None:
+    if resource_type not in DELETABLE:
+        why = NOT_DELETABLE.get(resource_type, "it follows its case")
+        raise MethodNotAllowed(f"a {resource_type} is not deleted here: {why}")
 
 
 async def resolve_conditional(
@@ -79,14 +81,18 @@ async def resolve_conditional(
     query: list[tuple[str, str]],
 ) -> str | None:
     """The id `DELETE Type?params` names: its one match, None for none; 412 for several."""
-    criteria = [(k, v) for k, v in query if k not in NOT_CRITERIA]
-    if not criteria:
+    _check_deletable(resource_type)  # before the search: a refusal never depends on matches
+    compartment = principal.compartment(resource_type, Interaction.delete)
+    criteria = [(k, v) for k, v in query if k != "_count"]
+    search = parse_search(resource_type, [*criteria, ("_count", "2")], strict=True)
+    # Only criteria select: with none (only `_include`, `_sort`, ...), every resource the
+    # client may delete would match, and a `_cursor` would skip matches that make it a 412.
+    if not search.conditions or search.cursor or search.includes or search.revincludes:
         raise BadRequest(
-            "a conditional delete names its criteria: DELETE Type?param=value",
+            "a conditional delete names its criteria, and only criteria: "
+            "DELETE Type?param=value (no _include, _revinclude or _cursor)",
             extra={"expression": ["query"]},
         )
-    compartment = principal.compartment(resource_type, Interaction.delete)
-    search = parse_search(resource_type, [*criteria, ("_count", "2")], strict=True)
     connection = await session.connection()
     matches, _ = await repository.search_page(connection, search, compartment)
     if len(matches) > 1:
@@ -100,9 +106,7 @@ async def delete_resource(
     session: UnitOfWork, principal: FhirPrincipal, resource_type: str, resource_id: str
 ) -> StoredResource:
     """Withdraw the record; returns the stored resource, now deleted."""
-    if resource_type not in DELETABLE:
-        why = NOT_DELETABLE.get(resource_type, "it follows its case")
-        raise MethodNotAllowed(f"a {resource_type} is not deleted here: {why}")
+    _check_deletable(resource_type)
     stored = await latest(session, resource_type, resource_id)
     if stored is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
@@ -117,11 +121,15 @@ async def delete_resource(
     assert stored.case_id is not None  # every other deletable type belongs to a case
     if resource_type == "CarePlan":
         case = await load_case(session, stored.case_id, for_update=True)
+        if await _deleted_meanwhile(session, stored):
+            return stored
         await withdraw_case(session, actor, case)
         await session.project()
         await session.refresh(stored)
         return stored
     case = await load_open_case(session, stored.case_id)
+    if await _deleted_meanwhile(session, stored):
+        return stored
     if resource_type == "CareTeam":
         await dismiss_team(session, actor, case)
         await session.project()
@@ -157,6 +165,13 @@ async def delete_resource(
     await session.project()
     await session.refresh(stored)
     return stored
+
+
+async def _deleted_meanwhile(session: AsyncSession, stored: StoredResource) -> bool:
+    """Whether a concurrent delete of the same resource committed while this one waited for
+    the case's lock: then there is nothing left to do, as for any repeated delete."""
+    await session.refresh(stored)
+    return stored.deleted
 
 
 async def _check_goal_withdrawable(session: AsyncSession, goal: Goal) -> None:

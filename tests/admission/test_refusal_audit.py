@@ -16,6 +16,7 @@ from sqlalchemy import event, select
 from service.admission.in_flight import InFlightGate
 from service.audit.models import AuditRecord
 from service.audit.recorder import AuditRecorder
+from service.audit.refusals import fhir_target
 from service.db.session import Database
 from tests.admission.conftest import FakeClock, FromAddress
 from tests.admission.test_rate_limits import SEARCH, bearer
@@ -144,3 +145,13 @@ async def test_a_body_too_large_is_audited_and_an_audited_error_is_not_counted_a
         e for e in await refusal_events(database, 401) if e.get("outcomeDesc", "").count("refused")
     ]
     assert counted == []
+
+
+def test_a_refused_paths_type_and_id_are_taken_only_in_fhirs_form() -> None:
+    """The path is the client's: an unknown or over-long type, or an id not of FHIR's form,
+    is not recorded (a 41-character type would fail the audit batch on PostgreSQL)."""
+    assert fhir_target("/fhir/Goal/abc-1.2") == ("Goal", "abc-1.2")
+    assert fhir_target("/fhir/" + "X" * 41) == (None, None)
+    assert fhir_target("/fhir/Goal/" + "a" * 65) == ("Goal", None)
+    assert fhir_target("/fhir/Goal/_history") == ("Goal", None)
+    assert fhir_target("/fhir/metadata") == (None, None)

@@ -333,3 +333,20 @@ async def test_a_put_to_an_id_that_never_existed_is_405(engine: FhirEngine) -> N
     body = refused(await call(engine, "PUT", "Goal/client-chosen", sent), 405)
     assert "POST the Goal" in body["issue"][0]["diagnostics"]
     refused(await call(engine, "GET", "Goal/client-chosen"), 404)
+
+
+async def test_a_conditional_delete_needs_real_criteria_and_a_deletable_type(
+    engine: FhirEngine,
+) -> None:
+    """Without a criterion (only `_include`, or a `_cursor` that skips matches) every Goal
+    the client may delete would match: 400. A type never deleted is 405 whatever matches."""
+    patient_id = await new_patient(engine, "MRN-995")
+    ids = await _case(engine, patient_id)
+    for query in (
+        "Goal?_include=Goal:subject",
+        "Goal?_count=5",
+        f"Goal?_id={ids['Goal']}&_cursor=x",
+    ):
+        refused(await call(engine, "DELETE", query), 400)
+    parsed(await call(engine, "GET", f"Goal/{ids['Goal']}"), 200)
+    refused(await call(engine, "DELETE", "Provenance?_id=nothing-here"), 405)
