@@ -19,7 +19,7 @@ refusal says to close the case instead (status completed or revoked, with a reas
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings.vocabulary import CaseStatus, GoalLifecycle, InterventionStatus
@@ -29,6 +29,7 @@ from service.cases.history import record_event
 from service.cases.models import CareTeamMember, Case, Transition
 from service.checkins.models import CheckIn
 from service.db.base import utcnow
+from service.db.counts import count_of, nonzero_counts
 from service.db.unit_of_work import UnitOfWork
 from service.errors import Conflict
 from service.fhir_store.models import StoredResource
@@ -46,46 +47,33 @@ HOW_TO_END = (
 )
 
 
-async def _count(session: AsyncSession, statement: object) -> int:
-    return int(await session.scalar(statement) or 0)  # type: ignore[call-overload]
-
-
 async def withdrawal_blockers(session: AsyncSession, case: Case) -> list[str]:
     """What in the case is further along than a withdrawal allows (empty: it may go)."""
     found: list[str] = []
     if case.status not in WITHDRAWABLE_STATES:
         found.append(f"the case is {case.status.value}")
     counts = {
-        "goal(s) past planned": select(func.count())
-        .select_from(Goal)
-        .where(Goal.case_id == case.id, Goal.lifecycle_status.not_in(WITHDRAWABLE_GOALS)),
-        "referral(s) past draft": select(func.count())
-        .select_from(Intervention)
-        .where(Intervention.case_id == case.id, Intervention.status != InterventionStatus.draft),
-    }
-    for model, what in (
-        (Assessment, "assessment(s)"),
-        (CheckIn, "check-in(s)"),
-        (Transition, "transition(s) of care"),
-    ):
-        counts[what] = select(func.count()).select_from(model).where(model.case_id == case.id)
-    counts["push(es) to an EHR"] = (
-        select(func.count()).select_from(PushSync).where(PushSync.case_id == case.id)
-    )
-    counts["resource(s) linked to an EHR's"] = (
-        select(func.count())
-        .select_from(ResourceLink)
-        .join(
+        "goal(s) past planned": count_of(
+            Goal, Goal.case_id == case.id, Goal.lifecycle_status.not_in(WITHDRAWABLE_GOALS)
+        ),
+        "referral(s) past draft": count_of(
+            Intervention,
+            Intervention.case_id == case.id,
+            Intervention.status != InterventionStatus.draft,
+        ),
+        "assessment(s)": count_of(Assessment, Assessment.case_id == case.id),
+        "check-in(s)": count_of(CheckIn, CheckIn.case_id == case.id),
+        "transition(s) of care": count_of(Transition, Transition.case_id == case.id),
+        "push(es) to an EHR": count_of(PushSync, PushSync.case_id == case.id),
+        "resource(s) linked to an EHR's": count_of(
+            ResourceLink, StoredResource.case_id == case.id
+        ).join(
             StoredResource,
             (StoredResource.resource_type == ResourceLink.resource_type)
             & (StoredResource.id == ResourceLink.local_id),
-        )
-        .where(StoredResource.case_id == case.id)
-    )
-    for what, statement in counts.items():
-        if number := await _count(session, statement):
-            found.append(f"{number} {what}")
-    return found
+        ),
+    }
+    return found + await nonzero_counts(session, counts)
 
 
 async def withdraw_case(session: UnitOfWork, actor: Actor, case: Case) -> None:

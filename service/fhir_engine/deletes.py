@@ -53,6 +53,7 @@ from service.fhir_store.repository import latest
 from service.fhir_store.search import parse_search
 from service.fhir_store.writer import delete_resources
 from service.patients.removal import remove_patient
+from service.patients.repository import lock_patient
 from service.plans.models import (
     Goal,
     Intervention,
@@ -115,6 +116,11 @@ async def delete_resource(
         return stored  # already deleted: no effect (FHIR R4 http.html#delete)
     actor = Actor(f"client:{principal.subject}", Role.case_manager)
     if resource_type == "Patient":
+        # The patient's row lock first: a row naming the patient (its key checked against
+        # that row) then waits for this delete, or is counted by it.
+        await lock_patient(session, resource_id)
+        if await _deleted_meanwhile(session, stored):
+            return stored
         await remove_patient(session, resource_id)
         await delete_resources(session, [stored])
         return stored
@@ -169,7 +175,8 @@ async def delete_resource(
 
 async def _deleted_meanwhile(session: AsyncSession, stored: StoredResource) -> bool:
     """Whether a concurrent delete of the same resource committed while this one waited for
-    the case's lock: then there is nothing left to do, as for any repeated delete."""
+    the case's (or the patient's) lock: then there is nothing left to do, as for any
+    repeated delete."""
     await session.refresh(stored)
     return stored.deleted
 

@@ -17,6 +17,8 @@ from service.db.session import Database
 from service.fhir_engine.router import FhirEngine
 from service.links.models import LinkOrigin, ResourceLink
 from service.patients.models import Patient
+from service.pull.identity import resolve_conflict
+from service.pull.models import IdentityConflict
 from tests.fhir_engine.conftest import call, parsed, principal, refused
 from tests.fhir_engine.test_resources_on_their_own import (
     MRN,
@@ -144,6 +146,49 @@ async def test_a_patient_is_deleted_when_nothing_names_them(
     assert (await call(engine, "DELETE", f"Patient/{kept}")).status == 204
     async with database.transaction(write=False) as session:
         assert await session.get(Case, ids["CarePlan"]) is None
+
+
+async def test_a_patient_in_an_open_identity_conflict_is_kept_until_it_is_resolved(
+    engine: FhirEngine, database: Database
+) -> None:
+    """An EHR patient that matched two local patients waits for a person to choose one: while
+    it does, neither candidate is deleted (the choice would name a patient that is gone)."""
+    chosen = await new_patient(engine, "MRN-915")
+    other = await new_patient(engine, "MRN-916")
+    bystander = await new_patient(engine, "MRN-917")
+    async with database.transaction() as session:
+        connection = Connection(
+            name="ehr-915",
+            base_url="https://ehr.example.com/fhir",
+            auth_mode=AuthMode.none,
+            signing_alg="ES384",
+        )
+        session.add(connection)
+        await session.flush()
+        conflict = IdentityConflict(
+            connection_id=connection.id,
+            remote_patient_id="remote-915",
+            candidate_patient_ids=sorted([chosen, other]),
+            reason="identifier MRN-915 -> one patient, MRN-916 -> another",
+        )
+        session.add(conflict)
+    for candidate in (chosen, other):
+        body = refused(await call(engine, "DELETE", f"Patient/{candidate}"), 409)
+        assert "1 open identity conflict(s)" in body["issue"][0]["diagnostics"]
+        parsed(await call(engine, "GET", f"Patient/{candidate}"), 200)
+    # A patient the conflict does not name is not held by it.
+    assert (await call(engine, "DELETE", f"Patient/{bystander}")).status == 204
+
+    # Resolved to one of them: the other is free to go, the chosen one is held by the choice.
+    async with database.unit_of_work() as session:
+        await resolve_conflict(
+            session, await session.get_one(IdentityConflict, conflict.id), chosen, "a person"
+        )
+    assert (await call(engine, "DELETE", f"Patient/{other}")).status == 204
+    body = refused(await call(engine, "DELETE", f"Patient/{chosen}"), 409)
+    diagnostics = body["issue"][0]["diagnostics"]
+    assert "1 resolved identity conflict(s)" in diagnostics
+    assert "open identity conflict" not in diagnostics
 
 
 async def test_deletes_need_the_delete_scope(engine: FhirEngine) -> None:
