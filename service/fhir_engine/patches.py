@@ -2,7 +2,11 @@
 applied to the current version, and the result goes the way of a PUT (`updates`), so every
 domain rule, `If-Match` and the fidelity warnings apply to it as to an update. FHIRPath Patch
 (a Parameters body) and XML Patch are not served: their content types are a 415 at the HTTP
-edge."""
+edge.
+
+A patch is a change to the version it reads, so that read comes after the lock a write of the
+resource takes (`lock_patched`): a change committed in between would otherwise be reverted by
+the patched whole, where a PUT without If-Match replaces the whole by design."""
 
 from __future__ import annotations
 
@@ -10,12 +14,29 @@ from typing import Any
 
 import jsonpatch
 import jsonpointer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings import fhir_json
-from service.errors import BadRequest, UnprocessableEntity
+from service.cases.service import load_case
+from service.errors import BadRequest, Gone, UnprocessableEntity
 from service.fhir_engine.responses import json_body
+from service.fhir_store.models import StoredResource
+from service.patients.repository import lock_patient
 
 JSON_PATCH = "application/json-patch+json"
+
+
+async def lock_patched(session: AsyncSession, stored: StoredResource) -> None:
+    """Hold, until the transaction ends, the lock every write of `stored` meets: its case's
+    row for a case's resource, the patient's row for a Patient (their updates write it). Then
+    read `stored` again, as whatever committed while this waited left it (410 if deleted)."""
+    if stored.case_id is not None:
+        await load_case(session, stored.case_id, for_update=True)
+    elif stored.resource_type == "Patient":
+        await lock_patient(session, stored.id)
+    await session.refresh(stored)
+    if stored.deleted:
+        raise Gone(f"{stored.resource_type}/{stored.id} was deleted")
 
 
 def patched(current: bytes, body: bytes, content_type: str | None) -> bytes:

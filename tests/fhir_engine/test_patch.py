@@ -3,6 +3,9 @@ the current version, then the same path as a PUT (domain rules, If-Match, scopes
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from service.fhir_engine.router import FhirEngine
 from tests.fhir_engine.conftest import call, parsed, principal, refused
 from tests.fhir_engine.test_resources_on_their_own import goal, new_patient
@@ -43,3 +46,27 @@ async def test_a_json_patch_updates_like_a_put(engine: FhirEngine) -> None:
     reader = principal("system/*.rs")
     refused(await call(engine, "PATCH", url, patch, headers=JSON_PATCH, who=reader), 403)
     refused(await call(engine, "PATCH", "Goal/no-such-goal", patch, headers=JSON_PATCH), 404)
+
+
+async def test_concurrent_patches_of_a_patient_each_apply_to_what_the_last_left(
+    engine: FhirEngine,
+) -> None:
+    """Each PATCH of a Patient takes the patient's lock before it reads the version it patches:
+    patches sent at once (on PostgreSQL, on connections of their own) all apply, none reverts
+    or refuses another."""
+    patient_id = await new_patient(engine, "MRN-P2")
+    url = f"Patient/{patient_id}"
+    phones = [f"555-01{n:02d}" for n in range(6)]
+    first = [{"op": "add", "path": "/telecom", "value": [{"system": "email", "value": "a@b.c"}]}]
+    parsed(await call(engine, "PATCH", url, first, headers=JSON_PATCH), 200)
+
+    def add_phone(phone: str) -> list[dict[str, Any]]:
+        return [{"op": "add", "path": "/telecom/-", "value": {"system": "phone", "value": phone}}]
+
+    results = await asyncio.gather(
+        *(call(engine, "PATCH", url, add_phone(p), headers=JSON_PATCH) for p in phones)
+    )
+    assert [r.status for r in results] == [200] * len(phones), [r.body for r in results]
+    final = parsed(await call(engine, "GET", url), 200)
+    assert sorted(t["value"] for t in final["telecom"]) == sorted([*phones, "a@b.c"])
+    assert final["meta"]["versionId"] == str(2 + len(phones))
