@@ -52,9 +52,10 @@ def _reach(case: CaseRecord, records: set[RecordKey]) -> set[ResourceKey] | None
 
     Mirrors what each mapping in `mappings/to_fhir` reads: a Goal, ServiceRequest or Condition
     reads its own record and the case context (patient, manager, assessment dates, which only
-    case, patient and assessment changes alter); the CareTeam reads the members (and the case);
-    the CarePlan reads every record of the case, so it is always in reach; the people are read
-    from the manager, the requesters and the check-in performers."""
+    case, patient and assessment changes alter); the CareTeam reads the members (and the case,
+    of which a team's dismissal changes only the content kept for the CareTeam); the CarePlan
+    reads every record of the case, so it is always in reach; the people are read from the
+    manager, the requesters and the check-in performers."""
     if WHOLE_CASE in records:
         return None
     reach: set[ResourceKey] = {("CarePlan", case.id)}
@@ -70,7 +71,9 @@ def _reach(case: CaseRecord, records: set[RecordKey]) -> set[ResourceKey] | None
             reach |= {("Condition", n.id) for n in case.needs}
         elif entity == "check_in":  # a check-in records progress on goals (Goal.note)
             reach |= {("Goal", g.id) for g in case.goals} | _people(case)
-        elif entity == "care_team_member":
+        elif entity in ("care_team_member", "care_team"):
+            # A whole team dismissed (`dismiss_team`) also drops the case's kept CareTeam
+            # content (`fhir_extras["CareTeam"]`), which only the CareTeam reads.
             reach.add(("CareTeam", care_team_id(case.id)))
         elif entity not in ("note", "transition"):  # those two live in the CarePlan only
             return None

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import or_, select, tuple_
 
 from mappings.projection import ProjectedResource, project_case, validated
+from mappings.to_fhir.context import care_team_id
 from mappings.to_fhir.people import PEOPLE_TYPES
 from service.db.session import Database
 from service.fhir_store import projector
@@ -106,6 +107,11 @@ async def test_mixed_writes_store_what_a_full_projection_would(
     assert deleted.status_code == 204, deleted.text
     await assert_stored_is_a_full_projection(database, case["id"])
 
+    # The team entered in error as a whole: its CareTeam vanishes, the CarePlan drops it.
+    dismissed = await fhir.delete(f"/CareTeam/{care_team_id(case['id'])}")
+    assert dismissed.status_code == 204, dismissed.text
+    await assert_stored_is_a_full_projection(database, case["id"])
+
     patient = ok(await client.get(f"/api/patients/{case['patient_id']}"))
     ok(
         await client.patch(
@@ -164,3 +170,32 @@ async def test_a_record_change_builds_only_what_it_can_alter(
     )
     assert set(built) == expected
     await assert_stored_is_a_full_projection(database, plan["case"]["id"])
+
+
+async def test_dismissing_the_team_builds_only_the_care_plan(
+    client: httpx.AsyncClient,
+    fhir: httpx.AsyncClient,
+    scopes: SetScopes,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A team dismissed alters the CareTeam (gone) and the CarePlan (no `careTeam`), nothing
+    else of the case: only the CarePlan and the Provenance are built."""
+    plan = await planned_case(client)
+    case_id = plan["case"]["id"]
+    member = {"role": "caregiver", "name": "Grace Lovelace"}
+    ok(await client.post(f"/api/cases/{case_id}/care-team", json=member), 201)
+    team = f"/CareTeam/{care_team_id(case_id)}"
+    assert (await fhir.get(team)).status_code == 200
+    built: list[str] = []
+
+    def counting(resource: dict[str, Any]) -> ProjectedResource:
+        built.append(resource["resourceType"])
+        return validated(resource)
+
+    monkeypatch.setattr(projector, "validated", counting)
+    dismissed = await fhir.delete(team)
+    assert dismissed.status_code == 204, dismissed.text
+    assert set(built) == {"CarePlan", "Provenance"}
+    assert (await fhir.get(team)).status_code == 410
+    await assert_stored_is_a_full_projection(database, case_id)
