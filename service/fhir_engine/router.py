@@ -26,13 +26,11 @@ from sqlalchemy.orm.exc import StaleDataError
 from mappings import fhir_json
 from mappings.unkept_elements import unkept_elements
 from service.audit.events import AccessFacts
-from service.cases.service import load_case
 from service.db.session import Database
 from service.errors import (
     BadRequest,
     CaseBridgeError,
     Conflict,
-    Gone,
     MethodNotAllowed,
     NotFound,
     PreconditionFailed,
@@ -436,16 +434,14 @@ class FhirEngine:
                 resource_id = await updates.resolve_conditional(session, resource_type, query)
                 facts.resource_id = resource_id
             if patch:
-                stored = await repository.current(session, resource_type, resource_id)
-                principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
-                if stored.case_id is not None:
-                    # The case's lock before the read the patch applies to: a change committed
-                    # in between would otherwise be reverted by the patched whole.
-                    await load_case(session, stored.case_id, for_update=True)
-                    await session.refresh(stored)
-                    if stored.deleted:
-                        raise Gone(f"{resource_type}/{resource_id} was deleted")
-                body = patches.patched(stored.content, body, request.header("content-type"))
+                body = await patches.patched_current(
+                    session,
+                    principal,
+                    resource_type,
+                    resource_id,
+                    body,
+                    request.header("content-type"),
+                )
             row = await updates.update_resource(
                 session,
                 principal,
