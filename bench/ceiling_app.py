@@ -4,11 +4,20 @@ a transaction create, validates the Bundle's resources once (fhir.resources, as 
 does) and inserts them as stored resources in one transaction, with no case, no mapping, no
 versions, Provenance, search index or outbox.
 
+`POST /floor/fhir` is the same create plus only the rows the brief and FHIR oblige a server
+that keeps cases, history, attribution and an audit trail to write, with none of the work of
+getting there (no auth, mapping, domain rules or ORM): the case, its goal and its history
+event; a version row per resource (R4 http.html#vread); a validated Provenance naming the
+versions; the search-index rows (`service.fhir_store.search_params`); one AuditEvent row.
+Each table takes one Core statement, in one transaction. Between the two, it measures what
+those obligations cost on their own.
+
 Run by `bench/fhir_load.py` as `uvicorn bench.ceiling_app:app` with CASEBRIDGE_DATABASE_URL set.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import uuid
@@ -21,8 +30,15 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mappings.fhir import resource_model
+from mappings.to_fhir.provenance import CaseChange, provenance_resource
+from mappings.vocabulary import CaseStatus, GoalLifecycle, Priority, Program
+from service.audit.models import AuditRecord
+from service.cases.models import Case, CaseEvent
 from service.db.base import utcnow
-from service.fhir_store.models import StoredResource
+from service.fhir_store.models import ResourceVersion, StoredResource
+from service.fhir_store.search_params import index_values
+from service.fhir_store.writer import SEARCH_INDEX
+from service.plans.models import Goal
 
 engine = create_async_engine(os.environ["CASEBRIDGE_DATABASE_URL"])
 app = FastAPI()
@@ -56,32 +72,77 @@ async def search(resource_type: str, _count: int = 50) -> Response:
     return Response(body, media_type="application/fhir+json")
 
 
-@app.post("/fhir")
-async def create(request: Request) -> Response:
-    bundle = orjson.loads(await request.body())
-    now = utcnow()
-    rows: list[dict[str, Any]] = []
-    for entry in bundle["entry"]:
-        resource = {**entry["resource"], "id": str(uuid.uuid4())}
-        resource_model(resource["resourceType"]).model_validate(resource)
-        content = orjson.dumps(resource)
-        rows.append(
-            {
-                "resource_type": resource["resourceType"],
-                "id": resource["id"],
-                "version_id": 1,
-                "created_at": now,
-                "last_updated": now,
-                "deleted": False,
-                "content": content,
-                "content_hash": hashlib.sha256(content).hexdigest(),
-            }
-        )
-    async with engine.begin() as connection:
-        await connection.execute(insert(StoredResource), rows)
+def _validated_row(resource: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    resource_model(resource["resourceType"]).model_validate(resource)
+    content = orjson.dumps(resource)
+    return {
+        "resource_type": resource["resourceType"],
+        "id": resource["id"],
+        "version_id": 1,
+        "created_at": now,
+        "last_updated": now,
+        "deleted": False,
+        "content": content,
+        "content_hash": hashlib.sha256(content).hexdigest(),
+    }
+
+
+def _answer(rows: list[dict[str, Any]]) -> Response:
     entries = [
         {"response": {"status": "201 Created", "location": f"{r['resource_type']}/{r['id']}"}}
         for r in rows
     ]
     body = {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
     return Response(orjson.dumps(body), media_type="application/fhir+json")
+
+
+@app.post("/fhir")
+async def create(request: Request) -> Response:
+    bundle = orjson.loads(await request.body())
+    now = utcnow()
+    resources = [{**entry["resource"], "id": str(uuid.uuid4())} for entry in bundle["entry"]]
+    rows = [_validated_row(resource, now) for resource in resources]
+    async with engine.begin() as connection:
+        await connection.execute(insert(StoredResource), rows)
+    return _answer(rows)
+
+
+@app.post("/floor/fhir")
+async def create_with_obligations(request: Request) -> Response:
+    bundle = orjson.loads(await request.body())
+    now = utcnow()
+    resources = [{**entry["resource"], "id": str(uuid.uuid4())} for entry in bundle["entry"]]
+    targets = [f"{r['resourceType']}/{r['id']}/_history/1" for r in resources]
+    change = CaseChange(str(uuid.uuid4()), now, targets, "CREATE", "client:bench")
+    resources.append(provenance_resource(change))
+    rows = [_validated_row(resource, now) for resource in resources]
+    versions = [{k: row[k] for k in _VERSION_COLUMNS} for row in rows]
+    index = [
+        {"resource_type": r["resourceType"], "resource_id": r["id"], "param": v.param}
+        | {"system": v.system, "value": v.value, "low": v.low, "high": v.high}
+        for r in resources
+        for v in index_values(r["resourceType"], r)
+    ]
+    event = orjson.dumps({"resourceType": "AuditEvent", "entity": targets})
+    audit = {"id": str(uuid.uuid4()), "recorded_at": now, "agent": "client:bench"}
+    audit |= {"action": "C", "interaction": "transaction", "status": 200, "content": event}
+    goal, plan = resources[0], resources[1]
+    case = {"id": plan["id"], "patient_id": plan["subject"]["reference"].split("/")[1]}
+    case |= {"program": Program.nursing, "priority": Priority.routine}
+    case |= {"status": CaseStatus.active, "version": 1}
+    goal_row = {"id": goal["id"], "case_id": case["id"], "description": "Walk unaided"}
+    goal_row |= {"lifecycle_status": GoalLifecycle.active, "version": 1}
+    history = {"case_id": case["id"], "actor": "client:bench", "action": "create"}
+    history |= {"entity": "goal", "entity_id": goal["id"]}
+    async with engine.begin() as connection:
+        await connection.execute(insert(Case), [case])
+        await connection.execute(insert(Goal), [goal_row])
+        await connection.execute(insert(CaseEvent), [history])
+        await connection.execute(insert(StoredResource), rows)
+        await connection.execute(insert(ResourceVersion), versions)
+        await connection.execute(insert(SEARCH_INDEX), index)
+        await connection.execute(insert(AuditRecord), [audit])
+    return _answer(rows[:-1])
+
+
+_VERSION_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "deleted", "content")

@@ -104,6 +104,7 @@ async def run(url: str, creates: int, profile: bool) -> None:
 
     profiler = cProfile.Profile()
     started = time.perf_counter()
+    cpu = time.process_time()
     if profile:
         profiler.enable()
     for _ in range(creates):
@@ -111,9 +112,15 @@ async def run(url: str, creates: int, profile: bool) -> None:
     if profile:
         profiler.disable()
     elapsed = time.perf_counter() - started
-    print(f"\n{creates} creates in {elapsed:.2f}s: {creates / elapsed:.0f}/s (one at a time)")
+    cpu = time.process_time() - cpu
+    print(
+        f"\n{creates} creates in {elapsed:.2f}s: {creates / elapsed:.0f}/s (one at a time),"
+        f" {1000 * cpu / creates:.2f} ms of CPU each"
+    )
     if profile:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(
+            int(os.environ.get("TOP", "30"))
+        )
     await database.dispose()
 
 

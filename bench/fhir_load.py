@@ -4,12 +4,15 @@ In one run it measures three servers, each one uvicorn process on 127.0.0.1:
 
 - CaseBridge (`service.main:app`), with a real SMART access token on every request;
 - the ceiling: `bench/ceiling_app.py`, the same stored bytes from the same database, bare; for
-  creates, the same transaction's resources validated and inserted in one transaction;
+  creates, the same transaction's resources validated and inserted in one transaction; and the
+  "floor" of a create: that, plus the version rows, Provenance, search index and AuditEvent row
+  that FHIR and the brief oblige (same app, `/floor/fhir`);
 - a peer FHIR server, sekmet-fhir (`sekmet serve`), loaded with the same CarePlans.
 
 It prints requests/s (the median of `--runs` wrk runs per operation) and the ratios
-CaseBridge/ceiling and CaseBridge/peer. Targets: reads ≥ 0.9x the ceiling and ≥ 3x the peer;
-a transaction create ≥ 0.5x the create ceiling on PostgreSQL.
+CaseBridge/ceiling and CaseBridge/peer, and for creates floor/ceiling and CaseBridge/floor.
+Targets: reads ≥ 0.9x the ceiling and ≥ 3x the peer; a transaction create ≥ 0.5x the create
+ceiling on PostgreSQL (docs/fhir-api.md: what the floor says of that target).
 The machine is shared and noisy: compare ratios from one run, not figures across runs.
 
     python -m bench.fhir_load [--cases 200] [--seconds 5] [--connections 16] [--runs 3]
@@ -324,6 +327,11 @@ def main() -> None:
                     {},
                     post_script(directory, "ceiling", create, "application/fhir+json"),
                 ),
+                "floor": (
+                    f"{ceiling}/floor/fhir",
+                    {},
+                    post_script(directory, "floor", create, "application/fhir+json"),
+                ),
                 "peer": (
                     f"{peer}/fhir/Goal",
                     {},
@@ -356,9 +364,17 @@ def main() -> None:
                 f"{ratio_text:>12}{cb / peer_rate:>8.2f}x",
                 flush=True,
             )
+            if floor := rates.get("floor"):
+                share = f"{floor / ceiling_rate:.2f}x" if ceiling_rate else "-"
+                print(
+                    f"{'  its floor':<14}{'':>12}{floor:>10.0f}{'':>10}"
+                    f"{share:>12}  (floor/ceiling); CaseBridge/floor {cb / floor:.2f}x",
+                    flush=True,
+                )
         print(
             "\ncreate: CaseBridge runs a 2-entry transaction (a new case, projected and"
-            " audited); the ceiling validates and inserts the same 2 resources; the peer a"
+            " audited); the ceiling validates and inserts the same 2 resources; the floor adds"
+            " their versions, a Provenance, the search index and an AuditEvent row; the peer a"
             " single Goal POST."
         )
 

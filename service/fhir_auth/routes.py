@@ -53,7 +53,9 @@ ADVERTISED_RESOURCE_TYPES = (
     "CareTeam",
     "Condition",
     "Goal",
+    "Organization",
     "Patient",
+    "Practitioner",
     "Provenance",
     "ServiceRequest",
 )

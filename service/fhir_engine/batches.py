@@ -22,12 +22,13 @@ from mappings import fhir_json
 from service.audit.events import AccessFacts
 from service.errors import BadRequest, CaseBridgeError
 from service.fhir_auth.principal import FhirPrincipal
+from service.fhir_engine.patches import JSON_PATCH, binary_patch
 from service.fhir_engine.request import FhirOutcome, FhirRequest, request_from_url
 from service.fhir_engine.responses import FHIR_JSON, outcome, outcome_of
 
 log = logging.getLogger(__name__)
 
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE"})
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 # Bundle.entry.request element -> the HTTP header it stands for.
 CONDITIONAL_HEADERS = {
     "ifMatch": "if-match",
@@ -137,6 +138,9 @@ def _entry_request(entry: Any, index: int, base_url: str, forwarded: dict[str, s
             )
         body = fhir_json.dumps(entry["resource"])
         headers["content-type"] = FHIR_JSON
+    elif method == "PATCH":
+        body = binary_patch(entry.get("resource"), where)
+        headers["content-type"] = JSON_PATCH
     try:
         return request_from_url(method, url, headers=headers, body=body, base_url=base_url)
     except CaseBridgeError as error:

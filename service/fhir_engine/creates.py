@@ -7,8 +7,9 @@ What a lone resource means for a case:
 - a **ServiceRequest**, **Goal**, **Condition** or **CareTeam** joins a case, or opens one in
   `referral` status (`intake` says which): a ServiceRequest is a referral intake.
 
-Provenance is the service's own record; creating one is refused with a 422 that says so. The
-server assigns ids; a client's `id` is ignored, as FHIR requires of create.
+Provenance, Practitioner and Organization are the service's own records (`read_only`);
+creating one is refused with a 422 that says so. The server assigns ids; a client's `id` is
+ignored, as FHIR requires of create.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from service.fhir_engine.intake import JOINABLE, case_for
 from service.fhir_engine.need_and_team_writes import add_condition, set_care_team
 from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_engine.patient_writes import create_patient_resource
+from service.fhir_engine.read_only import read_only_reason
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected, create_case
 from service.fhir_store.locks import lock_conditional_create
@@ -63,8 +65,10 @@ async def create_resource(
 ) -> Created:
     if resource_type not in CREATABLE:
         raise UnprocessableEntity(
-            f"a {resource_type} is not created on its own here; send it with its case as a "
-            "transaction Bundle",
+            f"a {resource_type} is not created here: {why}"
+            if (why := read_only_reason(resource_type))
+            else f"a {resource_type} is not created on its own here; send it with its case as "
+            "a transaction Bundle",
             extra={"expression": [resource_type]},
         )
     resource = json_body(body)

@@ -17,7 +17,7 @@ answers as the first delete did (R4: "has no effect ... 200 OK or 204 No Content
   (`service.cases.team_and_transitions.dismiss_team`), the CareTeam reads 410 and the CarePlan
   no longer names it; a team exchanged with an EHR is refused with 409 (its members leave one
   by one, by being sent inactive in a PUT).
-- Provenance is history: 405.
+- Provenance, Practitioner and Organization are the service's own records (`read_only`): 405.
 
 Conditional delete (`DELETE Type?params`, R4 http.html#3.1.0.7.1) deletes the one match; with
 none it changes nothing (204); with several it is a 412 (R4 lets a server refuse to delete
@@ -47,6 +47,7 @@ from service.errors import (
     PreconditionFailed,
 )
 from service.fhir_auth.principal import FhirPrincipal, Interaction
+from service.fhir_engine.read_only import read_only_reason
 from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
 from service.fhir_store.repository import latest
@@ -63,15 +64,11 @@ from service.plans.models import (
 )
 
 DELETABLE = frozenset({"Goal", "ServiceRequest", "Condition", "CarePlan", "Patient", "CareTeam"})
-# Why the others are not deleted on their own.
-NOT_DELETABLE = {
-    "Provenance": "a Provenance is the history of the records it names",
-}
 
 
 def _check_deletable(resource_type: str) -> None:
     if resource_type not in DELETABLE:
-        why = NOT_DELETABLE.get(resource_type, "it follows its case")
+        why = read_only_reason(resource_type) or "it follows its case"
         raise MethodNotAllowed(f"a {resource_type} is not deleted here: {why}")
 
 

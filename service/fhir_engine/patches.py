@@ -2,14 +2,20 @@
 applied to the current version, and the result goes the way of a PUT (`updates`), so every
 domain rule, `If-Match` and the fidelity warnings apply to it as to an update. FHIRPath Patch
 (a Parameters body) and XML Patch are not served: their content types are a 415 at the HTTP
-edge.
+edge, and a Parameters in a Bundle's PATCH entry is a 400 that says so.
 
 A patch is a change to the version it reads, so that read comes after the lock a write of the
 resource takes (`lock_patched`): a change committed in between would otherwise be reverted by
-the patched whole, where a PUT without If-Match replaces the whole by design."""
+the patched whole, where a PUT without If-Match replaces the whole by design.
+
+In a batch or transaction, a PATCH entry carries its patch as a Binary resource (R4
+http.html#patch: "the patch document is carried in a Binary resource"), read by
+`binary_patch`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import jsonpatch
@@ -19,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mappings import fhir_json
 from service.cases.service import load_case
 from service.errors import BadRequest, Gone, UnprocessableEntity
+from service.fhir_auth.principal import FhirPrincipal, Interaction
 from service.fhir_engine.responses import json_body
+from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
 from service.patients.repository import lock_patient
 
@@ -37,6 +45,49 @@ async def lock_patched(session: AsyncSession, stored: StoredResource) -> None:
     await session.refresh(stored)
     if stored.deleted:
         raise Gone(f"{stored.resource_type}/{stored.id} was deleted")
+
+
+def binary_patch(resource: Any, where: str) -> bytes:
+    """The JSON Patch a Bundle's PATCH entry carries in its Binary `resource`."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Binary":
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        served = "FHIRPath Patch (Parameters) is not served here; " if kind == "Parameters" else ""
+        raise BadRequest(
+            f"{served}a PATCH entry's resource is a Binary holding a JSON Patch "
+            f"({JSON_PATCH}, R4 http.html#patch)",
+            extra={"expression": [f"{where}.resource"]},
+        )
+    if str(resource.get("contentType", "")).split(";")[0].strip().lower() != JSON_PATCH:
+        raise BadRequest(
+            f"a PATCH entry's Binary.contentType must be {JSON_PATCH}",
+            extra={"expression": [f"{where}.resource.contentType"]},
+        )
+    data = resource.get("data")
+    try:
+        if not isinstance(data, str):
+            raise ValueError
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(
+            "a PATCH entry's Binary.data must be the JSON Patch, base64-encoded",
+            extra={"expression": [f"{where}.resource.data"]},
+        ) from exc
+
+
+async def patched_current(
+    session: AsyncSession,
+    principal: FhirPrincipal,
+    resource_type: str,
+    resource_id: str,
+    body: bytes,
+    content_type: str | None,
+) -> bytes:
+    """The body of the update a PATCH makes: the patch applied to the current version, read
+    under the lock every write of the resource meets (`lock_patched`)."""
+    stored = await repository.current(session, resource_type, resource_id)
+    principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
+    await lock_patched(session, stored)
+    return patched(stored.content, body, content_type)
 
 
 def patched(current: bytes, body: bytes, content_type: str | None) -> bytes:

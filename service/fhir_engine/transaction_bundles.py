@@ -1,11 +1,12 @@
-"""`POST /fhir` with a transaction Bundle: POST, PUT, DELETE and GET entries, plain or
+"""`POST /fhir` with a transaction Bundle: POST, PUT, PATCH, DELETE and GET entries, plain or
 conditional, all or nothing (FHIR R4 http.html#transaction).
 
-- The entries run in the order R4 gives (http.html#trules): DELETE, then POST, then PUT, then
-  GET. All of them run in the request's one unit of work: the first entry that fails rolls
-  back every other, and the OperationOutcome names it. A GET entry is a read (`Type/id`) or a
-  search (`Type?params`), answered by the engine as if sent alone (the same scope checks, and
-  its own audit record), on the transaction's connection, so it sees the entries' writes.
+- The entries run in the order R4 gives (http.html#trules): DELETE, then POST, then PUT and
+  PATCH, then GET. All of them run in the request's one unit of work: the first entry that
+  fails rolls back every other, and the OperationOutcome names it. A GET entry is a read
+  (`Type/id`) or a search (`Type?params`), answered by the engine as if sent alone (the same
+  scope checks, and its own audit record), on the transaction's connection, so it sees the
+  entries' writes.
 - POST entries that carry a CarePlan are one new case (`transactions.store_case_entries`).
   Otherwise each POST entry is created as if sent alone (`creates`: a Patient is a local
   patient, a ServiceRequest a referral intake, a Goal, Condition or CareTeam joins or opens
@@ -15,6 +16,9 @@ conditional, all or nothing (FHIR R4 http.html#transaction).
   `ifMatch`; DELETE entries delete (`deletes`: `Type/id`, or conditional `Type?params`), with
   the same rules as the single interactions. References to other entries' fullUrls are
   rewritten to the ids they got.
+- PATCH entries carry a JSON Patch in a Binary (`patches.binary_patch`), applied to the
+  current version (as the transaction's earlier entries left it) and then updated like a PUT
+  entry, with `ifMatch`.
 """
 
 from __future__ import annotations
@@ -29,14 +33,15 @@ from mappings.unkept_elements import unkept_elements
 from service.db.unit_of_work import UnitOfWork
 from service.errors import BadRequest, CaseBridgeError
 from service.fhir_auth.principal import FhirPrincipal
-from service.fhir_engine import creates, deletes, updates
+from service.fhir_engine import creates, deletes, patches, updates
 from service.fhir_engine.batches import bundle_entries
+from service.fhir_engine.patches import JSON_PATCH, binary_patch
 from service.fhir_engine.request import FhirRequest, request_from_url
 from service.fhir_engine.transactions import CASE_TYPES, CaseEntry, FhirRejected, store_case_entries
 from service.fhir_store.models import StoredResource
 
 # FHIR R4 http.html#trules: deletes, then creates, then updates, then reads.
-ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3}
 # A GET entry's answer: the entry of the response Bundle (resource and response).
 Read = Callable[[FhirRequest], Awaitable[dict[str, Any]]]
 # Lone creates: what others may name comes first (a Goal names its Patient and Conditions).
@@ -55,6 +60,7 @@ class Step:
     if_none_exist: str | None
     if_match: str | None
     read: FhirRequest | None = None  # a GET entry's interaction
+    patch: bytes | None = None  # a PATCH entry's JSON Patch
 
     @property
     def where(self) -> str:
@@ -106,9 +112,12 @@ def _steps(bundle: Any, max_entries: int, base_url: str = "") -> list[Step]:
         if method not in ORDER:
             raise BadRequest(
                 f"{where}.request.method {method!r} is not served in a transaction here "
-                "(POST, PUT, DELETE, GET)",
+                "(POST, PUT, PATCH, DELETE, GET)",
                 extra={"expression": [f"{where}.request.method"]},
             )
+        patch = None
+        if method == "PATCH":
+            patch, resource = binary_patch(resource, where), None
         if isinstance(resource, dict) and resource.get("resourceType") not in CASE_TYPES:
             raise FhirRejected(
                 f"{resource.get('resourceType')} is not part of a case",
@@ -132,10 +141,10 @@ def _steps(bundle: Any, max_entries: int, base_url: str = "") -> list[Step]:
                 f"({', '.join(sorted(CASE_TYPES))})",
                 extra={"expression": [f"{where}.request.url"]},
             )
-        if method == "DELETE":
+        if method in ("DELETE", "PATCH"):
             if target.id is None and not target.query:
                 raise BadRequest(
-                    "a DELETE entry names one resource (Type/id) or its criteria (Type?params)",
+                    f"a {method} entry names one resource (Type/id) or its criteria (Type?params)",
                     extra={"expression": [f"{where}.request.url"]},
                 )
         elif not isinstance(resource, dict):
@@ -170,6 +179,7 @@ def _steps(bundle: Any, max_entries: int, base_url: str = "") -> list[Step]:
                 _text(entry.get("fullUrl"), f"{where}.fullUrl"),
                 _text(request.get("ifNoneExist"), f"{where}.request.ifNoneExist"),
                 _text(request.get("ifMatch"), f"{where}.request.ifMatch"),
+                patch=patch,
             )
         )
     return steps
@@ -201,6 +211,8 @@ async def process_transaction(
     for step in steps:
         if step.method == "PUT":
             responses[step.index] = await _update(session, principal, step, references)
+        elif step.method == "PATCH":
+            responses[step.index] = await _patch(session, principal, step)
     reads: dict[int, dict[str, Any]] = {}
     for step in steps:
         if step.read is not None:
@@ -267,6 +279,23 @@ async def _update(
     except CaseBridgeError as exc:
         raise _at(exc, step) from exc
     return _written(row, "200 OK", resource)
+
+
+async def _patch(session: UnitOfWork, principal: FhirPrincipal, step: Step) -> dict[str, Any]:
+    assert step.patch is not None
+    try:
+        resource_id = step.resource_id or await updates.resolve_conditional(
+            session, step.resource_type, step.query
+        )
+        body = await patches.patched_current(
+            session, principal, step.resource_type, resource_id, step.patch, JSON_PATCH
+        )
+        row = await updates.update_resource(
+            session, principal, step.resource_type, resource_id, body, step.if_match
+        )
+    except CaseBridgeError as exc:
+        raise _at(exc, step) from exc
+    return _written(row, "200 OK", fhir_json.loads(body))
 
 
 def _written(row: StoredResource, status: str, received: dict[str, Any]) -> dict[str, Any]:

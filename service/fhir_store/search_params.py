@@ -110,6 +110,18 @@ SEARCH_PARAMS: dict[str, dict[str, SearchParam]] = {
             _param("birthdate", _D, "birthDate"),
             _param("gender", _T, "gender"),
         ),
+        # The people a case names (mappings.to_fhir.people): read-only here. US Core
+        # Practitioner and Organization name `identifier` and `name` as their searches.
+        "Practitioner": (
+            _param("identifier", _T, "identifier"),
+            _param("family", _S, "name.family"),
+            _param("given", _S, "name.given"),
+            _param("name", _S, "name.family", "name.given", "name.text"),
+        ),
+        "Organization": (
+            _param("identifier", _T, "identifier"),
+            _param("name", _S, "name", "alias"),
+        ),
         "Provenance": (
             _param("target", _R, "target"),
             _param("patient", _R, "target", target="Patient"),

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from service.app import SchemaOutOfDate, create_app
@@ -100,3 +102,56 @@ def test_every_revision_id_fits_the_version_table() -> None:
     script = ScriptDirectory.from_config(alembic_config())
     too_long = [r.revision for r in script.walk_revisions() if len(r.revision) > 32]
     assert too_long == []
+
+
+def _to(revision: str) -> Any:
+    def move(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        if revision == "heads":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+
+    return move
+
+
+async def test_the_people_search_index_migration_indexes_the_people_stored_before(
+    empty_database_url: str,
+) -> None:
+    """0028: Practitioners and the Organization stored before `/fhir` searched them get their
+    index rows, from their stored bytes; downgrading takes the rows away again."""
+    engine = create_engine(settings_for(empty_database_url))
+    practitioner = {
+        "resourceType": "Practitioner",
+        "id": "p1",
+        "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
+        "name": [{"family": "Lee", "given": ["Ana"]}],
+    }
+    rows = "SELECT param, system, value FROM fhir_search_index WHERE resource_id = 'p1'"
+    try:
+        await upgrade_to_head(engine)
+        async with engine.begin() as connection:
+            await connection.run_sync(_to("0027_idempotency_audit"))
+            await connection.execute(
+                text(
+                    "INSERT INTO fhir_resources (resource_type, id, version_id, created_at,"
+                    " last_updated, deleted, content, content_hash) VALUES ('Practitioner',"
+                    " 'p1', 1, :now, :now, false, :content, 'x')"
+                ),
+                {"now": dt.datetime.now(dt.UTC), "content": orjson.dumps(practitioner)},
+            )
+            assert (await connection.execute(text(rows))).all() == []
+            await connection.run_sync(_to("heads"))
+            indexed = {tuple(row) for row in await connection.execute(text(rows))}
+            assert indexed == {
+                ("identifier", "http://hl7.org/fhir/sid/us-npi", "1234567893"),
+                ("family", None, "lee"),
+                ("given", None, "ana"),
+                ("name", None, "lee"),
+                ("name", None, "ana"),
+            }
+            await connection.run_sync(_to("0027_idempotency_audit"))
+            assert (await connection.execute(text(rows))).all() == []
+    finally:
+        await engine.dispose()

@@ -123,7 +123,8 @@ async def test_each_entry_is_audited(
 @pytest.mark.parametrize(
     ("entry", "expression"),
     [
-        ({"request": {"method": "PATCH", "url": "Goal/x"}}, "Bundle.entry[0].request.method"),
+        ({"request": {"method": "TRACE", "url": "Goal/x"}}, "Bundle.entry[0].request.method"),
+        ({"request": {"method": "PATCH", "url": "Goal/x"}}, "Bundle.entry[0].resource"),
         ({"request": {"method": "GET", "url": "https://elsewhere.example/Goal/1"}}, None),
         ({"request": {"method": "POST", "url": ""}, "resource": {}}, None),
         ({"request": {"method": "GET", "url": "Patient/../../api/cases"}}, None),
