@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, nullcontext, suppress
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -39,6 +40,26 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class _SqliteConnection(sqlite3.Connection):
+    """A connection whose close ends its transaction first.
+
+    A task cancelled while its statement runs in aiosqlite's thread (a pull stopped by a
+    shutdown) makes SQLAlchemy invalidate the connection and close it, without a rollback. When
+    that statement had rows left to step through (a SELECT, an INSERT ... RETURNING), its cursor
+    lives on in the cancelled task's traceback, and SQLite's close_v2 leaves a connection with
+    an unfinished statement open as a "zombie" until it is finalized (sqlite.org/c3ref/
+    close.html): the transaction, and with it SQLite's one write lock, stayed until the garbage
+    collector took the cursor, and every other writer waited its busy timeout and failed with
+    "database is locked". A rollback first ends the transaction whatever cursors remain; it runs
+    in the driver's thread, after the interrupted statement, on every path that closes."""
+
+    def close(self) -> None:
+        with suppress(sqlite3.Error):  # closed already: nothing left to end
+            if self.in_transaction:
+                self.rollback()
+        super().close()
+
+
 def _begin_sqlite(connection: Any) -> None:
     """`BEGIN IMMEDIATE` for write transactions (the SQLAlchemy docs' recipe for pysqlite, in
     the "begin" event): they take SQLite's one write lock before their first read, so two
@@ -65,7 +86,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         if make_url(settings.database_url).database in (None, "", ":memory:"):
             pool = {}  # one shared in-memory connection (SQLAlchemy's StaticPool): no sizes
-        engine = create_async_engine(settings.database_url, **pool)
+        engine = create_async_engine(
+            settings.database_url, connect_args={"factory": _SqliteConnection}, **pool
+        )
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         event.listen(engine.sync_engine, "begin", _begin_sqlite)
         return engine
