@@ -241,6 +241,9 @@ class PullRunner:
             await self._finish(job_id, token, PullState.failed, failure=f"the job failed: {exc!r}")
         finally:
             keeper.cancel()
+            # Its renewal's rollback ends before this job does (and before `close()` returns
+            # and the engine is disposed); `wait` neither raises nor re-raises its cancel.
+            await asyncio.wait([keeper])
 
     async def _keep_lease(self, job_id: str, token: str, job_task: asyncio.Task[None]) -> None:
         """Renew the lease at a third of its length while the job runs; stop the job when the
