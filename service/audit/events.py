@@ -47,6 +47,52 @@ class AccessFacts:
     # Further resources touched, as references ("CarePlan/<id>" of a case's record read).
     entities: list[str] = field(default_factory=list)
 
+    def as_json(self) -> dict[str, Any]:
+        """The facts as JSON, kept with a stored answer that may be served again."""
+        return {
+            "interaction": self.interaction,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "patient_ids": sorted(self.patient_ids),
+            "query": self.query,
+            "agent": self.agent,
+            "entities": list(self.entities),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AccessFacts:
+        return cls(
+            data["interaction"],
+            data.get("resource_type"),
+            data.get("resource_id"),
+            patient_ids=set(data.get("patient_ids", ())),
+            query=data.get("query"),
+            agent=data.get("agent"),
+            entities=list(data.get("entities", ())),
+        )
+
+
+@dataclass
+class Disclosure:
+    """What one answer disclosed, for its audit: the interaction's facts, and those of the
+    entries audited as interactions of their own (a transaction's GET entries, a batch's
+    entries that changed nothing), each with its status. Kept with an `Idempotency-Key`'s
+    answer, so that a replay, which discloses it again, is audited as the first answer was."""
+
+    facts: AccessFacts
+    entries: list[tuple[AccessFacts, int]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "facts": self.facts.as_json(),
+            "entries": [{"facts": f.as_json(), "status": s} for f, s in self.entries],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Disclosure:
+        entries = [(AccessFacts.from_json(e["facts"]), int(e["status"])) for e in data["entries"]]
+        return cls(AccessFacts.from_json(data["facts"]), entries)
+
 
 @dataclass(frozen=True)
 class AuditEntry:

@@ -10,7 +10,9 @@ same request again with the same key and gets the first answer, never a second r
 - A **replay** with the same method, path and body gets the stored answer; the same key with
   another request is refused (422). A replay that arrives while the first is still working
   waits for its answer (polling, up to `WAIT_SECONDS`; then 409, as the draft answers a key
-  in use).
+  in use). What the answer disclosed (`Disclosure`: the interaction, and each entry audited
+  on its own, such as a transaction's GET entries) is stored with it, so that a replay, which
+  discloses it again, is audited as the first answer was.
 - A request whose work **fails** (any error) deletes its reservation: errors are not
   remembered, and a retry runs afresh. A process that dies mid-work leaves its reservation
   until the lease (`LEASE_SECONDS`) runs out; the work it did not commit is gone with it, and
@@ -38,6 +40,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.audit.events import Disclosure
 from service.db.base import utcnow
 from service.db.session import Database, DatabaseDep
 from service.errors import BadRequest, Conflict, UnprocessableEntity
@@ -69,19 +72,26 @@ class Idempotency:
     key: str | None = None
     token: str | None = None  # set while this request holds the key
     replay: Response | None = None
+    # What the replayed answer disclosed; None for answers stored before it was kept.
+    replay_disclosed: Disclosure | None = None
     answered: bool = False
 
-    async def remember(self, response: Response, session: AsyncSession | None = None) -> Response:
-        """Store `response` as the key's answer and return it. Pass the work's `session` when
-        there is one, so the answer commits with the work; without it the answer is stored in
-        a transaction of its own."""
+    async def remember(
+        self,
+        response: Response,
+        disclosed: Disclosure | None,
+        session: AsyncSession | None = None,
+    ) -> Response:
+        """Store `response` as the key's answer, with what it `disclosed`, and return it. Pass
+        the work's `session` when there is one, so the answer commits with the work; without
+        it the answer is stored in a transaction of its own."""
         if self.key is None or self.token is None:
             return response
         if session is not None:
-            stored = await self._complete(session, response)
+            stored = await self._complete(session, response, disclosed)
         else:
             async with self.database.transaction() as own:
-                stored = await self._complete(own, response)
+                stored = await self._complete(own, response, disclosed)
         if not stored:
             raise IdempotencyKeyInUse(
                 "this request outlived its hold on the Idempotency-Key and another request "
@@ -91,7 +101,9 @@ class Idempotency:
         self.answered = True
         return response
 
-    async def _complete(self, session: AsyncSession, response: Response) -> bool:
+    async def _complete(
+        self, session: AsyncSession, response: Response, disclosed: Disclosure | None
+    ) -> bool:
         assert self.key is not None
         assert self.token is not None
         return await repository.complete(
@@ -103,6 +115,7 @@ class Idempotency:
             headers={k: v for k, v in response.headers.items() if k in KEPT_HEADERS},
             body=bytes(response.body),
             expires_at=utcnow() + _kept(self.database),
+            audit=None if disclosed is None else disclosed.as_json(),
         )
 
 
@@ -131,13 +144,19 @@ def _fingerprint(request: Request, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def _stored_answer(state: KeyState) -> Response:
+def _stored_answer(state: KeyState) -> tuple[Response, Disclosure | None]:
+    """The key's answer to replay, and what it disclosed."""
     assert state.status_code is not None
-    return Response(state.body or b"", state.status_code, headers=state.headers or {})
+    answer = Response(state.body or b"", state.status_code, headers=state.headers or {})
+    disclosed = None if state.audit is None else Disclosure.from_json(state.audit)
+    return answer, disclosed
 
 
-async def _claim(database: Database, principal: str, key: str, fingerprint: str) -> str | Response:
-    """The token of this request's reservation of the key, or the stored answer to replay.
+async def _claim(
+    database: Database, principal: str, key: str, fingerprint: str
+) -> str | tuple[Response, Disclosure | None]:
+    """The token of this request's reservation of the key, or the stored answer to replay
+    (with what it disclosed).
     Waits while another request holds the key (see the module doc)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_SECONDS
@@ -197,8 +216,11 @@ async def idempotency(
     claimed = await _claim(
         database, principal.subject, key, _fingerprint(request, await request.body())
     )
-    if isinstance(claimed, Response):
-        yield Idempotency(database, principal.subject, key, replay=claimed)
+    if not isinstance(claimed, str):
+        answer, disclosed = claimed
+        yield Idempotency(
+            database, principal.subject, key, replay=answer, replay_disclosed=disclosed
+        )
         return
     held = Idempotency(database, principal.subject, key, token=claimed)
     try:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.audit.events import AccessFacts
+from service.audit.events import AccessFacts, Disclosure
 from service.audit.middleware import (
     change_audited,
     note_access,
@@ -52,11 +52,14 @@ async def _served(
     idempotency: Idempotency | None = None,
 ) -> Response:
     if idempotency is not None and idempotency.replay is not None:
-        # The first answer again: a disclosure like the first, audited as such.
-        note_access(
-            request,
-            AccessFacts(interaction_of(fhir), fhir.resource_type, agent=principal.subject),
+        # The first answer again: a disclosure like the first, audited as the first was (its
+        # GET entries each as its own read).
+        disclosed = idempotency.replay_disclosed or Disclosure(
+            AccessFacts(interaction_of(fhir), fhir.resource_type, agent=principal.subject)
         )
+        for facts, status in disclosed.entries:
+            note_entry_access(request, facts, status)
+        note_access(request, disclosed.facts)
         return idempotency.replay
     kept: list[FhirOutcome] = []
     result = await engine.handle(
@@ -76,7 +79,7 @@ async def _served(
     response = response_of(result)
     if idempotency is not None and not idempotency.answered and result.status < 300:
         # A batch: its entries committed one by one, so its answer is stored after them.
-        response = await idempotency.remember(response)
+        response = await idempotency.remember(response, _disclosed(result))
     return response
 
 
@@ -89,12 +92,20 @@ def _kept_with_change(
 
     async def keep(session: AsyncSession, outcome: FhirOutcome) -> None:
         if held is not None:
-            await held.remember(response_of(outcome), session)
+            await held.remember(response_of(outcome), _disclosed(outcome), session)
         assert outcome.facts is not None  # the engine hands them with the outcome
         await record_with_change(request, session, outcome.facts, outcome.status)
         kept.append(outcome)
 
     return keep
+
+
+def _disclosed(outcome: FhirOutcome) -> Disclosure | None:
+    """What `outcome` discloses, as it was audited (the interaction, and each of its entries:
+    a transaction's GET entries, a batch's entries), kept with an Idempotency-Key's answer."""
+    if outcome.facts is None:
+        return None
+    return Disclosure(outcome.facts, [*outcome.entry_facts, *outcome.kept_entry_facts])
 
 
 @router.post("/{resource_type}/$validate")

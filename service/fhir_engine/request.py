@@ -49,7 +49,8 @@ class FhirRequest:
 class FhirOutcome:
     """The engine's answer. `facts` is what the interaction touched, for its AuditEvent;
     `entry_facts` are those of a batch's entries, each audited as its own interaction, but for
-    the entries whose record was written with their change. `kept`: the caller's keep ran in this
+    the entries whose record was written with their change; those are `kept_entry_facts` (an
+    `Idempotency-Key` replay discloses them again). `kept`: the caller's keep ran in this
     outcome's transaction (it committed, if this outcome is the one handed back)."""
 
     status: int
@@ -57,6 +58,7 @@ class FhirOutcome:
     headers: dict[str, str] = field(default_factory=dict)
     facts: AccessFacts | None = None
     entry_facts: list[tuple[AccessFacts, int]] = field(default_factory=list)
+    kept_entry_facts: list[tuple[AccessFacts, int]] = field(default_factory=list)
     kept: bool = False
 
 

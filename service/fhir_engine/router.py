@@ -526,18 +526,24 @@ class FhirEngine:
             # No session is held here: each entry opens its own (on SQLite, a held write
             # transaction would make the entries wait for it forever).
 
+            changes: list[tuple[AccessFacts, int]] = []
+
             async def handle_entry(entry: FhirRequest, who: FhirPrincipal) -> FhirOutcome:
                 try:
-                    return await self.handle(entry, who, keep=keep_entry)
+                    answer = await self.handle(entry, who, keep=keep_entry)
                 except Exception:
                     await self._audit_failed_entry(entry, who, keep_entry)
                     raise
+                if answer.kept and answer.facts is not None:  # committed with its record
+                    changes.append((answer.facts, answer.status))
+                return answer
 
             content, entry_facts = await process_batch(
                 handle_entry, principal, request, bundle, self.settings.fhir_bundle_max_entries
             )
             result = _bundle(content)
             result.entry_facts = entry_facts
+            result.kept_entry_facts = changes
             return result
         reads: list[tuple[AccessFacts, int]] = []
         async with self.database.unit_of_work() as session:
@@ -570,8 +576,9 @@ class FhirEngine:
                 read,
             )
             result = _bundle(content)
+            # Before `keep`: an Idempotency-Key's answer keeps what its GET entries disclosed.
+            result.entry_facts = reads
             await _kept(keep, session, result, facts)
-        result.entry_facts = reads
         return result
 
 

@@ -29,3 +29,6 @@ class IdempotencyKey(Base):
     status_code: Mapped[int | None]
     headers: Mapped[dict[str, Any] | None]
     body: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # What the answer disclosed (`service.audit.events.Disclosure`): a replay is audited as
+    # the first answer was. NULL on answers stored before it was kept.
+    audit: Mapped[dict[str, Any] | None]

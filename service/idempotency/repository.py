@@ -28,6 +28,7 @@ class KeyState:
     status_code: int | None
     headers: dict[str, Any] | None
     body: bytes | None
+    audit: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ async def key_state(session: AsyncSession, principal: str, key: str) -> KeyState
                 _key.status_code,
                 _key.headers,
                 _key.body,
+                _key.audit,
             ).where(_this(principal, key))
         )
     ).one_or_none()
@@ -102,7 +104,7 @@ async def take_over(
                 _key.status_code.is_(None) & (_key.lease_until <= now),
             ),
         )
-        .values(**asdict(reservation), status_code=None, headers=None, body=None)
+        .values(**asdict(reservation), status_code=None, headers=None, body=None, audit=None)
     )
     return _rowcount(result) == 1
 
@@ -117,12 +119,20 @@ async def complete(
     headers: dict[str, str],
     body: bytes,
     expires_at: dt.datetime,
+    audit: dict[str, Any] | None = None,
 ) -> bool:
-    """Store the answer under the holder's reservation; False if it is no longer held."""
+    """Store the answer (and what it disclosed, for a replay's audit) under the holder's
+    reservation; False if it is no longer held."""
     result = await session.execute(
         update(_keys)
         .where(_this(principal, key), _key.token == token, _key.status_code.is_(None))
-        .values(status_code=status_code, headers=headers, body=body, expires_at=expires_at)
+        .values(
+            status_code=status_code,
+            headers=headers,
+            body=body,
+            audit=audit,
+            expires_at=expires_at,
+        )
     )
     return _rowcount(result) == 1
 

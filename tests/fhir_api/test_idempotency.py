@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import Counter
 
 import httpx
 import orjson
@@ -12,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
+from service.audit.models import AuditPatient, AuditRecord
 from service.db.base import utcnow
 from service.db.session import Database
 from service.fhir_auth.principal import FhirPrincipal, authenticate_fhir
@@ -163,6 +165,61 @@ async def test_transaction_and_batch_replays(
     again = await fhir.post("http://testserver/fhir", content=orjson.dumps(batch), headers=send)
     assert answer(again) == answer(first)
     assert len(await goal_ids(client, cases[0]["id"])) == 2  # the bundle's goal and this one
+
+
+Audited = tuple[str, str | None, str | None, int, tuple[str, ...]]
+
+
+async def fhir_audit(database: Database) -> list[Audited]:
+    """The `/fhir` caller's AuditEvents: interaction, type, id, status and patients."""
+    async with database.transaction(write=False) as session:
+        rows = (
+            await session.execute(
+                select(
+                    AuditRecord.id,
+                    AuditRecord.interaction,
+                    AuditRecord.resource_type,
+                    AuditRecord.resource_id,
+                    AuditRecord.status,
+                ).where(AuditRecord.agent == "test-client")
+            )
+        ).all()
+        links = await session.execute(select(AuditPatient.event_id, AuditPatient.patient_id))
+    patients: dict[str, list[str]] = {}
+    for event_id, patient_id in links:
+        patients.setdefault(event_id, []).append(patient_id)
+    return sorted(
+        (interaction, kind, resource_id, status, tuple(sorted(patients.get(event_id, []))))
+        for event_id, interaction, kind, resource_id, status in rows
+    )
+
+
+async def test_a_replay_audits_what_it_discloses_as_the_first_answer_did(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes, database: Database
+) -> None:
+    case = await open_case(client)
+    patient = case["patient_id"]
+    reads = [
+        {"request": {"method": "GET", "url": f"CarePlan/{case['id']}"}},
+        {"request": {"method": "GET", "url": f"Goal?patient={patient}"}},
+    ]
+    create = {"resource": goal(patient), "request": {"method": "POST", "url": "Goal"}}
+    for kind in ("transaction", "batch"):
+        bundle = orjson.dumps({"resourceType": "Bundle", "type": kind, "entry": [create, *reads]})
+        send = {"Idempotency-Key": kind, "Content-Type": "application/fhir+json"}
+        before = Counter(await fhir_audit(database))
+        first = await fhir.post("http://testserver/fhir", content=bundle, headers=send)
+        assert first.status_code == 200, first.text
+        after_first = Counter(await fhir_audit(database))
+        first_events = sorted((after_first - before).elements())
+        again = await fhir.post("http://testserver/fhir", content=bundle, headers=send)
+        assert answer(again) == answer(first)
+        replay_events = sorted((Counter(await fhir_audit(database)) - after_first).elements())
+        # The GET entries' reads (with the patient they disclose) are audited again, as is
+        # everything else the first answer was audited for.
+        assert ("read", "CarePlan", case["id"], 200, (patient,)) in replay_events
+        assert ("search-type", "Goal", None, 200, (patient,)) in replay_events
+        assert replay_events == first_events, kind
 
 
 async def test_concurrent_requests_with_one_key_make_one_resource(
