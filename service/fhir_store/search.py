@@ -28,11 +28,14 @@ MAX_SEARCH_VALUES = 200
 RESULT_PARAMS = frozenset(
     {"_count", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_elements"}
 )
-SORTS = {
-    "_id": (StoredResource.id,),
-    "_lastUpdated": (StoredResource.last_updated, StoredResource.id),
-    "-_lastUpdated": (StoredResource.last_updated.desc(), StoredResource.id.desc()),
+# The keys a page is ordered by (column, descending), per `_sort`; None: creation order.
+SORT_KEYS: dict[str | None, tuple[tuple[str, bool], ...]] = {
+    None: (("created_at", False), ("id", False)),
+    "_id": (("id", False),),
+    "_lastUpdated": (("last_updated", False), ("id", False)),
+    "-_lastUpdated": (("last_updated", True), ("id", True)),
 }
+SORTS = tuple(sort for sort in SORT_KEYS if sort is not None)
 _DATE_PREFIXES = ("eq", "ne", "lt", "le", "gt", "ge", "sa", "eb")
 
 
@@ -306,32 +309,30 @@ def decode_cursor(cursor: str) -> list[Any]:
     return decoded
 
 
+def page_order(sort: str | None, columns: Any) -> list[ColumnElement[Any]]:
+    """The ORDER BY of a page on `columns`: the table's, or those of a subquery that selects
+    `MATCH_COLUMNS`."""
+    return [columns[name].desc() if down else columns[name] for name, down in SORT_KEYS[sort]]
+
+
 def paged(statement: MatchSelect, request: SearchRequest) -> MatchSelect:
     """Order, apply the cursor, and fetch one row more than a page (to know if there is a next)."""
     after = decode_cursor(request.cursor) if request.cursor else None
-    if request.sort == "_id":
-        if after:
-            statement = statement.where(StoredResource.id > after[0])
-        statement = statement.order_by(StoredResource.id)
-    elif request.sort in ("_lastUpdated", "-_lastUpdated"):
-        descending = request.sort.startswith("-")
-        if after:
-            moment = dt.datetime.fromisoformat(after[0])
-            column, key = StoredResource.last_updated, StoredResource.id
-            statement = statement.where(
-                or_(column < moment, and_(column == moment, key < after[1]))
-                if descending
-                else or_(column > moment, and_(column == moment, key > after[1]))
-            )
-        statement = statement.order_by(*SORTS[request.sort])
-    else:
-        if after:
-            moment = dt.datetime.fromisoformat(after[0])
-            column, key = StoredResource.created_at, StoredResource.id
-            statement = statement.where(
-                or_(column > moment, and_(column == moment, key > after[1]))
-            )
-        statement = statement.order_by(StoredResource.created_at, StoredResource.id)
+    if after and request.sort == "_id":
+        statement = statement.where(StoredResource.id > after[0])
+    elif after and request.sort in ("_lastUpdated", "-_lastUpdated"):
+        moment = dt.datetime.fromisoformat(after[0])
+        column, key = StoredResource.last_updated, StoredResource.id
+        statement = statement.where(
+            or_(column < moment, and_(column == moment, key < after[1]))
+            if request.sort.startswith("-")
+            else or_(column > moment, and_(column == moment, key > after[1]))
+        )
+    elif after:
+        moment = dt.datetime.fromisoformat(after[0])
+        column, key = StoredResource.created_at, StoredResource.id
+        statement = statement.where(or_(column > moment, and_(column == moment, key > after[1])))
+    statement = statement.order_by(*page_order(request.sort, StoredResource.__table__.c))
     return statement.limit(request.count + 1) if request.count else statement.where(false())
 
 

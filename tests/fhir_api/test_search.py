@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
 
+from service.db.session import Database
 from service.fhir_store.search import encode_cursor
 from tests.api.case_factory import create_patient, ok, open_case, patch_case
 from tests.fhir_api.conftest import SetScopes, planned_case
@@ -166,6 +172,91 @@ async def test_total_is_counted_unless_the_client_waives_it(
     empty = await search(fhir, "/CarePlan", patient=patient["id"], _count="2", _cursor=past_the_end)
     assert ids(empty) == []
     assert empty["total"] == 3
+
+
+async def test_the_total_is_right_on_either_side_of_a_whole_first_page(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    """A first page that holds every match is its own total (nothing else is counted); one
+    with a next page counts them all. `_include`d resources are not matches."""
+    plans = [await planned_case(client) for _ in range(3)]
+    case_ids = [p["case"]["id"] for p in plans]
+    goal_of = {p["case"]["id"]: p["goal"]["id"] for p in plans}
+    filters: list[dict[str, str]] = [{}, {"status": "active"}]  # unfiltered, then filtered
+    for where in filters:
+        for count in ("2", "3", "4"):
+            for sort in ("", "-_lastUpdated"):
+                for include in ({}, {"_include": "CarePlan:goal"}):
+                    asked = where | include | {"_count": count} | ({"_sort": sort} if sort else {})
+                    bundle = await search(fhir, "/CarePlan", **asked)
+                    assert bundle["total"] == 3, asked
+                    shown = ids(bundle)
+                    next_url = next(
+                        (lk["url"] for lk in bundle["link"] if lk["relation"] == "next"), None
+                    )
+                    assert (next_url is not None) == (int(count) < 3), asked
+                    while next_url:
+                        page = (await fhir.get(next_url)).json()
+                        assert page["total"] == 3, asked
+                        shown += ids(page)
+                        next_url = next(
+                            (lk["url"] for lk in page["link"] if lk["relation"] == "next"), None
+                        )
+                    assert shown == (case_ids[::-1] if sort else case_ids), asked
+                    if include:  # the goals of this page's matches, and no more
+                        expected = sorted(goal_of[case_id] for case_id in ids(bundle))
+                        assert sorted(ids(bundle, "include")) == expected, asked
+        assert (await search(fhir, "/CarePlan", **where, _count="0"))["total"] == 3
+        assert (await search(fhir, "/CarePlan", **where, _summary="count"))["total"] == 3
+    none = await search(fhir, "/CarePlan", status="cancelled", _count="2")
+    assert (none["total"], ids(none)) == (0, [])
+
+
+@contextmanager
+def page_statements(database: Database) -> Iterator[list[tuple[str, Any]]]:
+    """The search page statements run meanwhile (those that select from the resources and
+    count), with their parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool
+    ) -> None:
+        if "fhir_resources" in statement and "count(*)" in statement.lower():
+            seen.append((statement, parameters))
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_a_whole_first_page_does_not_count_the_matches_again(
+    app: FastAPI, fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    """The page and its total are one statement either way; PostgreSQL's plan tells whether
+    the count of every match ran (SQLite's does not say what ran)."""
+    database: Database = app.state.database
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL's EXPLAIN ANALYZE tells which subqueries ran")
+    patient = await create_patient(client)
+    for _ in range(3):
+        await open_case(client, patient_id=patient["id"])
+    for query, whole in (({}, True), ({"patient": patient["id"]}, True), ({}, False)):
+        count = "3" if whole else "2"
+        with page_statements(database) as run:
+            bundle = await search(fhir, "/CarePlan", **query, _count=count)
+        assert bundle["total"] == 3
+        (statement, parameters), *_ = run  # one statement: the page with its total
+        assert len(run) == 1, run
+        async with database.engine.connect() as connection:
+            explained = await connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {statement}", parameters
+            )
+            plan = "\n".join(row[0] for row in explained)
+        counted = re.search(r"InitPlan.*\n\s*->  Aggregate \((actual|never)", plan)
+        assert counted is not None, plan
+        assert (counted.group(1) == "never") is whole, plan
 
 
 async def test_patient_scope_confines_search(
