@@ -23,19 +23,18 @@ from service.fhir_store.models import SearchEntry, StoredResource
 from service.fhir_store.search_params import SEARCH_PARAMS, ParamType, SearchParam, date_range
 
 DEFAULT_COUNT = 50
+# Parameters whose matches are few: resources named by id, or one patient's.
+NARROWING = frozenset({"_id", "patient", "subject"})
 MAX_COUNT = 500
 MAX_SEARCH_VALUES = 200
 RESULT_PARAMS = frozenset(
     {"_count", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_elements"}
 )
-# The keys a page is ordered by (column, descending), per `_sort`; None: creation order.
-SORT_KEYS: dict[str | None, tuple[tuple[str, bool], ...]] = {
-    None: (("created_at", False), ("id", False)),
-    "_id": (("id", False),),
-    "_lastUpdated": (("last_updated", False), ("id", False)),
-    "-_lastUpdated": (("last_updated", True), ("id", True)),
+SORTS = {
+    "_id": (StoredResource.id,),
+    "_lastUpdated": (StoredResource.last_updated, StoredResource.id),
+    "-_lastUpdated": (StoredResource.last_updated.desc(), StoredResource.id.desc()),
 }
-SORTS = tuple(sort for sort in SORT_KEYS if sort is not None)
 _DATE_PREFIXES = ("eq", "ne", "lt", "le", "gt", "ge", "sa", "eb")
 
 
@@ -57,6 +56,9 @@ class SearchRequest:
     sort: str | None = None
     summary_count: bool = False
     want_total: bool = True  # `_total=none` spares the count query of a many-page result
+    # The matches are one patient's resources or named by `_id`: a first page seldom has a
+    # next one, so its rows are counted, not every match (`repository.search_page`).
+    narrow: bool = False
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     cursor: str | None = None
@@ -253,6 +255,8 @@ def parse_search(
             continue
         if name not in ("_cursor", "_format"):
             request.used.append((key, raw))
+        if name in NARROWING and modifier not in ("not", "missing"):
+            request.narrow = True  # a parameter this search applies (unknown ones are not)
     return request
 
 
@@ -309,30 +313,32 @@ def decode_cursor(cursor: str) -> list[Any]:
     return decoded
 
 
-def page_order(sort: str | None, columns: Any) -> list[ColumnElement[Any]]:
-    """The ORDER BY of a page on `columns`: the table's, or those of a subquery that selects
-    `MATCH_COLUMNS`."""
-    return [columns[name].desc() if down else columns[name] for name, down in SORT_KEYS[sort]]
-
-
 def paged(statement: MatchSelect, request: SearchRequest) -> MatchSelect:
     """Order, apply the cursor, and fetch one row more than a page (to know if there is a next)."""
     after = decode_cursor(request.cursor) if request.cursor else None
-    if after and request.sort == "_id":
-        statement = statement.where(StoredResource.id > after[0])
-    elif after and request.sort in ("_lastUpdated", "-_lastUpdated"):
-        moment = dt.datetime.fromisoformat(after[0])
-        column, key = StoredResource.last_updated, StoredResource.id
-        statement = statement.where(
-            or_(column < moment, and_(column == moment, key < after[1]))
-            if request.sort.startswith("-")
-            else or_(column > moment, and_(column == moment, key > after[1]))
-        )
-    elif after:
-        moment = dt.datetime.fromisoformat(after[0])
-        column, key = StoredResource.created_at, StoredResource.id
-        statement = statement.where(or_(column > moment, and_(column == moment, key > after[1])))
-    statement = statement.order_by(*page_order(request.sort, StoredResource.__table__.c))
+    if request.sort == "_id":
+        if after:
+            statement = statement.where(StoredResource.id > after[0])
+        statement = statement.order_by(StoredResource.id)
+    elif request.sort in ("_lastUpdated", "-_lastUpdated"):
+        descending = request.sort.startswith("-")
+        if after:
+            moment = dt.datetime.fromisoformat(after[0])
+            column, key = StoredResource.last_updated, StoredResource.id
+            statement = statement.where(
+                or_(column < moment, and_(column == moment, key < after[1]))
+                if descending
+                else or_(column > moment, and_(column == moment, key > after[1]))
+            )
+        statement = statement.order_by(*SORTS[request.sort])
+    else:
+        if after:
+            moment = dt.datetime.fromisoformat(after[0])
+            column, key = StoredResource.created_at, StoredResource.id
+            statement = statement.where(
+                or_(column > moment, and_(column == moment, key > after[1]))
+            )
+        statement = statement.order_by(StoredResource.created_at, StoredResource.id)
     return statement.limit(request.count + 1) if request.count else statement.where(false())
 
 
