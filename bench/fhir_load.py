@@ -158,40 +158,55 @@ def post_script(directory: Path, name: str, body: bytes, content_type: str) -> P
     return script
 
 
+async def fetch_token(
+    http: httpx.AsyncClient, api_key: str, scopes: str, name: str = "bench"
+) -> str:
+    """A SMART Backend Services access token (SMART App Launch 2.0, client-confidential-
+    asymmetric) from the CaseBridge at `http.base_url`: registers a client with a new P-384
+    key through the admin API, then trades a signed client assertion for a token."""
+    key = ECKey.generate_key("P-384", parameters={"kid": name})
+    client_id = f"{name}-{uuid.uuid4().hex[:8]}"
+    registered = await http.post(
+        "/api/admin/fhir-clients",
+        headers={"X-API-Key": api_key},
+        json={
+            "client_id": client_id,
+            "name": name,
+            "scopes": scopes.split(),
+            "jwks": {"keys": [dict(key.as_dict(private=False))]},
+        },
+    )
+    registered.raise_for_status()
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": str(http.base_url.join("/auth/token")),
+        "exp": now + 240,
+        "jti": uuid.uuid4().hex,
+    }
+    assertion = jwt.encode({"alg": "ES384", "kid": name}, claims, key, algorithms=["ES384"])
+    response = await http.post(
+        "/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "scope": scopes,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        },
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
 def token(base: str) -> str:
-    key = ECKey.generate_key("P-384", parameters={"kid": "bench"})
-    client_id = "bench-" + uuid.uuid4().hex[:8]
-    with httpx.Client(base_url=base, timeout=30) as http:
-        http.post(
-            "/api/admin/fhir-clients",
-            headers={"X-API-Key": API_KEY},
-            json={
-                "client_id": client_id,
-                "name": "bench",
-                "scopes": SCOPES.split(),
-                "jwks": {"keys": [dict(key.as_dict(private=False))]},
-            },
-        ).raise_for_status()
-        now = int(time.time())
-        claims = {
-            "iss": client_id,
-            "sub": client_id,
-            "aud": f"{base}/auth/token",
-            "exp": now + 240,
-            "jti": uuid.uuid4().hex,
-        }
-        assertion = jwt.encode({"alg": "ES384", "kid": "bench"}, claims, key, algorithms=["ES384"])
-        response = http.post(
-            "/auth/token",
-            data={
-                "grant_type": "client_credentials",
-                "scope": SCOPES,
-                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                "client_assertion": assertion,
-            },
-        )
-        response.raise_for_status()
-        return str(response.json()["access_token"])
+    """An access token from the CaseBridge serving at `base` (see `fetch_token`)."""
+
+    async def fetch() -> str:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            return await fetch_token(http, API_KEY, SCOPES)
+
+    return asyncio.run(fetch())
 
 
 async def seed(base: str, cases: int) -> list[dict[str, Any]]:

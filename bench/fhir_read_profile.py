@@ -30,47 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from joserfc import jwt
-from joserfc.jwk import ECKey
+
+from bench.fhir_load import fetch_token
 
 API_KEY = "profile-" + uuid.uuid4().hex
 SCOPES = "system/CarePlan.cruds system/Goal.cruds system/Patient.rs"
-
-
-async def _token(http: httpx.AsyncClient) -> str:
-    key = ECKey.generate_key("P-384", parameters={"kid": "profile"})
-    client_id = "profile-" + uuid.uuid4().hex[:8]
-    registered = await http.post(
-        "/api/admin/fhir-clients",
-        headers={"X-API-Key": API_KEY},
-        json={
-            "client_id": client_id,
-            "name": "profile",
-            "scopes": SCOPES.split(),
-            "jwks": {"keys": [dict(key.as_dict(private=False))]},
-        },
-    )
-    registered.raise_for_status()
-    now = int(time.time())
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": "http://testserver/auth/token",
-        "exp": now + 240,
-        "jti": uuid.uuid4().hex,
-    }
-    assertion = jwt.encode({"alg": "ES384", "kid": "profile"}, claims, key, algorithms=["ES384"])
-    response = await http.post(
-        "/auth/token",
-        data={
-            "grant_type": "client_credentials",
-            "scope": SCOPES,
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": assertion,
-        },
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
 
 
 async def _seed(http: httpx.AsyncClient, cases: int) -> str:
@@ -224,7 +188,8 @@ async def main_async(args: argparse.Namespace, database_url: str) -> None:
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             plan = await _seed(http, args.cases)
-            bearer = {"Authorization": f"Bearer {await _token(http)}"}
+            access_token = await fetch_token(http, API_KEY, SCOPES, name="profile")
+            bearer = {"Authorization": f"Bearer {access_token}"}
             urls = {"read": f"/fhir/CarePlan/{plan}", "search (50)": "/fhir/CarePlan?_count=50"}
         ours = {
             name: await _measure(app, url, bearer, args.requests, statements, args.top)

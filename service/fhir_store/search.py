@@ -23,6 +23,8 @@ from service.fhir_store.models import SearchEntry, StoredResource
 from service.fhir_store.search_params import SEARCH_PARAMS, ParamType, SearchParam, date_range
 
 DEFAULT_COUNT = 50
+# Parameters whose matches are few: resources named by id, or one patient's.
+NARROWING = frozenset({"_id", "patient", "subject"})
 MAX_COUNT = 500
 MAX_SEARCH_VALUES = 200
 RESULT_PARAMS = frozenset(
@@ -54,6 +56,9 @@ class SearchRequest:
     sort: str | None = None
     summary_count: bool = False
     want_total: bool = True  # `_total=none` spares the count query of a many-page result
+    # The matches are one patient's resources or named by `_id`: a first page seldom has a
+    # next one, so its rows are counted, not every match (`repository.search_page`).
+    narrow: bool = False
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     cursor: str | None = None
@@ -250,6 +255,8 @@ def parse_search(
             continue
         if name not in ("_cursor", "_format"):
             request.used.append((key, raw))
+        if name in NARROWING and modifier not in ("not", "missing"):
+            request.narrow = True  # a parameter this search applies (unknown ones are not)
     return request
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
 
+from service.db.session import Database
 from service.fhir_store.search import encode_cursor
 from tests.api.case_factory import create_patient, ok, open_case, patch_case
 from tests.fhir_api.conftest import SetScopes, planned_case
@@ -166,6 +171,103 @@ async def test_total_is_counted_unless_the_client_waives_it(
     empty = await search(fhir, "/CarePlan", patient=patient["id"], _count="2", _cursor=past_the_end)
     assert ids(empty) == []
     assert empty["total"] == 3
+
+
+async def test_the_total_is_right_on_either_side_of_a_whole_first_page(
+    fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    """A first page that holds every match is its own total (nothing else is counted); one
+    with a next page counts them all. `_include`d resources are not matches."""
+    plans = [await planned_case(client) for _ in range(3)]
+    case_ids = [p["case"]["id"] for p in plans]
+    goal_of = {p["case"]["id"]: p["goal"]["id"] for p in plans}
+    filters: list[dict[str, str]] = [{}, {"status": "active"}]  # unfiltered, then filtered
+    for where in filters:
+        for count in ("2", "3", "4"):
+            for sort in ("", "-_lastUpdated"):
+                for include in ({}, {"_include": "CarePlan:goal"}):
+                    asked = where | include | {"_count": count} | ({"_sort": sort} if sort else {})
+                    bundle = await search(fhir, "/CarePlan", **asked)
+                    assert bundle["total"] == 3, asked
+                    shown = ids(bundle)
+                    next_url = next(
+                        (lk["url"] for lk in bundle["link"] if lk["relation"] == "next"), None
+                    )
+                    assert (next_url is not None) == (int(count) < 3), asked
+                    while next_url:
+                        page = (await fhir.get(next_url)).json()
+                        assert page["total"] == 3, asked
+                        shown += ids(page)
+                        next_url = next(
+                            (lk["url"] for lk in page["link"] if lk["relation"] == "next"), None
+                        )
+                    assert shown == (case_ids[::-1] if sort else case_ids), asked
+                    if include:  # the goals of this page's matches, and no more
+                        expected = sorted(goal_of[case_id] for case_id in ids(bundle))
+                        assert sorted(ids(bundle, "include")) == expected, asked
+        assert (await search(fhir, "/CarePlan", **where, _count="0"))["total"] == 3
+        assert (await search(fhir, "/CarePlan", **where, _summary="count"))["total"] == 3
+    none = await search(fhir, "/CarePlan", status="cancelled", _count="2")
+    assert (none["total"], ids(none)) == (0, [])
+
+
+@contextmanager
+def store_reads(database: Database) -> Iterator[list[str]]:
+    """The statements that read the stored resources while the block runs."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "fhir_resources" in statement:
+            seen.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_a_first_page_of_few_matches_is_its_own_total(
+    app: FastAPI, fhir: httpx.AsyncClient, client: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    """One patient's resources, or those named by `_id`, nearly always fit one page: the page
+    is fetched alone and its rows are the total; only a page with a next one is counted."""
+    database: Database = app.state.database
+    patient = await create_patient(client)
+    cases = [(await open_case(client, patient_id=patient["id"]))["id"] for _ in range(3)]
+    await open_case(client)  # another patient's: not a match
+    searches: list[tuple[dict[str, str], str | None]] = [
+        ({"patient": patient["id"]}, None),
+        ({"subject": f"Patient/{patient['id']}"}, None),
+        ({"_id": ",".join(cases)}, None),
+        ({}, patient["id"]),  # a patient-scoped token: its compartment
+    ]
+    for query, compartment in searches:
+        if compartment is None:
+            scopes("system/*.cruds")
+        else:
+            scopes("patient/*.rs", patient=compartment)
+        for count, whole in (("3", True), ("4", True), ("2", False)):
+            with store_reads(database) as run:
+                bundle = await search(fhir, "/CarePlan", **query, _count=count)
+            assert bundle["total"] == 3, (query, count)
+            assert ids(bundle) == cases[: int(count)], (query, count)
+            (page, *counted) = run
+            assert "count(" not in page.lower(), (query, count)
+            assert len(counted) == (0 if whole else 1), (query, count, run)  # then counted
+            if not whole:
+                later = next(lk["url"] for lk in bundle["link"] if lk["relation"] == "next")
+                assert (await fhir.get(later)).json()["total"] == 3
+        waived = await search(fhir, "/CarePlan", **query, _count="2", _total="none")
+        assert "total" not in waived
+        assert (await search(fhir, "/CarePlan", **query, _count="3", _total="none"))["total"] == 3
+        assert (await search(fhir, "/CarePlan", **query, _count="0"))["total"] == 3
+        assert (await search(fhir, "/CarePlan", **query, _summary="count"))["total"] == 3
+    scopes("system/*.cruds")
+    with store_reads(database) as run:
+        everyone = await search(fhir, "/CarePlan", _count="10")
+    assert everyone["total"] == 4
+    assert len(run) == 1  # other first pages still carry their count on the page's query
 
 
 async def test_patient_scope_confines_search(

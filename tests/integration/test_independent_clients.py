@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -121,19 +121,35 @@ class BearerAuth:
         return headers | {"Authorization": f"Bearer {self.token}"}
 
 
-async def test_fhirpy_and_fhirclient_search_read_and_transact(server: str) -> None:
+class Clients(NamedTuple):
+    """The server's base URL, an access token, and the two clients signed in with it."""
+
+    server: str
+    token: str
+    fhirpy: AsyncFHIRClient
+    fhirclient: FHIRServer
+
+
+@pytest.fixture
+async def clients(server: str) -> Clients:
     async with httpx.AsyncClient(base_url=server, timeout=30) as http:
         token = await access_token(http, server)
+    fhirclient = FHIRServer(None, base_uri=f"{server}/fhir/")
+    fhirclient.auth = BearerAuth(token)
+    fhirpy = AsyncFHIRClient(f"{server}/fhir", authorization=f"Bearer {token}")
+    return Clients(server, token, fhirpy, fhirclient)
+
+
+async def test_fhirpy_and_fhirclient_search_read_and_transact(clients: Clients) -> None:
+    server, _token, fhirpy, fhir_server = clients
+    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
         case = await open_case(http)
 
-    fhirpy = AsyncFHIRClient(f"{server}/fhir", authorization=f"Bearer {token}")
     found = await fhirpy.resources("CarePlan").search(patient=case["patient_id"]).fetch()
     assert [plan["id"] for plan in found] == [case["id"]]
     plan = await fhirpy.reference("CarePlan", case["id"]).to_resource()
     assert plan["subject"]["reference"] == f"Patient/{case['patient_id']}"
 
-    fhir_server = FHIRServer(None, base_uri=f"{server}/fhir/")
-    fhir_server.auth = BearerAuth(token)
     read = await asyncio.to_thread(FhirclientCarePlan.read, case["id"], fhir_server)
     assert read.id == case["id"]
     assert read.subject.reference == f"Patient/{case['patient_id']}"
@@ -161,12 +177,79 @@ def _subject(patient_id: str) -> dict[str, str]:
     return {"reference": f"Patient/{patient_id}"}
 
 
-async def test_a_generic_client_writes_each_type_singly_and_in_transactions(server: str) -> None:
+def health_concern(fhirpy: AsyncFHIRClient, patient_id: str, text: str) -> Any:
+    """A US Core health concern (a Condition) of the patient, not saved yet: the first one
+    opens a case."""
+    return fhirpy.resource(
+        "Condition",
+        category=[
+            {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/core/CodeSystem/condition-category",
+                        "code": "health-concern",
+                    }
+                ]
+            }
+        ],
+        code={"text": text},
+        subject=_subject(patient_id),
+    )
+
+
+def care_team(fhirpy: AsyncFHIRClient, patient_id: str) -> Any:
+    """The case's care team, with its case manager, not saved yet."""
+    return fhirpy.resource(
+        "CareTeam",
+        subject=_subject(patient_id),
+        participant=[{"member": {"display": "R. Osei"}, "role": [{"text": "Case manager"}]}],
+    )
+
+
+async def opened_case(fhirpy: AsyncFHIRClient, mrn: str) -> dict[str, str]:
+    """A patient, and a case opened by a Condition, with a proposed Goal, a draft referral and
+    a care team: nothing done in it yet. The ids by type."""
+    patient = fhirpy.resource(
+        "Patient", identifier=[{"system": MRN, "value": mrn}], name=[{"family": "Okoye"}]
+    )
+    await patient.save()
+    concern = health_concern(fhirpy, patient.id, "Lives alone")
+    await concern.save()
+    [plan] = await fhirpy.resources("CarePlan").search(patient=patient.id).fetch()
+    goal = fhirpy.resource(
+        "Goal",
+        lifecycleStatus="proposed",
+        description={"text": "Meals delivered"},
+        subject=_subject(patient.id),
+    )
+    await goal.save()
+    referral = fhirpy.resource(
+        "ServiceRequest",
+        status="draft",
+        intent="order",
+        code={"text": "Meals on wheels"},
+        subject=_subject(patient.id),
+        basedOn=[{"reference": f"CarePlan/{plan.id}"}],
+    )
+    await referral.save()
+    team = care_team(fhirpy, patient.id)
+    await team.save()
+    return {
+        "Patient": patient.id,
+        "Condition": concern.id,
+        "CarePlan": plan.id,
+        "Goal": goal.id,
+        "ServiceRequest": referral.id,
+        "CareTeam": team.id,
+    }
+
+
+async def test_a_generic_client_writes_each_type_singly_and_in_transactions(
+    clients: Clients,
+) -> None:
     """fhirpy and fhirclient know nothing about cases: create, read, update, search and delete
     the six types, one at a time and in transactions, and get back what they sent."""
-    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
-        token = await access_token(http, server)
-    fhirpy = AsyncFHIRClient(f"{server}/fhir", authorization=f"Bearer {token}")
+    server, token, fhirpy, fhir_server = clients
 
     patient = fhirpy.resource(
         "Patient",
@@ -200,21 +283,7 @@ async def test_a_generic_client_writes_each_type_singly_and_in_transactions(serv
     assert (await fhirpy.reference("CarePlan", plan.id).to_resource())["title"] == (
         "Home care after the fall"
     )
-    concern = fhirpy.resource(
-        "Condition",
-        category=[
-            {
-                "coding": [
-                    {
-                        "system": "http://hl7.org/fhir/us/core/CodeSystem/condition-category",
-                        "code": "health-concern",
-                    }
-                ]
-            }
-        ],
-        code={"text": "Unsafe stairs at home"},
-        subject=_subject(patient.id),
-    )
+    concern = health_concern(fhirpy, patient.id, "Unsafe stairs at home")
     await concern.save()
     goal = fhirpy.resource(
         "Goal",
@@ -226,11 +295,7 @@ async def test_a_generic_client_writes_each_type_singly_and_in_transactions(serv
     await goal.save()
     goal["description"] = {"text": "Climb the stairs with a rail"}
     await goal.save()
-    team = fhirpy.resource(
-        "CareTeam",
-        subject=_subject(patient.id),
-        participant=[{"member": {"display": "R. Osei"}, "role": [{"text": "Case manager"}]}],
-    )
+    team = care_team(fhirpy, patient.id)
     await team.save()
     assert team.id == f"careteam-{plan.id}"
     for kind, count in [("Goal", 1), ("Condition", 1), ("ServiceRequest", 1), ("CareTeam", 1)]:
@@ -240,8 +305,6 @@ async def test_a_generic_client_writes_each_type_singly_and_in_transactions(serv
         "text": "Climb the stairs with a rail"
     }
 
-    fhir_server = FHIRServer(None, base_uri=f"{server}/fhir/")
-    fhir_server.auth = BearerAuth(token)
     sent_goal = {
         "resourceType": "Goal",
         "lifecycleStatus": "proposed",
@@ -341,72 +404,13 @@ async def http_status(server: str, token: str, path: str) -> int:
     return response.status_code
 
 
-async def test_a_generic_client_deletes_each_type(server: str) -> None:
+async def test_a_generic_client_deletes_each_type(clients: Clients) -> None:
     """fhirpy and fhirclient delete each of the six types: what the case model lets go is gone
     (410, out of searches), what it keeps is refused with a reason; a transaction deletes a
     case and its patient together and reads last."""
-    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
-        token = await access_token(http, server)
-    fhirpy = AsyncFHIRClient(f"{server}/fhir", authorization=f"Bearer {token}")
-    fhir_server = FHIRServer(None, base_uri=f"{server}/fhir/")
-    fhir_server.auth = BearerAuth(token)
+    server, token, fhirpy, fhir_server = clients
 
-    async def opened(mrn: str) -> dict[str, str]:
-        """A patient, and a case opened by a Condition, with a proposed Goal, a draft referral
-        and a care team: nothing done in it yet."""
-        patient = fhirpy.resource(
-            "Patient", identifier=[{"system": MRN, "value": mrn}], name=[{"family": "Okoye"}]
-        )
-        await patient.save()
-        concern = fhirpy.resource(
-            "Condition",
-            category=[
-                {
-                    "coding": [
-                        {
-                            "system": "http://hl7.org/fhir/us/core/CodeSystem/condition-category",
-                            "code": "health-concern",
-                        }
-                    ]
-                }
-            ],
-            code={"text": "Lives alone"},
-            subject=_subject(patient.id),
-        )
-        await concern.save()
-        [plan] = await fhirpy.resources("CarePlan").search(patient=patient.id).fetch()
-        goal = fhirpy.resource(
-            "Goal",
-            lifecycleStatus="proposed",
-            description={"text": "Meals delivered"},
-            subject=_subject(patient.id),
-        )
-        await goal.save()
-        referral = fhirpy.resource(
-            "ServiceRequest",
-            status="draft",
-            intent="order",
-            code={"text": "Meals on wheels"},
-            subject=_subject(patient.id),
-            basedOn=[{"reference": f"CarePlan/{plan.id}"}],
-        )
-        await referral.save()
-        team = fhirpy.resource(
-            "CareTeam",
-            subject=_subject(patient.id),
-            participant=[{"member": {"display": "R. Osei"}, "role": [{"text": "Case manager"}]}],
-        )
-        await team.save()
-        return {
-            "Patient": patient.id,
-            "Condition": concern.id,
-            "CarePlan": plan.id,
-            "Goal": goal.id,
-            "ServiceRequest": referral.id,
-            "CareTeam": team.id,
-        }
-
-    ids = await opened("DEL-1")
+    ids = await opened_case(fhirpy, "DEL-1")
     # Goal and Condition by fhirpy, ServiceRequest by fhirclient: each withdrawn on its own.
     await fhirpy.delete("Goal", ids["Goal"])
     await fhirpy.delete("Condition", ids["Condition"])
@@ -440,7 +444,7 @@ async def test_a_generic_client_deletes_each_type(server: str) -> None:
     await fhirpy.delete("Patient", ids["Patient"])
 
     # A transaction: the case and its patient deleted together, a read of them last.
-    more = await opened("DEL-2")
+    more = await opened_case(fhirpy, "DEL-2")
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
