@@ -46,6 +46,9 @@ class AccessFacts:
     agent: str | None = None
     # Further resources touched, as references ("CarePlan/<id>" of a case's record read).
     entities: list[str] = field(default_factory=list)
+    # An `Idempotency-Key` replay of this interaction's stored answer: it discloses the answer
+    # again and changes nothing, so its record is a read (action R) that says so.
+    replay: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The facts as JSON, kept with a stored answer that may be served again."""
@@ -173,7 +176,7 @@ def audit_event(
         "subtype": [
             {"system": "http://hl7.org/fhir/restful-interaction", "code": facts.interaction}
         ],
-        "action": _ACTION.get(facts.interaction, "E"),
+        "action": "R" if facts.replay else _ACTION.get(facts.interaction, "E"),
         "recorded": recorded.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "outcome": _outcome(status),
         "agent": [agent],
@@ -190,6 +193,9 @@ def audit_event(
     }
     if status >= 400:
         event["outcomeDesc"] = f"HTTP {status}"
+    if facts.replay:
+        replayed = "the answer stored for its Idempotency-Key, replayed: nothing changed again"
+        event["outcomeDesc"] = f"{event['outcomeDesc']}; {replayed}" if status >= 400 else replayed
     if request_id is not None:
         entities.append(request_id_entity(request_id))
     if entities:

@@ -58,7 +58,9 @@ async def _served(
             AccessFacts(interaction_of(fhir), fhir.resource_type, agent=principal.subject)
         )
         for facts, status in disclosed.entries:
+            facts.replay = True
             note_entry_access(request, facts, status)
+        disclosed.facts.replay = True
         note_access(request, disclosed.facts)
         return idempotency.replay
     kept: list[FhirOutcome] = []

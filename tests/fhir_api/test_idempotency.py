@@ -220,6 +220,18 @@ async def test_a_replay_audits_what_it_discloses_as_the_first_answer_did(
         assert ("read", "CarePlan", case["id"], 200, (patient,)) in replay_events
         assert ("search-type", "Goal", None, 200, (patient,)) in replay_events
         assert replay_events == first_events, kind
+        # Each is recorded as what it is: a disclosure again (R), not a second create.
+        async with database.transaction(write=False) as session:
+            replayed = (
+                await session.execute(
+                    select(AuditRecord.action, AuditRecord.content)
+                    .where(AuditRecord.agent == "test-client")
+                    .order_by(AuditRecord.recorded_at.desc())
+                    .limit(len(replay_events))
+                )
+            ).all()
+        assert {action for action, _ in replayed} == {"R"}, kind
+        assert all(b"replayed: nothing changed again" in content for _, content in replayed)
 
 
 async def test_concurrent_requests_with_one_key_make_one_resource(
