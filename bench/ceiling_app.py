@@ -12,14 +12,20 @@ versions; the search-index rows (`service.fhir_store.search_params`); one AuditE
 Each table takes one Core statement, in one transaction. Between the two, it measures what
 those obligations cost on their own.
 
-Run by `bench/fhir_load.py` as `uvicorn bench.ceiling_app:app` with CASEBRIDGE_DATABASE_URL set.
+`GET /floor/fhir/{type}/{id}` is the ceiling's read plus the one write a read is obliged to:
+an AuditEvent row (with its patient) committed before the answer is sent (HIPAA §164.312(b),
+fail closed, as CaseBridge's audit writer does), through the same group commit: every record
+that arrived while the last transaction ran goes into the next one.
+
+Run by `bench/fhir_load.py` as `uvicorn bench.ceiling_app:app`, with CaseBridge's settings
+(CASEBRIDGE_DATABASE_URL and the rest) in its environment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
-import os
 import uuid
 from typing import Any
 
@@ -27,21 +33,67 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from mappings.fhir import resource_model
 from mappings.to_fhir.provenance import CaseChange, provenance_resource
 from mappings.vocabulary import CaseStatus, GoalLifecycle, Priority, Program
-from service.audit.models import AuditRecord
+from service.audit.models import AuditPatient, AuditRecord
 from service.cases.models import Case, CaseEvent
 from service.db.base import utcnow
+from service.db.session import create_engine
 from service.fhir_store.models import ResourceVersion, StoredResource
 from service.fhir_store.search_params import index_values
 from service.fhir_store.writer import SEARCH_INDEX
 from service.plans.models import Goal
+from service.settings import Settings
 
-engine = create_async_engine(os.environ["CASEBRIDGE_DATABASE_URL"])
+# CaseBridge's own engine: the same pool size and, on SQLite, the same connection settings
+# (WAL, synchronous=NORMAL), so that neither side is measured on a different database setup.
+engine = create_engine(Settings())
 app = FastAPI()
+
+
+class GroupCommit:
+    """Audit rows committed before their reads answer, many to a transaction."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[dict[str, Any], str | None, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, row: dict[str, Any], patient_id: str | None) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        committed = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, patient_id, committed))
+        self._wake.set()
+        await committed
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                patients = [
+                    {"event_id": row["id"], "patient_id": patient}
+                    for row, patient, _ in batch
+                    if patient is not None
+                ]
+                try:
+                    async with engine.begin() as connection:
+                        await connection.execute(insert(AuditRecord), [row for row, _, _ in batch])
+                        if patients:
+                            await connection.execute(insert(AuditPatient), patients)
+                except Exception as exc:
+                    for _, _, committed in batch:
+                        committed.set_exception(exc)
+                else:
+                    for _, _, committed in batch:
+                        committed.set_result(None)
+
+
+audit = GroupCommit()
 
 
 @app.get("/fhir/{resource_type}/{resource_id}")
@@ -53,6 +105,25 @@ async def read(resource_type: str, resource_id: str) -> Response:
             )
         )
     return Response(content, media_type="application/fhir+json")
+
+
+@app.get("/floor/fhir/{resource_type}/{resource_id}")
+async def read_with_audit(resource_type: str, resource_id: str) -> Response:
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(StoredResource.content, StoredResource.patient_id).where(
+                    StoredResource.resource_type == resource_type,
+                    StoredResource.id == resource_id,
+                )
+            )
+        ).one()
+    event = {"resourceType": "AuditEvent", "entity": [f"{resource_type}/{resource_id}"]}
+    record = {"id": str(uuid.uuid4()), "recorded_at": utcnow(), "agent": "client:bench"}
+    record |= {"action": "R", "interaction": "read", "resource_type": resource_type}
+    record |= {"resource_id": resource_id, "status": 200, "content": orjson.dumps(event)}
+    await audit.write(record, row.patient_id)
+    return Response(row.content, media_type="application/fhir+json")
 
 
 @app.get("/fhir/{resource_type}")

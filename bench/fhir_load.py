@@ -5,12 +5,14 @@ In one run it measures three servers, each one uvicorn process on 127.0.0.1:
 - CaseBridge (`service.main:app`), with a real SMART access token on every request;
 - the ceiling: `bench/ceiling_app.py`, the same stored bytes from the same database, bare; for
   creates, the same transaction's resources validated and inserted in one transaction; and the
-  "floor" of a create: that, plus the version rows, Provenance, search index and AuditEvent row
-  that FHIR and the brief oblige (same app, `/floor/fhir`);
+  "floors" (same app, `/floor/fhir`): a read plus its durable AuditEvent (group commit), and a
+  create plus the case rows, versions, Provenance, search index and AuditEvent row that FHIR
+  and the brief oblige;
 - a peer FHIR server, sekmet-fhir (`sekmet serve`), loaded with the same CarePlans.
 
 It prints requests/s (the median of `--runs` wrk runs per operation) and the ratios
-CaseBridge/ceiling and CaseBridge/peer, and for creates floor/ceiling and CaseBridge/floor.
+CaseBridge/ceiling and CaseBridge/peer, and for reads and creates floor/ceiling and
+CaseBridge/floor.
 Targets: reads ≥ 0.9x the ceiling and ≥ 3x the peer; a transaction create ≥ 0.5x the create
 ceiling on PostgreSQL (docs/fhir-api.md: what the floor says of that target).
 The machine is shared and noisy: compare ratios from one run, not figures across runs.
@@ -324,6 +326,7 @@ def main() -> None:
             "read": {
                 "casebridge": (f"{casebridge}/fhir/CarePlan/{plan_id}", bearer, None),
                 "ceiling": (f"{ceiling}/fhir/CarePlan/{plan_id}", {}, None),
+                "floor": (f"{ceiling}/floor/fhir/CarePlan/{plan_id}", {}, None),
                 "peer": (f"{peer}/fhir/CarePlan/{plan_id}", {}, None),
             },
             "search (50)": {
@@ -389,8 +392,8 @@ def main() -> None:
         print(
             "\ncreate: CaseBridge runs a 2-entry transaction (a new case, projected and"
             " audited); the ceiling validates and inserts the same 2 resources; the floor adds"
-            " their versions, a Provenance, the search index and an AuditEvent row; the peer a"
-            " single Goal POST."
+            " the case rows, their versions, a Provenance, the search index and an AuditEvent"
+            " row; the peer a single Goal POST. read: the floor adds a durable AuditEvent."
         )
 
 
