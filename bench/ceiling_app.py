@@ -87,10 +87,12 @@ class GroupCommit:
                             await connection.execute(insert(AuditPatient), patients)
                 except Exception as exc:
                     for _, _, committed in batch:
-                        committed.set_exception(exc)
+                        if not committed.done():  # a reader gone meanwhile: nothing to tell
+                            committed.set_exception(exc)
                 else:
                     for _, _, committed in batch:
-                        committed.set_result(None)
+                        if not committed.done():
+                            committed.set_result(None)
 
 
 audit = GroupCommit()

@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mappings.to_fhir.people import practitioner_id
 from service.auth.api_keys import generate_api_key, hash_api_key
 from service.auth.models import ApiKey, Practitioner, Role
 from service.auth.schemas import PractitionerSet
@@ -14,6 +15,8 @@ from service.checkins.models import CheckIn
 from service.db.base import utcnow
 from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound, RuleViolation
+from service.fhir_store.models import StoredResource
+from service.fhir_store.writer import delete_resources
 from service.plans.models import Intervention
 
 
@@ -61,12 +64,17 @@ async def set_practitioner(
 
 
 async def remove_practitioner(session: UnitOfWork, actor: str, admin: str) -> Practitioner:
-    """The actor is the service's Organization again in the cases that name it."""
+    """The actor is the service's Organization again in the cases that name it, and the
+    Practitioner they were is deleted (410 on `/fhir`, out of searches; its history stays):
+    it is stored apart from any case, so no case's re-projection takes it away."""
     row = await session.get(Practitioner, actor)
     if row is None:
         raise NotFound(f"{actor} has no practitioner identity")
     await session.delete(row)
     await session.flush()
+    stored = await session.get(StoredResource, ("Practitioner", practitioner_id(actor)))
+    if stored is not None:
+        await delete_resources(session, [stored])
     for case_id in await session.scalars(_cases_naming(actor)):
         session.changes.note_case(case_id, admin)
     return row

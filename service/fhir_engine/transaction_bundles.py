@@ -141,10 +141,17 @@ def _steps(bundle: Any, max_entries: int, base_url: str = "") -> list[Step]:
                 f"({', '.join(sorted(CASE_TYPES))})",
                 extra={"expression": [f"{where}.request.url"]},
             )
-        if method in ("DELETE", "PATCH"):
+        if method == "DELETE":
             if target.id is None and not target.query:
                 raise BadRequest(
-                    f"a {method} entry names one resource (Type/id) or its criteria (Type?params)",
+                    "a DELETE entry names one resource (Type/id) or its criteria (Type?params)",
+                    extra={"expression": [f"{where}.request.url"]},
+                )
+        elif method == "PATCH":
+            if target.id is None or target.query:
+                raise BadRequest(
+                    "a PATCH entry names one resource (Type/id); a conditional PATCH is not "
+                    "served here, as alone",
                     extra={"expression": [f"{where}.request.url"]},
                 )
         elif not isinstance(resource, dict):
@@ -283,10 +290,9 @@ async def _update(
 
 async def _patch(session: UnitOfWork, principal: FhirPrincipal, step: Step) -> dict[str, Any]:
     assert step.patch is not None
+    assert step.resource_id is not None
+    resource_id = step.resource_id
     try:
-        resource_id = step.resource_id or await updates.resolve_conditional(
-            session, step.resource_type, step.query
-        )
         body = await patches.patched_current(
             session, principal, step.resource_type, resource_id, step.patch, JSON_PATCH
         )

@@ -220,7 +220,14 @@ def parse_search(
             request.cursor = raw
             continue
         if name == "_id":
-            request.conditions.append(StoredResource.id.in_(raw.split(",")))
+            ids = raw.split(",")
+            if modifier not in ("", "not"):
+                raise BadRequest(
+                    f"_id:{modifier} is not supported (only _id and _id:not)",
+                    extra={"expression": [key]},
+                )
+            matched = StoredResource.id.in_(ids)
+            request.conditions.append(~matched if modifier == "not" else matched)
         elif name == "_lastUpdated":
             request.conditions.append(_last_updated(raw))
         elif name == "_count":

@@ -6,6 +6,7 @@ identifier and name, `_include`s them, and is refused, with the reason, when it 
 from __future__ import annotations
 
 import httpx
+import orjson
 
 from mappings.to_fhir.people import practitioner_id
 from tests.api.case_factory import ok
@@ -84,3 +85,37 @@ async def test_writing_the_people_is_refused_with_the_reason(
         "search-type",
     }
     assert {p["name"] for p in served["searchParam"]} >= {"identifier", "name"}
+
+
+async def test_a_removed_identity_is_no_longer_served(
+    client: httpx.AsyncClient, fhir: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    """The Practitioner is stored apart from any case: removing the identity deletes it (410,
+    out of searches), rather than leaving a current clinician nobody is any more."""
+    ok(await client.put(f"/api/admin/practitioners/{ACTOR}", json={"family_name": "Lee"}))
+    await planned_case(client)
+    url = f"/Practitioner/{practitioner_id(ACTOR)}"
+    assert ok(await fhir.get(url))["name"][0]["family"] == "Lee"
+    ok(await client.delete(f"/api/admin/practitioners/{ACTOR}"))
+    assert (await fhir.get(url)).status_code == 410
+    assert ok(await fhir.get("/Practitioner?name=lee"))["total"] == 0
+    assert ok(await fhir.get(f"{url}/_history/1"))["name"][0]["family"] == "Lee"
+    # Set again, it is served again, as its next version.
+    ok(await client.put(f"/api/admin/practitioners/{ACTOR}", json={"family_name": "Lee"}))
+    assert ok(await fhir.get(url))["meta"]["versionId"] == "3"
+
+
+async def test_a_patch_of_a_practitioner_gets_the_read_only_reason_first(
+    client: httpx.AsyncClient, fhir: httpx.AsyncClient, scopes: SetScopes
+) -> None:
+    ok(await client.put(f"/api/admin/practitioners/{ACTOR}", json={"family_name": "Lee"}))
+    await planned_case(client)
+    scopes("system/*.rs")  # not even allowed to update: the reason still comes first
+    patch = [{"op": "replace", "path": "/active", "value": False}]
+    answer = await fhir.patch(
+        f"/Practitioner/{practitioner_id(ACTOR)}",
+        content=orjson.dumps(patch),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert answer.status_code == 422
+    assert "/api/admin/practitioners" in answer.json()["issue"][0]["diagnostics"]

@@ -47,6 +47,9 @@ async def test_search_by_patient_status_and_identifier(
     assert sorted(ids(both)) == sorted([case["id"], other["id"]])
     assert both["total"] == 2
     assert ids(await search(fhir, "/CarePlan", _id=other["id"])) == [other["id"]]
+    # `_id:not` excludes (it was read as `_id`, the opposite); other modifiers are refused.
+    assert ids(await search(fhir, "/CarePlan", **{"_id:not": other["id"]})) == [case["id"]]
+    assert (await fhir.get("/CarePlan", params={"_id:exact": other["id"]})).status_code == 400
 
     care_plan = (await fhir.get(f"/CarePlan/{case['id']}")).json()
     identifier = care_plan["identifier"][0]

@@ -159,3 +159,14 @@ async def test_a_batch_patches_each_entry_on_its_own(engine: FhirEngine) -> None
     assert statuses[2].startswith("400")
     assert answer["entry"][0]["resource"]["description"]["text"] == "Walk to the shop"
     assert parsed(await call(engine, "GET", url), 200)["meta"]["versionId"] == "2"
+
+
+async def test_a_transaction_patch_entry_names_one_resource(engine: FhirEngine) -> None:
+    """As a lone PATCH (`PATCH Type/id`): a conditional PATCH entry is refused, not served
+    in transactions alone."""
+    patient_id = await new_patient(engine, "MRN-P5")
+    parsed(await call(engine, "POST", "Goal", goal(patient_id)), 201)
+    rename = [{"op": "replace", "path": "/description/text", "value": "Walk"}]
+    entry = _patch_entry("Goal?identifier=urn:x|1", rename)
+    outcome = refused(await call(engine, "POST", "", _bundle("transaction", entry)), 400)
+    assert outcome["issue"][0]["expression"] == ["Bundle.entry[0].request.url"]
