@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, tuple_
+from sqlalchemy import Table, bindparam, delete, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings import fhir_json
@@ -22,6 +22,12 @@ JsonDict = dict[str, Any]
 # Resources of no one case: a patient, and who acts (mappings.to_fhir.people).
 SHARED_TYPES = frozenset({"Patient"}) | PEOPLE_TYPES
 SEARCH_INDEX = cast(Table, SearchEntry.__table__)
+# Statements of every create, built once: composing them per call cost more than running them.
+_CURRENT = select(StoredResource).where(
+    StoredResource.resource_type.in_(bindparam("types", expanding=True)),
+    StoredResource.id.in_(bindparam("ids", expanding=True)),
+)
+_INSERT_INDEX = insert(SEARCH_INDEX)
 
 
 @dataclass(frozen=True)
@@ -134,10 +140,8 @@ async def store_resources(
         else {
             (row.resource_type, row.id): row
             for row in await session.scalars(
-                select(StoredResource).where(
-                    StoredResource.resource_type.in_({t for t, _ in keys}),
-                    StoredResource.id.in_({i for _, i in keys}),
-                )
+                _CURRENT,
+                {"types": sorted({t for t, _ in keys}), "ids": sorted({i for _, i in keys})},
             )
         }
     )
@@ -215,7 +219,7 @@ async def _reindex(
     ]
     if rows:
         # Core, not ORM, bulk insert: one executemany, whichever columns a row leaves null.
-        await session.execute(insert(SEARCH_INDEX), rows)
+        await session.execute(_INSERT_INDEX, rows)
 
 
 async def delete_resources(session: AsyncSession, rows: Iterable[StoredResource]) -> None:

@@ -7,7 +7,7 @@ same transaction as the change. A save that changed nothing projected writes not
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,12 @@ from service.push.models import PushOutboxEntry, PushSync, SyncStatus
 # open conflicts hold back their own resources: the rest of the case keeps flowing. A pair in
 # flight, failed (retried on its schedule) or dead-lettered keeps its state.
 WOKEN_BY_A_CHANGE = (SyncStatus.synced, SyncStatus.unsupported, SyncStatus.conflict)
+# Built once: every write runs it, and composing it per call cost more than running it.
+_PAIRS = (
+    select(Case.id, PatientLink.connection_id)
+    .join(PatientLink, PatientLink.patient_id == Case.patient_id)
+    .where(Case.id.in_(bindparam("case_ids", expanding=True)))
+)
 
 
 async def enqueue_pushes(
@@ -37,13 +43,7 @@ async def enqueue_pushes(
     if not reprojected:
         return
     # The pairs first: most cases' patients are linked nowhere, and then that one query is all.
-    pairs = (
-        await session.execute(
-            select(Case.id, PatientLink.connection_id)
-            .join(PatientLink, PatientLink.patient_id == Case.patient_id)
-            .where(Case.id.in_(reprojected))
-        )
-    ).all()
+    pairs = (await session.execute(_PAIRS, {"case_ids": list(reprojected)})).all()
     if not pairs:
         return
     drafts = await empty_drafts(session, sorted({case_id for case_id, _ in pairs}))
