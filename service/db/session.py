@@ -128,6 +128,9 @@ class Database:
         # Write transactions begin IMMEDIATE on SQLite, which orders them across processes
         # too (the lock above only orders those of one process).
         self._writer = self.engine.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
+        # One statement needs no transaction around it: without one, a read costs one round
+        # trip, not three (BEGIN, the SELECT, and the ROLLBACK when the pool takes it back).
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def unit_of_work(self, *, write: bool = True) -> AsyncIterator[UnitOfWork]:
@@ -155,6 +158,15 @@ class Database:
         own cost per transaction shows. Commits on success, rolls back on any exception."""
         lock = self._write_lock if write and self._write_lock is not None else nullcontext()
         async with lock, (self._writer if write else self.engine).begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def single_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one read-only statement, outside any transaction (autocommit):
+        the statement sees one snapshot of its own, as it would inside a READ COMMITTED
+        transaction, without the round trips that open and close one. Never for writes, nor
+        for several statements that must agree with each other."""
+        async with self._autocommit.connect() as connection:
             yield connection
 
     async def dispose(self) -> None:

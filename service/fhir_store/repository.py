@@ -42,9 +42,9 @@ ServedRow = Row[bytes, int, dt.datetime, str | None, bool]
 
 
 async def served(database: Database, resource_type: str, resource_id: str) -> ServedRow:
-    """What a read serves, in one query on a plain connection (the hot path: no ORM session);
-    404 if it never existed, 410 if it was deleted."""
-    async with database.engine.connect() as connection:
+    """What a read serves, in one query outside any transaction (the hot path: no ORM
+    session, no BEGIN); 404 if it never existed, 410 if it was deleted."""
+    async with database.single_statement() as connection:
         return await served_on(connection, resource_type, resource_id)
 
 
