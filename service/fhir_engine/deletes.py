@@ -42,12 +42,11 @@ from service.db.unit_of_work import UnitOfWork
 from service.errors import (
     BadRequest,
     Conflict,
-    MethodNotAllowed,
     NotFound,
     PreconditionFailed,
 )
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_engine.read_only import read_only_reason
+from service.fhir_engine.read_only import refuse_delete
 from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
 from service.fhir_store.repository import latest
@@ -68,8 +67,7 @@ DELETABLE = frozenset({"Goal", "ServiceRequest", "Condition", "CarePlan", "Patie
 
 def _check_deletable(resource_type: str) -> None:
     if resource_type not in DELETABLE:
-        why = read_only_reason(resource_type) or "it follows its case"
-        raise MethodNotAllowed(f"a {resource_type} is not deleted here: {why}")
+        refuse_delete(resource_type, otherwise="it follows its case")
 
 
 async def resolve_conditional(

@@ -26,7 +26,7 @@ from mappings import fhir_json
 from service.cases.service import load_case
 from service.errors import BadRequest, Gone, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_engine.read_only import read_only_reason
+from service.fhir_engine.read_only import refuse_update
 from service.fhir_engine.responses import json_body
 from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
@@ -85,10 +85,7 @@ async def patched_current(
 ) -> bytes:
     """The body of the update a PATCH makes: the patch applied to the current version, read
     under the lock every write of the resource meets (`lock_patched`)."""
-    if why := read_only_reason(resource_type):  # the reason, before any other refusal
-        raise UnprocessableEntity(
-            f"a {resource_type} is not updated here: {why}", extra={"expression": [resource_type]}
-        )
+    refuse_update(resource_type)  # the reason, before any other refusal
     stored = await repository.current(session, resource_type, resource_id)
     principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
     await lock_patched(session, stored)
