@@ -6,6 +6,7 @@ OperationOutcome. No route builds an error body by hand.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 
@@ -13,6 +14,7 @@ class CaseBridgeError(Exception):
     status: ClassVar[int] = 500
     kind: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal error"
+    headers: ClassVar[Mapping[str, str]] = {}  # response headers its answer carries, both APIs
 
     def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
@@ -102,3 +104,15 @@ class ServiceUnavailable(CaseBridgeError):
     status = 503
     kind = "service-unavailable"
     title = "Service unavailable"
+
+
+class TransientFailure(ServiceUnavailable):
+    """The database ended the request's transaction for a reason of the moment, not of the
+    request (`service.db.transient`): it rolled back, nothing of it was kept, and the same
+    request sent again may well succeed. RFC 9110 section 15.6.4: a 503 may carry
+    `Retry-After` (section 10.2.3); on `/fhir` its issue code is `transient` (R4 issue-type:
+    the sender "may be able to resubmit the same content")."""
+
+    kind = "transient"
+    title = "Temporarily unable to complete the request"
+    headers: ClassVar[Mapping[str, str]] = {"Retry-After": "1"}

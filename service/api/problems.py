@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -9,10 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.db.transient import transient_failure
 from service.errors import CaseBridgeError, Conflict, PreconditionFailed, UnprocessableEntity
 from service.fhir_api.outcomes import is_fhir_path, outcome_response
 
@@ -34,12 +36,21 @@ class Problem(BaseModel):
 
 
 def problem_response(
-    status: int, kind: str, title: str, detail: str | None, instance: str, **extra: Any
+    status: int,
+    kind: str,
+    title: str,
+    detail: str | None,
+    instance: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> Response:
     """problem+json, or an OperationOutcome when the request was made to `/fhir`."""
-    # RFC 6750 §3: a token that was sent but is not valid says so (`error="invalid_token"`).
-    challenge = 'Bearer error="invalid_token"' if kind == "invalid-token" else "Bearer"
-    headers = {"WWW-Authenticate": challenge} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        # RFC 6750 §3: a token that was sent but is not valid says so (`error="invalid_token"`).
+        challenge = 'Bearer error="invalid_token"' if kind == "invalid-token" else "Bearer"
+        headers["WWW-Authenticate"] = challenge
     if is_fhir_path(instance):
         return outcome_response(
             status,
@@ -81,7 +92,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def casebridge_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CaseBridgeError)
         return problem_response(
-            exc.status, exc.kind, exc.title, exc.detail, request.url.path, **exc.extra
+            exc.status,
+            exc.kind,
+            exc.title,
+            exc.detail,
+            request.url.path,
+            headers=exc.headers,
+            **exc.extra,
         )
 
     async def validation_error(request: Request, exc: Exception) -> Response:
@@ -115,6 +132,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             request, Conflict("the change collides with stored data (a unique key or a link)")
         )
 
+    async def database_error(request: Request, exc: Exception) -> Response:
+        # A deadlock or the like is the moment's, not the request's: 503 with Retry-After
+        # (`service.db.transient`). Any other database error is unexpected: re-raised, it
+        # reaches `unexpected_error` (a 500, and the traceback in the server's log).
+        assert isinstance(exc, DBAPIError)
+        if (transient := transient_failure(exc)) is None:
+            raise exc
+        return await casebridge_error(request, transient)
+
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         # Starlette re-raises after this response, so the server logs the traceback; the
         # client learns only that nothing was committed.
@@ -125,6 +151,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CaseBridgeError, casebridge_error)
     app.add_exception_handler(StaleDataError, stale_row)
     app.add_exception_handler(IntegrityError, integrity_error)
+    app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)
@@ -141,7 +168,8 @@ _PROBLEM_DESCRIPTIONS: dict[int, str] = {
     422: "Invalid body or parameters (see `errors`)",
     428: "If-Match is required",
     500: "Internal error; nothing was changed",
-    503: "A dependency (database, identity provider) is unavailable",
+    503: "A dependency (database, identity provider) is unavailable, or the database ended the "
+    "transaction for a reason of the moment (a deadlock): retry after `Retry-After`",
 }
 
 

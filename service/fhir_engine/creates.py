@@ -33,7 +33,7 @@ from service.fhir_engine.intake import JOINABLE, case_for
 from service.fhir_engine.need_and_team_writes import add_condition, set_care_team
 from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_engine.patient_writes import create_patient_resource
-from service.fhir_engine.read_only import read_only_reason
+from service.fhir_engine.read_only import refuse_create
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected, create_case
 from service.fhir_store.locks import lock_conditional_create
@@ -64,10 +64,9 @@ async def create_resource(
     if_none_exist: str | None,
 ) -> Created:
     if resource_type not in CREATABLE:
+        refuse_create(resource_type)
         raise UnprocessableEntity(
-            f"a {resource_type} is not created here: {why}"
-            if (why := read_only_reason(resource_type))
-            else f"a {resource_type} is not created on its own here; send it with its case as "
+            f"a {resource_type} is not created on its own here; send it with its case as "
             "a transaction Bundle",
             extra={"expression": [resource_type]},
         )

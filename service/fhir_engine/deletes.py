@@ -42,19 +42,18 @@ from service.db.unit_of_work import UnitOfWork
 from service.errors import (
     BadRequest,
     Conflict,
-    MethodNotAllowed,
     NotFound,
     PreconditionFailed,
 )
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_engine.read_only import read_only_reason
+from service.fhir_engine.read_only import refuse_delete
+from service.fhir_engine.write_locks import lock_for_write, still_current
 from service.fhir_store import repository
 from service.fhir_store.models import StoredResource
 from service.fhir_store.repository import latest
 from service.fhir_store.search import parse_search
 from service.fhir_store.writer import delete_resources
 from service.patients.removal import remove_patient
-from service.patients.repository import lock_patient
 from service.plans.models import (
     Goal,
     Intervention,
@@ -68,8 +67,7 @@ DELETABLE = frozenset({"Goal", "ServiceRequest", "Condition", "CarePlan", "Patie
 
 def _check_deletable(resource_type: str) -> None:
     if resource_type not in DELETABLE:
-        why = read_only_reason(resource_type) or "it follows its case"
-        raise MethodNotAllowed(f"a {resource_type} is not deleted here: {why}")
+        refuse_delete(resource_type, otherwise="it follows its case")
 
 
 async def resolve_conditional(
@@ -115,23 +113,22 @@ async def delete_resource(
     if resource_type == "Patient":
         # The patient's row lock first: a row naming the patient (its key checked against
         # that row) then waits for this delete, or is counted by it.
-        await lock_patient(session, resource_id)
-        if await _deleted_meanwhile(session, stored):
-            return stored
+        if not await lock_for_write(session, stored):
+            return stored  # a concurrent delete committed first: as a repeated delete
         await remove_patient(session, resource_id)
         await delete_resources(session, [stored])
         return stored
     assert stored.case_id is not None  # every other deletable type belongs to a case
     if resource_type == "CarePlan":
         case = await load_case(session, stored.case_id, for_update=True)
-        if await _deleted_meanwhile(session, stored):
+        if not await still_current(session, stored):
             return stored
         await withdraw_case(session, actor, case)
         await session.project()
         await session.refresh(stored)
         return stored
-    case = await load_open_case(session, stored.case_id)
-    if await _deleted_meanwhile(session, stored):
+    case = await load_open_case(session, stored.case_id)  # locked, as `lock_for_write` does
+    if not await still_current(session, stored):
         return stored
     if resource_type == "CareTeam":
         await dismiss_team(session, actor, case)
@@ -168,14 +165,6 @@ async def delete_resource(
     await session.project()
     await session.refresh(stored)
     return stored
-
-
-async def _deleted_meanwhile(session: AsyncSession, stored: StoredResource) -> bool:
-    """Whether a concurrent delete of the same resource committed while this one waited for
-    the case's (or the patient's) lock: then there is nothing left to do, as for any
-    repeated delete."""
-    await session.refresh(stored)
-    return stored.deleted
 
 
 async def _check_goal_withdrawable(session: AsyncSession, goal: Goal) -> None:

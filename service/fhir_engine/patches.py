@@ -5,7 +5,7 @@ domain rule, `If-Match` and the fidelity warnings apply to it as to an update. F
 edge, and a Parameters in a Bundle's PATCH entry is a 400 that says so.
 
 A patch is a change to the version it reads, so that read comes after the lock a write of the
-resource takes (`lock_patched`): a change committed in between would otherwise be reverted by
+resource takes (`write_locks`): a change committed in between would otherwise be reverted by
 the patched whole, where a PUT without If-Match replaces the whole by design.
 
 In a batch or transaction, a PATCH entry carries its patch as a Binary resource (R4
@@ -23,29 +23,14 @@ import jsonpointer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mappings import fhir_json
-from service.cases.service import load_case
 from service.errors import BadRequest, Gone, UnprocessableEntity
 from service.fhir_auth.principal import FhirPrincipal, Interaction
-from service.fhir_engine.read_only import read_only_reason
+from service.fhir_engine.read_only import refuse_update
 from service.fhir_engine.responses import json_body
+from service.fhir_engine.write_locks import lock_for_write
 from service.fhir_store import repository
-from service.fhir_store.models import StoredResource
-from service.patients.repository import lock_patient
 
 JSON_PATCH = "application/json-patch+json"
-
-
-async def lock_patched(session: AsyncSession, stored: StoredResource) -> None:
-    """Hold, until the transaction ends, the lock every write of `stored` meets: its case's
-    row for a case's resource, the patient's row for a Patient (their updates write it). Then
-    read `stored` again, as whatever committed while this waited left it (410 if deleted)."""
-    if stored.case_id is not None:
-        await load_case(session, stored.case_id, for_update=True)
-    elif stored.resource_type == "Patient":
-        await lock_patient(session, stored.id)
-    await session.refresh(stored)
-    if stored.deleted:
-        raise Gone(f"{stored.resource_type}/{stored.id} was deleted")
 
 
 def binary_patch(resource: Any, where: str) -> bytes:
@@ -84,14 +69,12 @@ async def patched_current(
     content_type: str | None,
 ) -> bytes:
     """The body of the update a PATCH makes: the patch applied to the current version, read
-    under the lock every write of the resource meets (`lock_patched`)."""
-    if why := read_only_reason(resource_type):  # the reason, before any other refusal
-        raise UnprocessableEntity(
-            f"a {resource_type} is not updated here: {why}", extra={"expression": [resource_type]}
-        )
+    under the lock every write of the resource meets (410 if a delete came first)."""
+    refuse_update(resource_type)  # the reason, before any other refusal
     stored = await repository.current(session, resource_type, resource_id)
     principal.require(resource_type, Interaction.update, patient_id=stored.patient_id)
-    await lock_patched(session, stored)
+    if not await lock_for_write(session, stored):
+        raise Gone(f"{resource_type}/{resource_id} was deleted")
     return patched(stored.content, body, content_type)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -27,6 +27,7 @@ from mappings import fhir_json
 from mappings.unkept_elements import unkept_elements
 from service.audit.events import AccessFacts
 from service.db.session import Database
+from service.db.transient import transient_failure
 from service.errors import (
     BadRequest,
     CaseBridgeError,
@@ -114,7 +115,7 @@ def json_outcome(
 
 def error_outcome(error: CaseBridgeError) -> FhirOutcome:
     """The one place an error becomes an OperationOutcome response."""
-    return json_outcome(error.status, outcome_of(error))
+    return json_outcome(error.status, outcome_of(error), dict(error.headers))
 
 
 # Work a caller adds to a write's own transaction once its outcome is known (with its audit
@@ -176,6 +177,12 @@ class FhirEngine:
             result = error_outcome(
                 Conflict("the change collides with stored data (a unique key or a link)")
             )
+        except DBAPIError as error:
+            # A deadlock or the like: a 503 to retry (`service.db.transient`), a batch's entry
+            # too; any other database error is a bug, and goes on to the 500 it was.
+            if (transient := transient_failure(error)) is None:
+                raise
+            result = error_outcome(transient)
         result.facts = facts
         return result
 

@@ -38,7 +38,7 @@ from service.fhir_engine.conditionals import identifier_criterion, ids_with_iden
 from service.fhir_engine.need_and_team_writes import change_condition, set_care_team
 from service.fhir_engine.own_identifiers import refuse_foreign_own_identifiers
 from service.fhir_engine.patient_writes import update_patient_resource
-from service.fhir_engine.read_only import read_only_reason
+from service.fhir_engine.read_only import refuse_update
 from service.fhir_engine.responses import json_body
 from service.fhir_engine.transactions import FhirRejected
 from service.fhir_store.models import StoredResource
@@ -79,10 +79,9 @@ async def update_resource(
 ) -> StoredResource:
     """`PUT Type/id` from a `/fhir` client: its scopes, its If-Match, its body."""
     if resource_type not in UPDATABLE:
+        refuse_update(resource_type)
         raise UnprocessableEntity(
-            f"a {resource_type} is not updated here: {why}"
-            if (why := read_only_reason(resource_type))
-            else f"{resource_type} is not updated on its own here; send the case as a transaction",
+            f"{resource_type} is not updated on its own here; send the case as a transaction",
             extra={"expression": [resource_type]},
         )
     stored = await latest(session, resource_type, resource_id)

@@ -23,14 +23,11 @@ async def get_patient(session: AsyncSession, patient_id: str) -> Patient | None:
     return found.unique().one_or_none()
 
 
-async def lock_patient(session: AsyncSession, patient_id: str) -> bool:
+async def lock_patient(session: AsyncSession, patient_id: str) -> None:
     """Wait for, then hold until the transaction ends, the patient's row lock (`FOR UPDATE`),
-    which every update of the patient's row meets; False if there is no such patient. On SQLite
-    the write transaction already excludes other writers (`service.db.session`)."""
-    locked = await session.scalar(
-        select(Patient.id).where(Patient.id == patient_id).with_for_update()
-    )
-    return locked is not None
+    which every update of the patient's row meets (none to hold if there is no such patient).
+    On SQLite the write transaction already excludes other writers (`service.db.session`)."""
+    await session.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
 
 
 async def find_by_identifier(session: AsyncSession, system: str, value: str) -> Patient | None:
